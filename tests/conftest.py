@@ -1,0 +1,32 @@
+"""Shared fixtures: one parametrised database (SQLite, PostgreSQL) and one parametrised store (memory, Redis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import Settings, load_settings
+from tests.services import POSTGRES_URL, REDIS_URL, need
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL: an empty SQLite file under tmp_path, or the real PostgreSQL service."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'onewindow.sqlite3'}"
+    return need(POSTGRES_URL, "PostgreSQL")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """An empty string (in-memory stores) or the real Redis service's URL."""
+    if request.param == "memory":
+        return ""
+    return need(REDIS_URL, "Redis")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded defaults in a fresh data dir."""
+    return load_settings(environ={}, data_dir=tmp_path / "var")
