@@ -27,6 +27,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     port: int = 8000
     #: SQLAlchemy URL; empty means the embedded SQLite file ``<data_dir>/onewindow.sqlite3``.
     database_url: str = ""
+    #: PostgreSQL only: the schema the gateway's tables live in (``search_path``); empty means the server's default.
+    database_schema: str = ""
+    #: Sign an audit checkpoint after this many new audit records …
+    audit_checkpoint_every: int = 1000
+    #: … or this many seconds after the last one, whichever comes first (only when records were added).
+    audit_checkpoint_seconds: float = 300.0
     #: ``redis://…``; empty means in-memory stores (one process only).
     redis_url: str = ""
     #: Seconds a clerk's intake waits for live certificate pulls before answering with what it has.
@@ -81,6 +87,12 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
 def load_settings(
     config_file: Path | None = None,
     environ: dict[str, str] | None = None,
@@ -99,7 +111,7 @@ def load_settings(
     values.update(_from_env(env))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"settings: {exc}") from exc
     return msgspec.structs.replace(
