@@ -88,7 +88,7 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
 
 
 def _decode_path(kind: type, value: Any) -> Any:
-    if kind is Path and isinstance(value, str):
+    if kind is Path and isinstance(value, str | Path):
         return Path(value)
     raise NotImplementedError
 

@@ -1,0 +1,328 @@
+"""The catalog's data model: service items and their materials, and the registries they refer to
+(departments, certificate types, organisation units).
+
+Every Struct is frozen and refuses unknown fields, so a typo in a data file is an error, not a silently
+ignored key. `Item` is what the data files hold (政务服务事项实施清单); `PublicItem` is the shape the API and
+`onewindow catalog export` give out (CONTRACT.md's item fields plus a few more).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import msgspec
+
+Level = Literal["street", "community"]
+Status = Literal["concept", "published"]
+Source = Literal["certificate", "applicant"]
+Form = Literal["paper", "electronic"]
+UnitLevel = Literal["district", "street", "community", "grid"]
+
+LEVELS: tuple[Level, ...] = ("street", "community")
+
+#: 事项类型 codes from the national implementation-list standard (FACTS.md §3). Items store the code.
+ITEM_TYPES: dict[str, str] = {
+    "01": "行政许可",
+    "05": "行政给付",
+    "07": "行政确认",
+    "10": "其他行政权力",
+    "20": "公共服务",
+}
+
+#: 持证主体代码类型: 111 citizen ID number, 001 unified social credit code.
+HOLDER_CODE_TYPES: dict[str, str] = {"111": "公民身份号码", "001": "统一社会信用代码"}
+
+
+class _Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base for data-file models: immutable, keyword-only, strict about keys."""
+
+
+class Material(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One 申请材料 of an item. ``source == "certificate"`` means a department e-certificate can supply it."""
+
+    key: str
+    name: str
+    #: 必要性: False for conditional materials; ``condition`` then says when they are needed.
+    required: bool
+    #: 材料形式 the window accepts.
+    form: Form
+    source: Source
+    certificate_type: str | None = None
+    condition: str = ""
+    #: 纸质份数 when handed in on paper.
+    copies: int = 1
+
+
+class Item(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One service item (事项) as the data files declare it."""
+
+    code: str
+    name: str
+    level: Level
+    #: A key of `ITEM_TYPES` ("05" = 行政给付).
+    item_type: str
+    #: A department code from the registry.
+    department: str
+    legal_basis: str
+    #: 法定办结时限, working days.
+    legal_days: int
+    #: 承诺办结时限, working days, never more than ``legal_days``.
+    promised_days: int
+    #: 到办事现场次数: 0, 1 or 2.
+    visits: int
+    online: bool
+    #: Fee in yuan; 0 when free.
+    fee: int
+    conditions: str
+    steps: tuple[str, ...]
+    materials: tuple[Material, ...]
+    version: int
+    status: Status
+    valid_from: dt.date
+    valid_until: dt.date | None = None
+    #: Street item this community item accepts or handles on behalf of (受理/代办).
+    on_behalf_of: str | None = None
+    fee_basis: str = ""
+    #: 服务对象.
+    service_object: str = "自然人"
+    #: 审批结果名称.
+    result: str = ""
+    #: Extra search words (common short names such as 低保).
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def item_type_name(self) -> str:
+        return ITEM_TYPES.get(self.item_type, "")
+
+    @property
+    def certificate_types(self) -> tuple[str, ...]:
+        """Certificate types this item's materials can come from, in material order, without repeats."""
+        seen: dict[str, None] = {}
+        for m in self.materials:
+            if m.certificate_type:
+                seen.setdefault(m.certificate_type, None)
+        return tuple(seen)
+
+    def is_offered(self, today: dt.date) -> bool:
+        """Published and valid on ``today`` (valid_until inclusive): what windows may offer."""
+        return (
+            self.status == "published"
+            and self.valid_from <= today
+            and (self.valid_until is None or today <= self.valid_until)
+        )
+
+    def material(self, key: str) -> Material | None:
+        for m in self.materials:
+            if m.key == key:
+                return m
+        return None
+
+    def to_public(self, department_name: str = "") -> PublicItem:
+        return PublicItem(
+            code=self.code,
+            name=self.name,
+            level=self.level,
+            item_type=self.item_type,
+            item_type_name=self.item_type_name,
+            department=self.department,
+            department_name=department_name,
+            legal_basis=self.legal_basis,
+            legal_days=self.legal_days,
+            promised_days=self.promised_days,
+            visits=self.visits,
+            online=self.online,
+            fee=self.fee,
+            materials=[
+                PublicMaterial(
+                    key=m.key,
+                    name=m.name,
+                    required=m.required,
+                    source=m.source,
+                    certificate_type=m.certificate_type,
+                    form=m.form,
+                    condition=m.condition,
+                )
+                for m in self.materials
+            ],
+            status=self.status,
+            version=self.version,
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            on_behalf_of=self.on_behalf_of,
+            conditions=self.conditions,
+            steps=list(self.steps),
+            service_object=self.service_object,
+            result=self.result,
+            fee_basis=self.fee_basis,
+        )
+
+
+class PublicMaterial(msgspec.Struct, kw_only=True):
+    key: str
+    name: str
+    required: bool
+    source: Source
+    certificate_type: str | None
+    form: Form
+    condition: str = ""
+
+
+class PublicItem(msgspec.Struct, kw_only=True):
+    """An item as the API and the export show it: CONTRACT.md's fields first, then extras."""
+
+    code: str
+    name: str
+    level: Level
+    item_type: str
+    department: str
+    legal_basis: str
+    legal_days: int
+    promised_days: int
+    visits: int
+    online: bool
+    fee: int
+    materials: list[PublicMaterial]
+    status: Status
+    item_type_name: str = ""
+    department_name: str = ""
+    version: int = 1
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    on_behalf_of: str | None = None
+    conditions: str = ""
+    steps: list[str] = []
+    service_object: str = ""
+    result: str = ""
+    fee_basis: str = ""
+
+
+class Department(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A district department (实施主体) that items belong to and that may issue certificates."""
+
+    code: str
+    name: str
+    uscc: str
+
+
+class CertificateType(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An e-certificate type (证照类型) as GB/T 36902 describes it."""
+
+    key: str
+    name: str
+    #: 证照定义机构 and its USCC; ``type_code`` is that USCC plus a 3-digit sequence.
+    definer: str
+    definer_uscc: str
+    type_code: str
+    #: Department code (registry) whose system issues it in the district.
+    issuing_department: str
+    holder_code_type: str
+
+
+class Unit(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An organisation unit: the district, a street/town, a community/village, or a grid (网格)."""
+
+    code: str
+    name: str
+    level: UnitLevel
+    #: 街道 / 镇 / 乡 / 社区 / 村 / 网格.
+    kind: str
+    parent: str | None = None
+    uscc: str | None = None
+
+
+class Catalog:
+    """The loaded catalog and registries, indexed once. Built by `catalog.loader.load_catalog`.
+
+    A plain class rather than a Struct: it is a read-only view with lookup tables and a search index, never
+    serialised as a whole.
+    """
+
+    __slots__ = (
+        "_certificate_types",
+        "_children",
+        "_departments",
+        "_items",
+        "_search",
+        "_units",
+        "certificate_types",
+        "departments",
+        "etag",
+        "items",
+        "units",
+    )
+
+    def __init__(
+        self,
+        *,
+        items: tuple[Item, ...],
+        departments: tuple[Department, ...],
+        certificate_types: tuple[CertificateType, ...],
+        units: tuple[Unit, ...],
+        etag: str,
+    ) -> None:
+        from catalog.search import SearchIndex  # search only needs Item's attributes; import here avoids a cycle
+
+        self.items = items
+        self.departments = departments
+        self.certificate_types = certificate_types
+        self.units = units
+        #: Stable hash of the loaded content; changes whenever any item or registry entry changes.
+        self.etag = etag
+        self._items = {i.code: i for i in items}
+        self._departments = {d.code: d for d in departments}
+        self._certificate_types = {c.key: c for c in certificate_types}
+        self._units = {u.code: u for u in units}
+        children: dict[str, list[Unit]] = {}
+        for u in units:
+            if u.parent is not None:
+                children.setdefault(u.parent, []).append(u)
+        self._children = {k: tuple(v) for k, v in children.items()}
+        self._search = SearchIndex(items)
+
+    def __repr__(self) -> str:
+        return f"<Catalog {len(self.items)} items, etag {self.etag}>"
+
+    def item(self, code: str) -> Item | None:
+        return self._items.get(code)
+
+    def offered(self, today: dt.date) -> list[Item]:
+        """Items a window may offer on ``today``: published and valid."""
+        return [i for i in self.items if i.is_offered(today)]
+
+    def search(self, query: str, *, limit: int | None = None) -> list[Item]:
+        """Items matching ``query`` by Chinese substring or pinyin (full or initials), best first."""
+        return self._search.search(query, limit=limit)
+
+    def department(self, code: str) -> Department | None:
+        return self._departments.get(code)
+
+    def department_name(self, code: str) -> str:
+        d = self._departments.get(code)
+        return d.name if d else ""
+
+    def certificate_type(self, key: str) -> CertificateType | None:
+        return self._certificate_types.get(key)
+
+    def unit(self, code: str) -> Unit | None:
+        """A unit by code; a 6-digit division code (``430302``) is read as its 12-digit form."""
+        if len(code) == 6 and code.isdigit():
+            code += "000000"
+        return self._units.get(code)
+
+    def children(self, code: str) -> tuple[Unit, ...]:
+        return self._children.get(code, ())
+
+    def units_at(self, level: UnitLevel) -> list[Unit]:
+        return [u for u in self.units if u.level == level]
+
+    def public(self, item: Item) -> PublicItem:
+        """The item as the API shows it, with its department's name."""
+        return item.to_public(self.department_name(item.department))
+
+    def counts(self) -> dict[str, int]:
+        """Number of items per level."""
+        out: dict[str, int] = dict.fromkeys(LEVELS, 0)
+        for i in self.items:
+            out[i.level] = out.get(i.level, 0) + 1
+        return out
