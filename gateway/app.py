@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
+from catalog.loader import cached_catalog
+from gateway.audit.lifespan import audit_lifespan
+from gateway.catalog.controllers import CatalogController, provide_catalog
+from gateway.certificates.runtime import certificates_lifespan
 from gateway.health.controllers import live, ready
+from gateway.identity.auth import (
+    BEARER_SECURITY,
+    auth_middleware,
+    document_public_operations,
+    provide_principal,
+    security_components,
+)
+from gateway.identity.controllers import whoami
+from gateway.identity.lifespan import identity_lifespan
+from gateway.intake.controllers import IntakeController, upload_controller
+from gateway.intake.purge import draft_purge_lifespan
+from gateway.lifecycle.controllers import ApplicationController, SupervisionController
+from gateway.privacy import FieldCipher, KeyRing, install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
+from gateway.storage.lifespan import database_lifespan
+from gateway.stores import FailureLimiter, build_stores, idempotency_middleware
+from gateway.stores.openapi import document_idempotency
+from gateway.tracking.controllers import RectificationController, TrackingController
 
 API_PREFIX = "/api/v1"
 
@@ -16,18 +38,66 @@ API_PREFIX = "/api/v1"
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the gateway. ``settings`` defaults to the process-wide ones (file + environment)."""
     settings = settings or get_settings()
+    install_log_masking()
+    # Keys before anything else: a gateway with malformed or weak keys refuses to start, saying why.
+    keyring = KeyRing.load(settings.data_dir)
+    cipher = FieldCipher(keyring)
+    # A broken catalog raises CatalogError listing every problem, so `onewindow serve` refuses to start.
+    catalog = cached_catalog(settings.config_dir)
+    stores = build_stores(settings.redis_url)
+    idempotency = idempotency_middleware(
+        stores.idempotency,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        upload_max_bytes=settings.upload_max_bytes,
+        cipher=cipher,
+    )
     app = Litestar(
-        route_handlers=[live, ready],
+        route_handlers=[
+            live,
+            ready,
+            CatalogController,
+            whoami,
+            IntakeController,
+            upload_controller(settings),
+            ApplicationController,
+            SupervisionController,
+            TrackingController,
+            RectificationController,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Entered in order, left in reverse: the database first, then what needs it.
+        lifespan=[database_lifespan, audit_lifespan, identity_lifespan, certificates_lifespan, draft_purge_lifespan],
+        middleware=[auth_middleware(), idempotency],
+        stores=stores.registry,
+        on_shutdown=[stores.close],
+        dependencies={
+            "principal": Provide(provide_principal, sync_to_thread=False),
+            "catalog": Provide(provide_catalog, sync_to_thread=False),
+        },
         openapi_config=OpenAPIConfig(
             title="OneWindow (一窗通) gateway",
             version="1.0.0",
             description="One-window intake, case lifecycle, tracking and e-certificates for Yuhu District.",
             path="/schema",
             render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            components=[security_components()],
+            security=BEARER_SECURITY,
         ),
         debug=False,
     )
     app.state.settings = settings
+    app.state.catalog = catalog
     app.state.readiness = {}
+    app.state.keyring = keyring
+    app.state.cipher = cipher
+    app.state.stores = stores
+    app.state.tracking_limiter = FailureLimiter(
+        stores.rate_limit,
+        limit=settings.tracking_failures_per_minute,
+        hasher=lambda client: cipher.blind_index(client, kind="client_address"),
+    )
+    if stores.redis is not None:
+        app.state.readiness["redis"] = stores.check
+    document_public_operations(app)
+    document_idempotency(app)
     return app

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.privacy.masking import install_log_masking
+
+    install_log_masking()  # no ID or mobile number reaches a log line, whichever command logs it
     parser = build_parser()
     args = parser.parse_args(argv)
     code: int = args.handler(args)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.settings import Settings, load_settings
+from gateway.storage import Database
+from tests.dbutil import isolated_settings, open_database
 from tests.services import POSTGRES_URL, REDIS_URL, need
 
 
@@ -30,3 +33,18 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 def settings(tmp_path: Path) -> Settings:
     """Embedded defaults in a fresh data dir."""
     return load_settings(environ={}, data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+async def db_settings(database_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings (data dir under tmp_path) on an isolated database at the newest schema with empty tables:
+    a SQLite file, or a PostgreSQL schema of this test's own (tests/dbutil.py)."""
+    async with isolated_settings(database_url, tmp_path / "var") as settings:
+        yield settings
+
+
+@pytest.fixture
+async def database(db_settings: Settings) -> AsyncIterator[Database]:
+    """A migrated `Database` on ``db_settings`` (parametrised sqlite / postgres), disposed afterwards."""
+    async with open_database(db_settings) as db:
+        yield db

@@ -1,0 +1,246 @@
+"""What the benchmarks share: free ports, ASGI servers in child processes, wrk runs and their output parsed.
+
+Both sides of a comparison are served by `AsgiServer`, so the ASGI server, worker count and flags are the same by
+construction; only the application differs. wrk is Debian's package (``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import msgspec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def machine() -> dict[str, str]:
+    """The facts RESULTS.md records with every number."""
+    model = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": str(os.cpu_count() or 0),
+        "cpu": model or platform.processor() or "unknown",
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        # other work on the cores shows in every number: say how busy the machine was
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+class ServerFlags(msgspec.Struct, frozen=True, kw_only=True):
+    """How an ASGI application is served: identical for every side of one comparison."""
+
+    server: str = "uvicorn"  # "uvicorn" or "granian" (the latter only when installed, for a measurement)
+    workers: int = 1
+    http: str = "httptools"
+    loop: str = "uvloop"
+
+    def describe(self) -> str:
+        if self.server == "granian":
+            return f"granian --interface asgi --workers {self.workers} --loop {self.loop}"
+        return f"uvicorn --workers {self.workers} --http {self.http} --loop {self.loop} --log-level warning"
+
+
+class AsgiServer:
+    """An app factory (``module:function``) served in a child process; started and stopped by ``with``.
+
+    The child gets its own process group so that stopping it also stops its worker processes.
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        *,
+        flags: ServerFlags,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        ready_path: str = "/health/live",
+        python: str = PYTHON,
+    ) -> None:
+        self.factory = factory
+        self.flags = flags
+        self.host = host
+        self.port = port or free_port(host)
+        self.env = {**os.environ, **(env or {})}
+        self.ready_path = ready_path
+        self.python = python
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        f = self.flags
+        if f.server == "granian":
+            return [
+                self.python, "-m", "granian", "--interface", "asgi", "--factory", "--host", self.host,
+                "--port", str(self.port), "--workers", str(f.workers), "--loop", f.loop,
+                "--log-level", "warning", "--no-access-log", self.factory,
+            ]  # fmt: skip
+        return [
+            self.python, "-m", "uvicorn", "--factory", self.factory, "--host", self.host, "--port", str(self.port),
+            "--workers", str(f.workers), "--http", f.http, "--loop", f.loop, "--log-level", "warning",
+            "--no-access-log",
+        ]  # fmt: skip
+
+    def __enter__(self) -> AsgiServer:
+        self._proc = subprocess.Popen(
+            self.command(), cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_ready(timeout=60.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        url = self.base_url + self.ready_path
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.factory}: server exited with {self._proc.returncode} before it was ready")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    # Every worker must have started: give the others the moment the first one needed.
+                    if self.flags.workers > 1:
+                        time.sleep(1.0)
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.factory}: not ready at {url} after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+# -- wrk ----------------------------------------------------------------------------------------------------
+
+
+class WrkResult(msgspec.Struct, kw_only=True):
+    url: str
+    connections: int
+    threads: int
+    duration_s: float
+    requests: int
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+def wrk_path() -> str:
+    """The wrk binary, or exit saying how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        sys.exit("wrk is not installed: apt-get install wrk   (Debian's package; the benchmark needs it)")
+    return path
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_LATENCY_LINE = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
+
+
+def parse_wrk(output: str, *, url: str, connections: int, threads: int, duration_s: float) -> WrkResult:
+    """Read wrk's text report (``--latency``)."""
+    percentiles = {int(p): float(v) * _UNITS_MS[u] for p, v, u in _LATENCY_LINE.findall(output)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if rps is None or total is None or 99 not in percentiles:
+        raise RuntimeError(f"cannot read wrk output:\n{output}")
+    return WrkResult(
+        url=url,
+        connections=connections,
+        threads=threads,
+        duration_s=duration_s,
+        requests=int(total.group(1)),
+        requests_per_s=float(rps.group(1)),
+        p50_ms=percentiles[50],
+        p90_ms=percentiles[90],
+        p99_ms=percentiles[99],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+def run_wrk(
+    url: str, *, connections: int = 64, threads: int = 2, duration_s: float = 15.0, timeout_s: float = 5.0
+) -> WrkResult:
+    """One wrk run with the latency distribution."""
+    cmd = [
+        wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", f"--timeout={timeout_s:g}s",
+        "--latency", url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
+    return parse_wrk(out, url=url, connections=connections, threads=threads, duration_s=duration_s)
+
+
+def measure(
+    url: str, *, connections: int = 64, threads: int = 2, duration_s: float = 15.0, warmup_s: float = 3.0
+) -> WrkResult:
+    """A warm-up run (discarded), then the measured run."""
+    if warmup_s > 0:
+        run_wrk(url, connections=connections, threads=threads, duration_s=warmup_s)
+    return run_wrk(url, connections=connections, threads=threads, duration_s=duration_s)
+
+
+# -- reporting ----------------------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: a reported p99 is a latency that happened)."""
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    print(f"  {label}: {time.perf_counter() - start:.2f} s", flush=True)

@@ -1,0 +1,123 @@
+"""湘潭市雨湖区残疾人联合会 — a legacy XML system with an API key and page numbers (docs/simulators.md §4).
+
+Types: 中华人民共和国残疾人证. Everything is XML, errors included; change times are compact ``yyyyMMddHHmmss`` in
+Asia/Shanghai time, as such systems store them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Mapping
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from connectors.model import Certificate
+from connectors.simulators.base import (
+    DATA_ROUTE,
+    ApiError,
+    DepartmentSimulator,
+    citizen_id_param,
+    int_param,
+    page_count,
+)
+from connectors.simulators.seed import SHANGHAI
+
+APP_KEY = "demo-disabled-persons-key"
+DEFAULT_PAGE_SIZE = 100
+COMPACT_TIME = "%Y%m%d%H%M%S"
+XML_CONTENT_TYPE = "text/xml"
+_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def compact_time(value: dt.datetime) -> str:
+    return value.astimezone(SHANGHAI).strftime(COMPACT_TIME)
+
+
+def parse_compact_time(raw: str) -> dt.datetime:
+    if len(raw) != 14 or not raw.isdigit():
+        raise ValueError(raw)
+    return dt.datetime.strptime(raw, COMPACT_TIME).replace(tzinfo=SHANGHAI)
+
+
+def _element(name: str, value: str) -> str:
+    return f"<{name}>{escape(value)}</{name}>"
+
+
+def record_xml(certificate: Certificate, updated_at: dt.datetime) -> str:
+    sig = certificate.signature
+    fields = (
+        ("ZZBS", certificate.identifier),
+        ("ZZBH", certificate.number),
+        ("ZZLXDM", certificate.type_code),
+        ("ZZMC", certificate.name),
+        ("CZZT", certificate.holder_name),
+        ("CZZTDM", certificate.holder_code),
+        ("CZZTDMLX", certificate.holder_code_type),
+        ("FZJG", certificate.issuer_name),
+        ("FZJGDM", certificate.issuer_code),
+        ("FZRQ", certificate.issue_date.isoformat()),
+        ("YXQQ", certificate.valid_from.isoformat()),
+        ("YXQZ", certificate.valid_until.isoformat() if certificate.valid_until else ""),
+        ("ZZZT", certificate.status),
+        ("XZQH", certificate.division_code),
+        ("CJLB", certificate.attributes.get("category", "")),
+        ("CJDJ", certificate.attributes.get("grade", "")),
+        ("GXSJ", compact_time(updated_at)),
+        ("QMSF", sig.alg if sig else ""),
+        ("QMKID", sig.key_id if sig else ""),
+        ("QM", sig.value if sig else ""),
+    )
+    return "<Record>" + "".join(_element(name, value) for name, value in fields) + "</Record>"
+
+
+def xml_response(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = web.Response(body=body.encode("utf-8"), status=status, content_type=XML_CONTENT_TYPE, charset="utf-8")
+    response.headers.update(headers or {})
+    return response
+
+
+class DisabledPersonsSimulator(DepartmentSimulator):
+    code = "disabled_persons"
+    bulk_path = "/cdpf/services/CertQuery"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/cdpf/services/CertQuery", self.cert_query, name=f"{DATA_ROUTE}:query")
+
+    def error_response(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
+        body = f"{_DECLARATION}<Response>{_element('ResultCode', str(status))}{_element('Message', message)}</Response>"
+        return xml_response(body, status, headers)
+
+    def authenticate(self, request: web.Request) -> None:
+        given = request.headers.get("AppKey", "")
+        if not given or not hmac.compare_digest(given.encode(), APP_KEY.encode()):
+            raise ApiError(401, "AppKey 无效或缺失 (invalid or missing AppKey)")
+
+    def _document(self, records: list[str], total_pages: int, page_no: int) -> web.Response:
+        body = (
+            f"{_DECLARATION}<Response><ResultCode>0</ResultCode><TotalPage>{total_pages}</TotalPage>"
+            f"<PageNo>{page_no}</PageNo><Records>{''.join(records)}</Records></Response>"
+        )
+        return xml_response(body)
+
+    async def cert_query(self, request: web.Request) -> web.Response:
+        self.authenticate(request)
+        if "sfzh" in request.query:
+            holder = citizen_id_param(request, "sfzh")
+            records = [record_xml(*r) for r in self.present(self.store.of_holder(holder))]
+            return self._document(records, 1, 1)
+        page_no = int_param(request, "pageNo", default=1, low=1)
+        page_size = int_param(request, "pageSize", default=DEFAULT_PAGE_SIZE, low=1, high=500)
+        raw_begin = request.query.get("beginTime", "").strip()
+        begin = None
+        if raw_begin:
+            try:
+                begin = parse_compact_time(raw_begin)
+            except ValueError:
+                raise ApiError(400, "beginTime: must be yyyyMMddHHmmss (Asia/Shanghai), e.g. 20250630083000") from None
+        first = self.store.start_after(begin)
+        total = len(self.store) - first
+        start = first + (page_no - 1) * page_size
+        records = [record_xml(*r) for r in self.present(self.store.slice(start, start + page_size))]
+        return self._document(records, page_count(total, page_size), page_no)

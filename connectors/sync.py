@@ -1,0 +1,352 @@
+"""The sync engine: department -> mapped -> verified -> a `CertificateSink` (the gateway's store).
+
+- `sync_department` pages through a department's bulk list (incrementally from the sink's saved cursor unless
+  ``full``), verifies every certificate, and hands each page to the sink in one ``accept`` call. A page reaches
+  the sink only when all of it decoded and mapped, so a department failing mid-way never leaves half a page
+  stored; the report then carries the classified error. Rejected certificates go to the sink too, flagged by
+  their `Verification`, so the store can record why they were refused; they are never valid.
+- The incremental cursor is the largest ``updated_at`` seen, saved only after a complete run (the department
+  returns records changed strictly after it; saving mid-run could skip records sharing a timestamp).
+- Fetching, verifying and storing overlap (three stages, one page apart); with ``verify_processes`` on the pool,
+  verification runs in worker processes, i.e. on the other core.
+- `fetch_holder` is the intake's live pull; `probe` is ``onewindow connectors check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from connectors.client import ConnectorPool, Page, PageStream
+from connectors.errors import ConnectorError
+from connectors.mapping import MappedRecord
+from connectors.model import Certificate, FetchedCertificate, Verification
+from connectors.spec import DepartmentSpec
+from connectors.trust import TrustStore
+from connectors.verifier import Verifier
+
+
+class StoredCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the sink did with one batch."""
+
+    stored: int = 0  # valid certificates inserted or updated
+    rejected: int = 0  # rejected certificates recorded as such
+    unchanged: int = 0
+
+
+class CertificateSink(Protocol):
+    """Where synced certificates go (the gateway implements it over its database)."""
+
+    async def accept(self, batch: Sequence[FetchedCertificate]) -> StoredCounts: ...
+
+    async def cursor(self, department: str) -> str | None:
+        """The saved incremental-sync cursor (an ISO 8601 datetime), or None for a first run."""
+
+    async def save_cursor(self, department: str, cursor: str) -> None: ...
+
+
+class SyncProgress(Protocol):
+    def __call__(self, department: str, fetched: int, pages: int) -> None: ...
+
+
+class SyncReport(msgspec.Struct, kw_only=True):
+    """One department's outcome; the first five fields are CONTRACT.md's ``connectors sync --json`` entry."""
+
+    code: str
+    fetched: int = 0
+    stored: int = 0
+    rejected: int = 0
+    errors: list[str] = []
+    #: Rejections by verification status (``bad_signature``, ``revoked``, …).
+    rejections: dict[str, int] = {}
+    pages: int = 0
+    full: bool = False
+    since: str | None = None
+    cursor: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ProbeResult(msgspec.Struct, kw_only=True):
+    """``onewindow connectors check`` for one department."""
+
+    code: str
+    ok: bool
+    health: bool = False
+    list: bool = False
+    breaker: str = "closed"
+    milliseconds: float = 0.0
+    error: str | None = None
+    error_kind: str | None = None
+
+
+def verify_record(
+    trust: TrustStore,
+    spec: DepartmentSpec,
+    record: MappedRecord,
+    *,
+    fetched_at: dt.datetime,
+    today: dt.date,
+    expected_holder: str | None = None,
+) -> FetchedCertificate:
+    """A mapped record with its verification: trust store checks plus "does this department issue this type"."""
+    certificate = record.certificate
+    if not certificate.type_key:
+        verification = _unknown_type(spec, certificate)
+    else:
+        verification = trust.verify(certificate, expected_holder=expected_holder, today=today, department=spec.code)
+    return FetchedCertificate(
+        certificate=certificate,
+        source_department=spec.code,
+        fetched_at=fetched_at,
+        verification=verification,
+        source_updated_at=record.updated_at,
+    )
+
+
+def _parse_cursor(cursor: str | None) -> dt.datetime | None:
+    if not cursor:
+        return None
+    try:
+        return dt.datetime.fromisoformat(cursor)
+    except ValueError:
+        return None  # an unreadable cursor means a full sync, never a crash
+
+
+_END = object()
+
+
+async def sync_department(
+    pool: ConnectorPool,
+    code: str,
+    sink: CertificateSink,
+    *,
+    since: dt.datetime | None = None,
+    full: bool = False,
+    progress: SyncProgress | None = None,
+    today: dt.date | None = None,
+    page_size: int | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> SyncReport:
+    """Pull one department into ``sink``. Never raises a `ConnectorError`: failures land in ``report.errors``."""
+    started = time.perf_counter()
+    report = SyncReport(code=code, full=full)
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    try:
+        spec = pool.spec(code)
+        client = pool.client(code)
+        if not full and since is None:
+            since = _parse_cursor(await sink.cursor(code))
+        report.since = since.isoformat() if since else None
+        stream = client.pages(since=since, page_size=page_size)
+        newest = await _run(pool, spec, stream, sink, report, since, now, today, progress)
+        stop = getattr(stream, "stop_reason", "end")
+        if stop not in ("", "end"):
+            report.errors.append(f"[{code}] paging: {stop}")
+        elif newest is not None and newest != since:
+            report.cursor = newest.isoformat()
+            await sink.save_cursor(code, report.cursor)
+    except ConnectorError as exc:
+        report.errors.append(str(exc))
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _unknown_type(spec: DepartmentSpec, certificate: Certificate) -> Verification:
+    return Verification(
+        status="untrusted_issuer",
+        reason=f"type code {certificate.type_code} is not a type {spec.code} issues",
+        key_id=certificate.signature.key_id if certificate.signature else None,
+    )
+
+
+async def _verify_page(
+    verifier: Verifier, spec: DepartmentSpec, page: Page, fetched_at: dt.datetime, today: dt.date
+) -> list[FetchedCertificate]:
+    certificates = [r.certificate for r in page.records]
+    verdicts = await verifier.verify_batch(certificates, department=spec.code, today=today)
+    return [
+        FetchedCertificate(
+            certificate=record.certificate,
+            source_department=spec.code,
+            fetched_at=fetched_at,
+            verification=verdict if record.certificate.type_key else _unknown_type(spec, record.certificate),
+            source_updated_at=record.updated_at,
+        )
+        for record, verdict in zip(page.records, verdicts, strict=True)
+    ]
+
+
+async def _run(
+    pool: ConnectorPool,
+    spec: DepartmentSpec,
+    stream: PageStream,
+    sink: CertificateSink,
+    report: SyncReport,
+    since: dt.datetime | None,
+    now: Callable[[], dt.datetime],
+    today: dt.date | None,
+    progress: SyncProgress | None,
+) -> dt.datetime | None:
+    # Three stages joined by one-slot queues: fetch+map page n+2, verify page n+1 (in a worker process when the
+    # pool has them), store page n. Failures travel down the queues in order, so every page before a failure is
+    # stored and none after it.
+    pages: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    verified: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    tz = spec.mapping.tzinfo() if spec.mapping else dt.UTC
+
+    async def fetch_stage() -> None:
+        try:
+            async for page in stream:
+                await pages.put(page)
+        except Exception as exc:  # handed on, so the next stage never waits for a page that will not come
+            await pages.put(exc)
+        else:
+            await pages.put(_END)
+
+    async def verify_stage() -> None:
+        while True:
+            item = await pages.get()
+            if not isinstance(item, Page):
+                await verified.put(item)
+                return
+            fetched_at = now()
+            day = today or fetched_at.astimezone(tz).date()
+            try:
+                batch = await _verify_page(pool.verifier, spec, item, fetched_at, day)
+            except Exception as exc:
+                await verified.put(exc)
+                return
+            await verified.put(batch)
+
+    newest = since
+    rejections = dict(report.rejections)
+    tasks = [asyncio.create_task(fetch_stage()), asyncio.create_task(verify_stage())]
+    try:
+        while True:
+            item = await verified.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, list)
+            batch: list[FetchedCertificate] = item
+            for fetched in batch:
+                status = fetched.verification.status
+                if status != "valid":
+                    rejections[status] = rejections.get(status, 0) + 1
+                updated = fetched.source_updated_at
+                if updated is not None and (newest is None or updated > newest):
+                    newest = updated
+            report.fetched += len(batch)
+            report.rejected = sum(rejections.values())
+            report.rejections = rejections
+            report.pages += 1
+            if batch:
+                counts = await sink.accept(batch)
+                report.stored += counts.stored
+            if progress is not None:
+                progress(spec.code, report.fetched, report.pages)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+    return newest
+
+
+async def sync_all(
+    pool: ConnectorPool,
+    sink: CertificateSink,
+    codes: Sequence[str] | None = None,
+    *,
+    full: bool = False,
+    progress: SyncProgress | None = None,
+) -> list[SyncReport]:
+    """Every (or the named) department, concurrently; one report each, in the order of ``codes``.
+
+    Department failures are in the reports; an exception (the sink failing) is raised once every department has
+    stopped, so no sync is left running behind the caller's back.
+    """
+    selected = list(codes) if codes else pool.codes
+    results = await asyncio.gather(
+        *(sync_department(pool, c, sink, full=full, progress=progress) for c in selected), return_exceptions=True
+    )
+    reports: list[SyncReport] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        reports.append(result)
+    return reports
+
+
+def _codes_for(spec: DepartmentSpec, types: Sequence[str]) -> list[str]:
+    """Type keys or official type codes -> the codes this department issues (others dropped)."""
+    issued = set(spec.types.values())
+    codes: list[str] = []
+    for t in types:
+        c = spec.types.get(t, t)
+        if c in issued and c not in codes:
+            codes.append(c)
+    return codes
+
+
+async def fetch_holder(
+    pool: ConnectorPool,
+    code: str,
+    holder_id: str,
+    type_codes: Sequence[str] = (),
+    *,
+    today: dt.date | None = None,
+) -> list[FetchedCertificate]:
+    """Live pull of one holder's certificates from one department (intake lookup).
+
+    ``type_codes`` may hold type keys or official type codes; types this department does not issue are ignored
+    (and when none is left, nothing is asked). Raises `ConnectorError` subclasses; the caller bounds the time.
+    Certificates of another holder come back flagged ``wrong_holder``.
+    """
+    spec = pool.spec(code)
+    codes = _codes_for(spec, type_codes)
+    if type_codes and not codes:
+        return []
+    records = await pool.client(code).holder(holder_id, codes)
+    fetched_at = dt.datetime.now(dt.UTC)
+    day = today or fetched_at.astimezone(spec.mapping.tzinfo() if spec.mapping else dt.UTC).date()
+    return [
+        verify_record(pool.trust, spec, r, fetched_at=fetched_at, today=day, expected_holder=holder_id) for r in records
+    ]
+
+
+async def probe(pool: ConnectorPool, code: str) -> ProbeResult:
+    """Health endpoint, then one authenticated minimal list call."""
+    started = time.perf_counter()
+    result = ProbeResult(code=code, ok=False)
+    try:
+        client = pool.client(code)
+        await client.check_health()
+        result.health = True
+        await client.check_list()
+        result.list = True
+        result.ok = True
+    except ConnectorError as exc:
+        result.error = str(exc)
+        result.error_kind = exc.kind
+    try:
+        result.breaker = await pool.client(code).breaker_state()
+    except ConnectorError:
+        result.breaker = "unknown"
+    result.milliseconds = round((time.perf_counter() - started) * 1000, 1)
+    return result

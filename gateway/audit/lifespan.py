@@ -1,0 +1,69 @@
+"""Signs audit checkpoints in the background while the gateway runs, and once more at shutdown.
+
+A checkpoint is signed when ``audit_checkpoint_every`` records have accumulated since the last one, or when
+``audit_checkpoint_seconds`` have passed and there is anything new. Several processes may run this; the
+checkpoint itself is serialised in the database, so they never sign the same head twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+
+from gateway.audit.keys import AuditSigner, load_or_create_signer
+from gateway.audit.log import checkpoint, pending
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.storage.metadata import utcnow
+
+log = logging.getLogger("onewindow.audit")
+
+
+async def checkpoint_if_due(db: Database, signer: AuditSigner, *, every: int, seconds: float) -> bool:
+    """Sign a checkpoint if enough records or time have accumulated; True when one was signed."""
+    async with db.read() as conn:
+        count, last_at = await pending(conn)
+    if count <= 0:
+        return False
+    age = None if last_at is None else (utcnow() - last_at).total_seconds()
+    if count >= every or age is None or age >= seconds:
+        await checkpoint(db, signer)
+        return True
+    return False
+
+
+async def _checkpoint_loop(db: Database, signer: AuditSigner, every: int, seconds: float) -> None:
+    poll = min(max(seconds / 10, 1.0), 30.0)
+    while True:
+        await asyncio.sleep(poll)
+        try:
+            await checkpoint_if_due(db, signer, every=every, seconds=seconds)
+        except Exception:  # keep signing later; the log says why it failed now
+            log.exception("audit checkpoint failed")
+
+
+@contextlib.asynccontextmanager
+async def audit_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Sets ``app.state.audit_signer`` and runs the checkpoint task (needs ``app.state.database``)."""
+    settings: Settings = app.state.settings
+    db: Database = app.state.database
+    signer = load_or_create_signer(settings.data_dir)
+    app.state.audit_signer = signer
+    task = asyncio.create_task(
+        _checkpoint_loop(db, signer, settings.audit_checkpoint_every, settings.audit_checkpoint_seconds),
+        name="audit-checkpoints",
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        try:
+            await checkpoint(db, signer)  # the shutdown checkpoint covers everything written so far
+        except Exception:
+            log.exception("final audit checkpoint failed")

@@ -1,0 +1,186 @@
+"""``/api/v1/applications``: filing (一窗受理), the list of cases, material uploads and acceptance. Thin: the logic
+is in `gateway.intake.services` (and `gateway.lifecycle.services` for the list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, MultipartBody, QueryParameter
+
+from gateway.identity.auth import require_roles
+from gateway.identity.principal import Principal, Role
+from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
+from gateway.intake.services import IntakeService
+from gateway.lifecycle.deps import provide_intake, provide_lifecycle
+from gateway.lifecycle.schemas import Queue
+from gateway.lifecycle.services import LifecycleService
+from gateway.problems import PROBLEM_JSON, Problem
+from gateway.settings import Settings
+
+#: Room for the multipart framing around the file itself (boundaries, part headers).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
+
+
+_ERRORS = {
+    400: _problem("Malformed JSON"),
+    403: _problem("Not a clerk at a street or community window"),
+    422: _problem("A field is invalid (`errors` names each), or required materials are missing (`materials.<key>`)"),
+}
+_CASE_ERRORS = {
+    404: _problem("No such application in your scope (the same answer as a missing one)"),
+    409: _problem("The application's status does not allow this; `allowed` lists what it does allow"),
+    412: _problem("If-Match does not match the application's current ETag"),
+}
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-Match", description="ETag from GET /applications/{id}; a stale one answers 412"),
+]
+
+
+@dataclass
+class MaterialFile:
+    """``multipart/form-data`` with one part named ``file``: a PDF, JPEG or PNG scan."""
+
+    file: UploadFile
+
+
+class IntakeController(Controller):
+    path = "/api/v1/applications"
+    tags = ("intake",)
+    # The collection resource: filing here, listing (the officers' queue) through the lifecycle service.
+    dependencies = {  # noqa: RUF012 - Litestar layer API
+        "intake": Provide(provide_intake, sync_to_thread=False),
+        "lifecycle": Provide(provide_lifecycle, sync_to_thread=False),
+    }
+
+    @post(
+        "",
+        operation_id="createApplication",
+        summary="File an application (一窗受理)",
+        description=(
+            "A clerk files an application for a published item. Certificate-sourced materials are looked up in "
+            "parallel within the time budget and come back `prefilled` (with the certificate), `missing` or "
+            "`unavailable` (with the reason); applicant-sourced ones start `missing`. With `accept: true` the "
+            "application is created and accepted in one transaction, or nothing is stored and 422 lists the "
+            "missing materials. A community window filing a street item (代办) routes it to the parent street."
+        ),
+        guards=[require_roles(Role.CLERK)],
+        status_code=201,
+        responses=_ERRORS,
+    )
+    async def create(
+        self,
+        data: JSONBody[CreateApplication],
+        principal: NamedDependency[Principal],
+        intake: NamedDependency[IntakeService],
+    ) -> Response[ApplicationCreated]:
+        created = await intake.create(principal, data)
+        return Response(created, status_code=201, headers={"Location": f"{self.path}/{created.id}"})
+
+    @post(
+        "/{application_id:str}/accept",
+        operation_id="acceptApplication",
+        summary="Accept a complete draft (受理)",
+        description=(
+            "Checks completeness against the catalog (required materials prefilled or provided), assigns the "
+            "tracking number (430302 + date + daily sequence + check character) and the query code (shown only "
+            "here, once), and sets the deadline: the item's promised working days after today."
+        ),
+        guards=[require_roles(Role.CLERK)],
+        status_code=200,
+        responses={**_ERRORS, **_CASE_ERRORS},
+    )
+    async def accept(
+        self,
+        application_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        intake: NamedDependency[IntakeService],
+        if_match: IfMatch = None,
+    ) -> Acceptance:
+        return await intake.accept(principal, application_id, if_match)
+
+    @get(
+        "",
+        operation_id="listApplications",
+        summary="The caller's cases, earliest deadline first",
+        description=(
+            "Officers see their department's items, clerks their unit's filings and cases routed to it, "
+            "supervisors and admins everything. `status` takes one or more statuses (comma-separated); "
+            "`due=soon` keeps open cases with at least 80 % of the promised time used, `due=overdue` those past "
+            "their deadline."
+        ),
+        guards=[require_roles(Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN)],
+        responses={400: _problem("Unknown status or due filter")},
+    )
+    async def queue(
+        self,
+        principal: NamedDependency[Principal],
+        lifecycle: NamedDependency[LifecycleService],
+        status: Annotated[str | None, QueryParameter(description="e.g. in_review or accepted,in_review")] = None,
+        due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    ) -> Queue:
+        statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
+        return await lifecycle.queue(principal, statuses=statuses, due=due, limit=limit, offset=offset)
+
+
+class MaterialUploadController(Controller):
+    """Uploads live in their own controller so that its body limit follows ``Settings.upload_max_bytes``
+    (`upload_controller`)."""
+
+    path = "/api/v1/applications"
+    tags = ("intake",)
+    dependencies = {"intake": Provide(provide_intake, sync_to_thread=False)}  # noqa: RUF012 - Litestar layer API
+
+    @post(
+        "/{application_id:str}/materials/{key:str}",
+        operation_id="uploadMaterial",
+        summary="Upload a scan for one material",
+        description=(
+            "multipart/form-data with one part named `file`. The type is checked by content (PDF, JPEG, PNG "
+            "signatures), never by name: anything else answers 415. Larger than the configured limit: 413. "
+            "Allowed while the application is a draft or needs correction. The material becomes `provided`."
+        ),
+        guards=[require_roles(Role.CLERK)],
+        status_code=200,
+        responses={
+            **_ERRORS,
+            **_CASE_ERRORS,
+            413: _problem("The file is larger than the upload limit"),
+            415: _problem("Not a PDF, JPEG or PNG by content"),
+        },
+    )
+    async def upload(
+        self,
+        application_id: FromPath[str],
+        key: FromPath[str],
+        data: MultipartBody[MaterialFile],
+        principal: NamedDependency[Principal],
+        intake: NamedDependency[IntakeService],
+        if_match: IfMatch = None,
+    ) -> MaterialUploaded:
+        try:
+            content = await data.file.read()
+        finally:
+            await data.file.close()
+        return await intake.upload(principal, application_id, key, content, if_match)
+
+
+def upload_controller(settings: Settings) -> type[Controller]:
+    """`MaterialUploadController` whose request body limit is the upload limit plus the multipart framing."""
+    limit = settings.upload_max_bytes + MULTIPART_OVERHEAD_BYTES
+    return type("MaterialUploadController", (MaterialUploadController,), {"request_max_body_size": limit})
+
+
+__all__ = ["IntakeController", "MaterialUploadController", "upload_controller"]

@@ -1,0 +1,787 @@
+"""One-window intake (一窗受理): create an application, prefill its certificate-sourced materials, take uploads,
+accept it (tracking number, query code, deadline), and purge drafts nobody submitted.
+
+Every write is one transaction holding the change, its status history and its audit record; every refusal happens
+before the transaction, so a 4xx leaves the database as it was. Personal data is encrypted before it reaches a
+statement and masked in everything returned.
+
+Exceptions raised (all `gateway.problems` families, answered as problem+json)::
+
+    Unprocessable (422)         a field is wrong (``item_code``, ``applicant.id_number``, ``consent``, …) or
+                                required materials are missing (``materials.<key>``)
+    NotFound (404)              no such application in the caller's scope, or no such material key
+    Conflict (409)              the application's status does not allow the operation (``allowed`` lists what does)
+    PreconditionFailed (412)    a stale ``If-Match``
+    PayloadTooLarge (413) / UnsupportedMediaType (415)   uploads
+    Forbidden (403)             the clerk's token is bound to a unit that is not a street or community window
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.calendar import WorkingCalendar
+from catalog.codes import citizen_id_problem, normalise_citizen_id
+from catalog.models import Catalog, Item, Unit
+from gateway import audit
+from gateway.identity.principal import Principal, Role
+from gateway.intake import uploads
+from gateway.intake.cases import (
+    check_if_match,
+    clock_columns,
+    load_application,
+    load_materials,
+    local_date,
+    local_time,
+    material_view,
+    missing_required,
+)
+from gateway.intake.schemas import (
+    Acceptance,
+    ApplicantIn,
+    ApplicantView,
+    ApplicationCreated,
+    CertificateView,
+    CreateApplication,
+    FileView,
+    ItemRef,
+    MaterialUploaded,
+    MaterialView,
+    PurgeResult,
+)
+from gateway.intake.tables import application_materials, applications, tracking_sequences
+from gateway.lifecycle import clock
+from gateway.lifecycle.history import record_status
+from gateway.lifecycle.machine import allowed_targets
+from gateway.lifecycle.tables import application_history
+from gateway.privacy import FieldCipher, mask_id_number, mask_name, mask_phone, mask_text
+from gateway.problems import Conflict, FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from gateway.problems import UnsupportedMediaType as UnsupportedMedia
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.storage.metadata import new_id, utcnow
+from gateway.tracking import numbers
+
+log = logging.getLogger("onewindow.intake")
+
+#: Statuses in which the window may still add or replace scans.
+UPLOAD_STATUSES = ("draft", "correction_required")
+#: An unreferenced upload younger than this is spared by the purge (an upload may be about to commit).
+FILE_GRACE_SECONDS = 300.0
+
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^0\d{2,3}\d{7,8}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NAME_MAX = 50
+ADDRESS_MAX = 200
+PURPOSE_MAX = 200
+
+
+# --- the certificate lookup, as intake uses it (gateway.certificates provides it) ---------------------------
+class CertificateOutcome(Protocol):
+    type_key: str
+    department: str
+    state: str  # "found" | "not_found" | "unavailable"
+    reason: str | None
+    certificate: Any
+    source: str | None
+
+
+class LookupResultLike(Protocol):
+    outcomes: Mapping[str, CertificateOutcome]
+
+
+class CertificateLookup(Protocol):
+    async def lookup(
+        self,
+        holder_id: str,
+        certificate_types: Sequence[str],
+        *,
+        purpose: str,
+        actor: str,
+        budget_seconds: float | None = None,
+    ) -> LookupResultLike: ...
+
+
+# --- input checks ----------------------------------------------------------------------------------------
+def normalise_phone(raw: str) -> str:
+    """Digits only, without a +86 / 0086 prefix (spaces, hyphens and brackets are how people write them)."""
+    digits = re.sub(r"[\s\-()（）]", "", raw.strip())
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    return digits
+
+
+def phone_problem(phone: str) -> str | None:
+    if not phone:
+        return "is required: a mobile number (11 digits) or a landline with its area code"
+    if not phone.isdigit():
+        return "may contain only digits (and +86, spaces or hyphens)"
+    if _MOBILE.match(phone) or _LANDLINE.match(phone):
+        return None
+    return "is not a mobile number (1xxxxxxxxxx) or a landline with area code (0xxx-xxxxxxx)"
+
+
+def _text_problem(value: str, limit: int, what: str) -> str | None:
+    if not value:
+        return f"is required: the applicant's {what}"
+    if len(value) > limit:
+        return f"is too long ({len(value)} characters, at most {limit})"
+    if _CONTROL.search(value):
+        return "contains control characters"
+    return None
+
+
+class ValidApplicant(msgspec.Struct, frozen=True, kw_only=True):
+    id_number: str
+    name: str
+    phone: str
+    address: str | None
+    grid: str | None
+
+
+def validate_applicant(
+    applicant: ApplicantIn | None, *, catalog: Catalog, window: Unit | None, today: dt.date, errors: list[FieldError]
+) -> ValidApplicant | None:
+    if applicant is None:
+        errors.append(FieldError("applicant", "is required: {id_number, name, phone}"))
+        return None
+    id_number = normalise_citizen_id(applicant.id_number)
+    if not id_number:
+        errors.append(FieldError("applicant.id_number", "is required: the 18-character citizen ID number"))
+    else:
+        problem = citizen_id_problem(id_number, today=today)
+        if problem is not None:
+            errors.append(FieldError("applicant.id_number", problem.message))
+    name = " ".join(applicant.name.split())
+    if (msg := _text_problem(name, NAME_MAX, "name as on the ID card")) is not None:
+        errors.append(FieldError("applicant.name", msg))
+    phone = normalise_phone(applicant.phone)
+    if (msg := phone_problem(phone)) is not None:
+        errors.append(FieldError("applicant.phone", msg))
+    address = None
+    if applicant.address is not None:
+        address = " ".join(applicant.address.split()) or None
+        if address is not None and (msg := _text_problem(address, ADDRESS_MAX, "address")) is not None:
+            errors.append(FieldError("applicant.address", msg))
+    grid = applicant.grid.strip() if applicant.grid else None
+    if grid:
+        unit = catalog.unit(grid)
+        if unit is None or unit.level != "grid":
+            errors.append(FieldError("applicant.grid", f"{grid!r} is not a grid (网格) code"))
+        elif window is not None and not _grid_under(catalog, unit, window):
+            errors.append(FieldError("applicant.grid", f"grid {grid} is not under this window's unit {window.code}"))
+    return ValidApplicant(id_number=id_number, name=name, phone=phone, address=address, grid=grid or None)
+
+
+def _grid_under(catalog: Catalog, grid: Unit, window: Unit) -> bool:
+    parent = catalog.unit(grid.parent) if grid.parent else None
+    if parent is None:
+        return False
+    return parent.code == window.code or parent.parent == window.code
+
+
+def route(catalog: Catalog, window: Unit, item: Item) -> tuple[str | None, str | None]:
+    """``(handling unit, problem)``: where a window's filing of ``item`` is handled.
+
+    A street window handles street items itself. A community window handles its own community items; a street
+    item filed there (代办), or a community item accepted on behalf of a street item, goes to the parent street,
+    and both windows see it.
+    """
+    if window.level == "street":
+        if item.level == "street":
+            return window.code, None
+        return None, f"{item.code} is a community item: file it at a community window"
+    # community window
+    street = window.parent
+    if item.level == "street" or item.on_behalf_of:
+        if street is None or catalog.unit(street) is None:
+            return None, f"community {window.code} has no parent street to hand the case to"
+        return street, None
+    return window.code, None
+
+
+# --- certificates -----------------------------------------------------------------------------------------
+def _cert_attr(cert: Any, name: str, default: Any = None) -> Any:
+    if isinstance(cert, Mapping):
+        return cert.get(name, default)
+    return getattr(cert, name, default)
+
+
+def certificate_view(cert: Any, source: str | None) -> CertificateView:
+    """What the window sees of a prefilled certificate (`gateway.certificates.MaterialCertificate`, already
+    de-identified by the lookup: holder name masked, an ID number inside the certificate number masked)."""
+    return CertificateView(
+        identifier=str(_cert_attr(cert, "identifier", "")),
+        type_key=str(_cert_attr(cert, "type_key", "")),
+        name=str(_cert_attr(cert, "name", "")),
+        number=str(_cert_attr(cert, "number", "")),
+        issuer_name=str(_cert_attr(cert, "issuer_name", "")),
+        issue_date=_cert_attr(cert, "issue_date"),
+        valid_from=_cert_attr(cert, "valid_from"),
+        valid_until=_cert_attr(cert, "valid_until"),
+        status=str(_cert_attr(cert, "status", "01")),
+        holder_name=str(_cert_attr(cert, "holder_name_masked", "") or ""),
+        department=str(_cert_attr(cert, "department", "") or ""),
+        source=source,
+        fetched_at=local_time(fetched) if isinstance(fetched := _cert_attr(cert, "fetched_at"), dt.datetime) else None,
+    )
+
+
+def _reason(outcome: CertificateOutcome, default: str) -> str:
+    return outcome.reason or default
+
+
+# --- the service ------------------------------------------------------------------------------------------
+class IntakeService:
+    """Intake operations over one database, catalog, calendar, cipher and certificate lookup."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        catalog: Catalog,
+        calendar: WorkingCalendar,
+        cipher: FieldCipher,
+        settings: Settings,
+        certificates: CertificateLookup | None = None,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.db = database
+        self.catalog = catalog
+        self.calendar = calendar
+        self.cipher = cipher
+        self.settings = settings
+        self.certificates = certificates
+        self.now = now
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _window(self, principal: Principal) -> Unit:
+        unit = self.catalog.unit(principal.unit) if principal.unit else None
+        if principal.role is not Role.CLERK or unit is None or unit.level not in ("street", "community"):
+            raise Forbidden("Applications are filed by a clerk at a street or community window.")
+        return unit
+
+    # -- create ---------------------------------------------------------------------------------------------
+    async def create(self, principal: Principal, body: CreateApplication) -> ApplicationCreated:
+        """File an application (status draft), prefilled from certificates; with ``accept`` also accept it."""
+        now = self.now()
+        today = local_date(now)
+        window = self._window(principal)
+        errors: list[FieldError] = []
+        item = self.catalog.item(body.item_code.strip()) if body.item_code.strip() else None
+        if not body.item_code.strip():
+            errors.append(FieldError("item_code", "is required: the code of a published service item"))
+        elif item is None:
+            errors.append(FieldError("item_code", f"no service item {body.item_code!r} in the catalog"))
+        elif not item.is_offered(today):
+            why = "is not published" if item.status != "published" else "is not valid today"
+            errors.append(FieldError("item_code", f"item {item.code} {why}; it cannot be filed"))
+            item = None
+        handling_unit: str | None = None
+        if item is not None:
+            handling_unit, problem = route(self.catalog, window, item)
+            if problem is not None:
+                errors.append(FieldError("item_code", problem))
+        applicant = validate_applicant(body.applicant, catalog=self.catalog, window=window, today=today, errors=errors)
+        if body.consent is not True:
+            errors.append(
+                FieldError("consent", "must be true: the applicant agrees that departments' records are consulted")
+            )
+        purpose = mask_text(" ".join((body.purpose or "").split()))
+        if len(purpose) > PURPOSE_MAX:
+            errors.append(FieldError("purpose", f"is too long (at most {PURPOSE_MAX} characters)"))
+        if errors or item is None or applicant is None or handling_unit is None:
+            raise Unprocessable("The application cannot be filed as it is.", errors=errors)
+        purpose = purpose or f"办理{item.name}"
+
+        application_id = new_id()
+        views = await self._prefill(item, applicant.id_number, application_id, principal)
+        if body.accept:
+            self._require_complete(views)
+
+        values = self._application_values(
+            application_id, item, window, handling_unit, applicant, purpose, principal, now
+        )
+        async with self.db.transaction() as conn:
+            await conn.execute(applications.insert().values(**values))
+            if views:
+                await conn.execute(
+                    application_materials.insert(),
+                    [self._material_values(application_id, i, v, now) for i, v in enumerate(views)],
+                )
+            await record_status(
+                conn, application_id=application_id, status="draft", from_status=None, principal=principal, at=now
+            )
+            await audit.append(
+                conn,
+                actor=principal.actor,
+                role=principal.role.value,
+                action="application.created",
+                object_type="application",
+                object_id=application_id,
+                purpose=f"application:{application_id}",
+                detail={
+                    "item": item.code,
+                    "filing_unit": window.code,
+                    "handling_unit": handling_unit,
+                    "materials": {v.key: v.state for v in views},
+                },
+            )
+            acceptance = None
+            if body.accept:
+                row = await load_application(conn, application_id, principal, for_update=True)
+                acceptance = await self._accept_in(conn, row, item, principal, now)
+
+        created = ApplicationCreated(
+            id=application_id,
+            status="accepted" if acceptance else "draft",
+            item=ItemRef(
+                code=item.code,
+                name=item.name,
+                department=item.department,
+                department_name=self.catalog.department_name(item.department),
+                promised_days=item.promised_days,
+            ),
+            materials=views,
+            filing_unit=window.code,
+            handling_unit=handling_unit,
+            grid=applicant.grid,
+            applicant=ApplicantView(
+                name=mask_name(applicant.name),
+                id_number=mask_id_number(applicant.id_number),
+                phone=mask_phone(applicant.phone),
+            ),
+            created_at=local_time(now),
+            missing=[m.key for m in missing_required(views)],
+        )
+        if acceptance is not None:
+            created.tracking_number = acceptance.tracking_number
+            created.query_code = acceptance.query_code
+            created.deadline = acceptance.deadline
+            created.deadline_estimated = acceptance.deadline_estimated
+        return created
+
+    def _application_values(
+        self,
+        application_id: str,
+        item: Item,
+        window: Unit,
+        handling_unit: str,
+        applicant: ValidApplicant,
+        purpose: str,
+        principal: Principal,
+        now: dt.datetime,
+    ) -> dict[str, Any]:
+        def enc(column: str, value: str) -> str:
+            return self.cipher.encrypt(value, table="applications", column=column, row_id=application_id)
+
+        return {
+            "id": application_id,
+            "item_code": item.code,
+            "item_name": item.name,
+            "item_version": item.version,
+            "department": item.department,
+            "filing_unit": window.code,
+            "handling_unit": handling_unit,
+            "grid": applicant.grid,
+            "status": "draft",
+            "version": 1,
+            "applicant_id_number": enc("applicant_id_number", applicant.id_number),
+            "applicant_id_index": self.cipher.blind_index(applicant.id_number, kind="citizen_id"),
+            "applicant_name": enc("applicant_name", applicant.name),
+            "applicant_name_masked": mask_name(applicant.name),
+            "applicant_id_number_masked": mask_id_number(applicant.id_number),
+            "applicant_phone": enc("applicant_phone", applicant.phone),
+            "applicant_phone_masked": mask_phone(applicant.phone),
+            "applicant_address": enc("applicant_address", applicant.address) if applicant.address else None,
+            "consent": True,
+            "purpose": purpose,
+            "created_by": principal.actor,
+            "created_at": now,
+            "updated_at": now,
+            "deadline_estimated": False,
+        }
+
+    def _material_values(
+        self, application_id: str, position: int, view: MaterialView, now: dt.datetime
+    ) -> dict[str, Any]:
+        row_id = new_id()
+        return {
+            "id": row_id,
+            "application_id": application_id,
+            "key": view.key,
+            "position": position,
+            "name": view.name,
+            "required": view.required,
+            "source": view.source,
+            "certificate_type": view.certificate_type,
+            "state": view.state,
+            "reason": view.reason,
+            "certificate": msgspec.to_builtins(view.certificate) if view.certificate else None,
+            "file_sha256": None,
+            "file_type": None,
+            "file_size": None,
+            "updated_at": now,
+        }
+
+    async def _prefill(
+        self, item: Item, id_number: str, application_id: str, principal: Principal
+    ) -> list[MaterialView]:
+        """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call."""
+        types = list(item.certificate_types)
+        outcomes: Mapping[str, CertificateOutcome] = {}
+        failure: str | None = None
+        if types:
+            if self.certificates is None:
+                failure = "the certificate service is not configured"
+            else:
+                try:
+                    result = await self.certificates.lookup(
+                        id_number,
+                        types,
+                        purpose=f"application:{application_id}",
+                        actor=principal.actor,
+                        budget_seconds=self.settings.lookup_budget_seconds,
+                    )
+                    outcomes = result.outcomes
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the window keeps working: the clerk can still upload scans
+                    log.error("certificate lookup failed for application %s: %s", application_id, type(exc).__name__)
+                    failure = "the certificate service failed; upload a scan instead"
+        out: list[MaterialView] = []
+        for m in item.materials:
+            view = MaterialView(
+                key=m.key,
+                name=m.name,
+                required=m.required,
+                source=m.source,
+                certificate_type=m.certificate_type,
+                state="missing",
+            )
+            if m.source == "certificate" and m.certificate_type:
+                outcome = outcomes.get(m.certificate_type)
+                if outcome is None:
+                    view.state = "unavailable"
+                    view.reason = failure or "the department did not answer within the time budget"
+                elif outcome.state == "found" and outcome.certificate is not None:
+                    view.state = "prefilled"
+                    view.certificate = certificate_view(outcome.certificate, outcome.source)
+                elif outcome.state == "not_found":
+                    view.state = "missing"
+                    view.reason = _reason(outcome, "the department holds no such certificate for the applicant")
+                else:
+                    view.state = "unavailable"
+                    view.reason = _reason(outcome, "the department system is unavailable")
+            out.append(view)
+        return out
+
+    @staticmethod
+    def _require_complete(views: list[MaterialView]) -> None:
+        missing = missing_required(views)
+        if missing:
+            raise Unprocessable(
+                f"{len(missing)} required material(s) missing: the application cannot be accepted yet.",
+                errors=[
+                    FieldError(
+                        f"materials.{m.key}",
+                        f"{m.name} is required"
+                        + (f" ({m.reason})" if m.reason else "")
+                        + ": upload a scan (PDF, JPEG or PNG)",
+                    )
+                    for m in missing
+                ],
+                extra={"missing": [m.key for m in missing]},
+            )
+
+    # -- accept ---------------------------------------------------------------------------------------------
+    async def accept(self, principal: Principal, application_id: str, if_match: str | None = None) -> Acceptance:
+        """Accept a complete draft: tracking number, query code (shown once) and deadline, in one transaction."""
+        now = self.now()
+        self._window(principal)
+        # Refuse what can be refused without the write lock first, so a 4xx never waits for a writer's turn.
+        async with self.db.read() as conn:
+            row = await load_application(conn, application_id, principal)
+            self._check_acceptable(row, if_match, [material_view(m) for m in await load_materials(conn, row.id)])
+            item = self._offered_item(row, local_date(now))
+        async with self.db.transaction() as conn:
+            row = await load_application(conn, application_id, principal, for_update=True)
+            self._check_acceptable(row, if_match, [material_view(m) for m in await load_materials(conn, row.id)])
+            return await self._accept_in(conn, row, item, principal, now)
+
+    def _check_acceptable(self, row: Row[Any], if_match: str | None, materials: list[MaterialView]) -> None:
+        check_if_match(row, if_match)
+        if row.status != "draft":
+            allowed = allowed_targets(row.status)
+            raise Conflict(
+                f"Only a draft can be accepted; this application is {row.status}.",
+                extra={"status": row.status, "allowed": allowed},
+            )
+        self._require_complete(materials)
+
+    def _offered_item(self, row: Row[Any], today: dt.date) -> Item:
+        item = self.catalog.item(row.item_code)
+        if item is None or not item.is_offered(today):
+            raise Unprocessable(
+                f"Item {row.item_code} is no longer offered; the draft cannot be accepted.",
+                errors=[FieldError("item_code", f"item {row.item_code} is not published and valid today")],
+            )
+        return item
+
+    async def _accept_in(
+        self, conn: AsyncConnection, row: Row[Any], item: Item, principal: Principal, now: dt.datetime
+    ) -> Acceptance:
+        accepted_on = local_date(now)
+        sequence = await next_sequence(conn, accepted_on)
+        tracking = numbers.tracking_number(accepted_on, sequence)
+        code = numbers.new_query_code()
+        state = clock.start(self.calendar, accepted_on, item.promised_days)
+        result = await conn.execute(
+            update(applications)
+            .where(applications.c.id == row.id, applications.c.version == row.version)
+            .values(
+                status="accepted",
+                version=row.version + 1,
+                updated_at=now,
+                accepted_at=now,
+                accepted_on=accepted_on,
+                tracking_number=tracking,
+                query_code_hash=numbers.query_code_hash(self.cipher, tracking, code),
+                **clock_columns(state),
+            )
+        )
+        if result.rowcount != 1:
+            raise Conflict("The application changed while it was being accepted; reload it and try again.")
+        await record_status(
+            conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
+        )
+        await audit.append(
+            conn,
+            actor=principal.actor,
+            role=principal.role.value,
+            action="application.accepted",
+            object_type="application",
+            object_id=row.id,
+            purpose=f"application:{row.id}",
+            detail={
+                "tracking_number": tracking,
+                "deadline": state.deadline.isoformat(),
+                "deadline_estimated": state.deadline_estimated,
+                "promised_days": item.promised_days,
+            },
+        )
+        return Acceptance(
+            id=row.id,
+            tracking_number=tracking,
+            query_code=code,
+            status="accepted",
+            deadline=state.deadline,
+            deadline_estimated=state.deadline_estimated,
+            accepted_at=local_time(now),
+            promised_days=item.promised_days,
+        )
+
+    # -- uploads ---------------------------------------------------------------------------------------------
+    async def upload(
+        self,
+        principal: Principal,
+        application_id: str,
+        key: str,
+        content: bytes,
+        if_match: str | None = None,
+    ) -> MaterialUploaded:
+        """Store a scan for one material (state → provided) while the application is a draft or needs correction."""
+        now = self.now()
+        self._window(principal)
+        if len(content) > self.settings.upload_max_bytes:
+            raise PayloadTooLarge(
+                f"The file is {len(content)} bytes; at most {self.settings.upload_max_bytes} are accepted.",
+                extra={"max_bytes": self.settings.upload_max_bytes},
+            )
+        if not content:
+            raise Unprocessable("The file is empty.", errors=[FieldError("file", "is empty")])
+        media_type = uploads.sniff(content[: uploads.SNIFF_BYTES])
+        async with self.db.read() as conn:
+            row = await load_application(conn, application_id, principal)
+            material = await self._material_row(conn, row, key)
+            self._check_uploadable(row, if_match)
+        if media_type is None:
+            raise UnsupportedMedia(
+                "The file is not a PDF, JPEG or PNG (checked by its content, not its name).",
+                extra={"accepted": list(uploads.ACCEPTED_TYPES)},
+            )
+        digest, created = await asyncio.to_thread(uploads.store, self.settings.data_dir, content)
+        try:
+            async with self.db.transaction() as conn:
+                row = await load_application(conn, application_id, principal, for_update=True)
+                material = await self._material_row(conn, row, key)
+                self._check_uploadable(row, if_match)
+                await conn.execute(
+                    update(application_materials)
+                    .where(application_materials.c.id == material.id)
+                    .values(
+                        state="provided",
+                        reason=None,
+                        file_sha256=digest,
+                        file_type=media_type,
+                        file_size=len(content),
+                        updated_at=now,
+                    )
+                )
+                await conn.execute(
+                    update(applications)
+                    .where(applications.c.id == row.id)
+                    .values(version=applications.c.version + 1, updated_at=now)
+                )
+                await audit.append(
+                    conn,
+                    actor=principal.actor,
+                    role=principal.role.value,
+                    action="material.uploaded",
+                    object_type="application",
+                    object_id=row.id,
+                    purpose=f"application:{row.id}",
+                    detail={"material": key, "sha256": digest, "content_type": media_type, "size": len(content)},
+                )
+        except BaseException:
+            if created:  # nothing refers to the file we just wrote
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(uploads.remove, self.settings.data_dir, digest)
+            raise
+        return MaterialUploaded(
+            application_id=row.id,
+            key=material.key,
+            name=material.name,
+            required=material.required,
+            source=material.source,
+            certificate_type=material.certificate_type,
+            state="provided",
+            file=FileView(sha256=digest, content_type=media_type, size=len(content)),
+        )
+
+    @staticmethod
+    async def _material_row(conn: AsyncConnection, row: Row[Any], key: str) -> Row[Any]:
+        material = (
+            await conn.execute(
+                select(application_materials).where(
+                    application_materials.c.application_id == row.id, application_materials.c.key == key
+                )
+            )
+        ).first()
+        if material is None:
+            raise NotFound(f"Item {row.item_code} has no material {key!r}.")
+        return material
+
+    @staticmethod
+    def _check_uploadable(row: Row[Any], if_match: str | None) -> None:
+        check_if_match(row, if_match)
+        if row.status not in UPLOAD_STATUSES:
+            raise Conflict(
+                f"Materials can be uploaded while the application is a draft or needs correction; it is {row.status}.",
+                extra={"status": row.status, "allowed": list(UPLOAD_STATUSES)},
+            )
+
+    # -- draft purge -----------------------------------------------------------------------------------------
+    async def purge_drafts(
+        self, *, now: dt.datetime | None = None, file_grace_seconds: float = FILE_GRACE_SECONDS
+    ) -> PurgeResult:
+        """Delete drafts untouched for ``draft_retention_hours``, then their uploads nothing else refers to."""
+        now = now or self.now()
+        cutoff = now - dt.timedelta(hours=self.settings.draft_retention_hours)
+        async with self.db.transaction() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        select(applications.c.id).where(
+                            applications.c.status == "draft", applications.c.updated_at < cutoff
+                        )
+                    )
+                ).scalars()
+            )
+            if not ids:
+                return PurgeResult(drafts=0, files=0)
+            hashes = set(
+                (
+                    await conn.execute(
+                        select(application_materials.c.file_sha256).where(
+                            application_materials.c.application_id.in_(ids),
+                            application_materials.c.file_sha256.is_not(None),
+                        )
+                    )
+                ).scalars()
+            )
+            # Children first: the result is the same whether or not the database enforces ON DELETE CASCADE.
+            await conn.execute(delete(application_history).where(application_history.c.application_id.in_(ids)))
+            await conn.execute(delete(application_materials).where(application_materials.c.application_id.in_(ids)))
+            await conn.execute(delete(applications).where(applications.c.id.in_(ids)))
+            await audit.append(
+                conn,
+                actor="system",
+                action="application.drafts_purged",
+                object_type="application",
+                object_id=f"{len(ids)} drafts",
+                detail={"ids": ids[:500], "count": len(ids), "retention_hours": self.settings.draft_retention_hours},
+            )
+            still_used = set(
+                (
+                    await conn.execute(
+                        select(application_materials.c.file_sha256).where(
+                            application_materials.c.file_sha256.in_(hashes)
+                        )
+                    )
+                ).scalars()
+            )
+        removed = 0
+        for digest in sorted(hashes - still_used):
+            if await asyncio.to_thread(uploads.remove, self.settings.data_dir, digest, older_than=file_grace_seconds):
+                removed += 1
+        log.info("purged %d drafts and %d uploads", len(ids), removed)
+        return PurgeResult(drafts=len(ids), files=removed)
+
+
+async def next_sequence(conn: AsyncConnection, day: dt.date) -> int:
+    """The next tracking-number sequence for ``day``, allocated in the caller's transaction.
+
+    One upsert statement: the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises concurrent
+    acceptances, and a rolled-back acceptance gives its number back.
+    """
+    key = f"{day:%Y%m%d}"
+    table = tracking_sequences
+    stmt: Any
+    if conn.dialect.name == "postgresql":
+        stmt = pg_insert(table).values(day=key, n=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
+    else:
+        stmt = sqlite_insert(table).values(day=key, n=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
+    value = (await conn.execute(stmt.returning(table.c.n))).scalar_one()
+    return int(value)
+
+
+__all__ = [
+    "FILE_GRACE_SECONDS",
+    "UPLOAD_STATUSES",
+    "CertificateLookup",
+    "IntakeService",
+    "next_sequence",
+    "normalise_phone",
+    "phone_problem",
+    "route",
+    "validate_applicant",
+]

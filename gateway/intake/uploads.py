@@ -1,0 +1,99 @@
+"""Uploaded scans: content sniffing and content-addressed storage under ``<data_dir>/uploads``.
+
+The type of a file is what its first bytes say, never its name or the client's Content-Type: a PDF starts with
+``%PDF-``, a JPEG with ``FF D8 FF``, a PNG with its 8-byte signature. Anything else is refused (415).
+
+Files are stored once per content: ``uploads/ab/cd/<sha256>`` (the first two byte pairs of the hash fan the files
+out over directories). A file is written to a temporary name in the same directory and renamed into place, so a
+reader never sees half a file and two uploads of the same scan at once end with one whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+#: Signature -> media type, checked in order.
+MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"%PDF-", "application/pdf"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+#: Bytes needed to recognise any accepted type.
+SNIFF_BYTES: Final = max(len(m) for m, _ in MAGIC)
+ACCEPTED_TYPES: Final = tuple(t for _, t in MAGIC)
+
+UPLOADS_DIR: Final = "uploads"
+
+
+def sniff(head: bytes) -> str | None:
+    """The media type the leading bytes announce, or None when it is not an accepted type."""
+    for magic, media_type in MAGIC:
+        if head.startswith(magic):
+            return media_type
+    return None
+
+
+def upload_path(data_dir: Path, sha256: str) -> Path:
+    """Where the file with this SHA-256 (64 lower-case hex digits) lives."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError("not a SHA-256 hex digest")
+    return data_dir / UPLOADS_DIR / sha256[:2] / sha256[2:4] / sha256
+
+
+def store(data_dir: Path, content: bytes) -> tuple[str, bool]:
+    """Store ``content`` under its hash; returns ``(sha256, created)`` (False when it was already there).
+
+    Blocking file I/O: call it through ``anyio.to_thread`` / ``asyncio.to_thread`` from request handlers.
+    """
+    digest = hashlib.sha256(content).hexdigest()
+    path = upload_path(data_dir, digest)
+    if path.exists():
+        # Refresh the time: the purge spares recently touched files, so it cannot race this upload's commit.
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(path)
+            return digest, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return digest, True
+
+
+def remove(data_dir: Path, sha256: str, *, older_than: float = 0.0) -> bool:
+    """Delete a stored file the caller found unreferenced; True when a file was removed.
+
+    ``older_than`` (seconds) spares a file written or re-uploaded since: an upload of the same content may be
+    between writing the file and committing its reference.
+    """
+    path = upload_path(data_dir, sha256)
+    try:
+        if older_than > 0 and time.time() - path.stat().st_mtime < older_than:
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    # Leave empty fan-out directories behind only when another file still needs them.
+    for parent in (path.parent, path.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+    return True
+
+
+__all__ = ["ACCEPTED_TYPES", "MAGIC", "SNIFF_BYTES", "UPLOADS_DIR", "remove", "sniff", "store", "upload_path"]

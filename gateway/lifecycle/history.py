@@ -1,0 +1,117 @@
+"""The status history of an application: written inside the transaction that changes the status.
+
+Shared by intake (draft, accepted) and the transitions endpoint, so every status an application ever had is in
+`application_history` with who set it, when and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.identity.principal import Principal, Role
+from gateway.lifecycle.tables import application_history
+from gateway.privacy import mask_text
+from gateway.storage.metadata import new_id
+
+#: Notes are free text typed at a window: cap them, and mask ID and phone numbers typed into them.
+NOTE_MAX_CHARS = 2000
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One status an application reached (``by`` is the actor: ``<role>:<unit or department>`` when bound)."""
+
+    status: str
+    at: dt.datetime
+    by: str
+    note: str | None = None
+    from_status: str | None = None
+
+
+def clean_note(note: str | None) -> str | None:
+    if note is None:
+        return None
+    text = mask_text(note.strip())
+    return text or None
+
+
+def actor_scope(principal: Principal) -> str | None:
+    if principal.role is Role.CLERK:
+        return principal.unit
+    if principal.role is Role.OFFICER:
+        return principal.department
+    return None
+
+
+def actor_label(role: str | None, scope: str | None, actor: str) -> str:
+    """How the history names who acted: the role and where they work (never a person's name)."""
+    if role is None:
+        return actor
+    return f"{role}:{scope}" if scope else role
+
+
+async def record_status(
+    conn: AsyncConnection,
+    *,
+    application_id: str,
+    status: str,
+    from_status: str | None,
+    principal: Principal,
+    at: dt.datetime,
+    note: str | None = None,
+) -> HistoryEntry:
+    """Append the status reached to the application's history (inside the caller's transaction)."""
+    position = (
+        await conn.execute(
+            select(func.coalesce(func.max(application_history.c.position), 0)).where(
+                application_history.c.application_id == application_id
+            )
+        )
+    ).scalar_one() + 1
+    scope = actor_scope(principal)
+    cleaned = clean_note(note)
+    await conn.execute(
+        insert(application_history).values(
+            id=new_id(),
+            application_id=application_id,
+            position=position,
+            status=status,
+            from_status=from_status,
+            at=at,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            actor_scope=scope,
+            note=cleaned,
+        )
+    )
+    return HistoryEntry(
+        status=status,
+        at=at,
+        by=actor_label(principal.role.value, scope, principal.actor),
+        note=cleaned,
+        from_status=from_status,
+    )
+
+
+async def load_history(conn: AsyncConnection, application_id: str) -> list[HistoryEntry]:
+    rows = await conn.execute(
+        select(application_history)
+        .where(application_history.c.application_id == application_id)
+        .order_by(application_history.c.position)
+    )
+    return [
+        HistoryEntry(
+            status=r.status,
+            at=r.at,
+            by=actor_label(r.actor_role, r.actor_scope, r.actor),
+            note=r.note,
+            from_status=r.from_status,
+        )
+        for r in rows
+    ]
+
+
+__all__ = ["NOTE_MAX_CHARS", "HistoryEntry", "actor_label", "clean_note", "load_history", "record_status"]

@@ -1,0 +1,110 @@
+"""Bodies of the case lifecycle API: the application as officers and windows see it, transitions, queues and the
+supervisor's summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+
+from gateway.intake.schemas import ApplicantView, ItemRef, MaterialView
+from gateway.lifecycle.history import HistoryEntry
+
+
+class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/applications/{id}/transitions``."""
+
+    #: The status to move to (CONTRACT.md's statuses).
+    to: str = ""
+    #: Why: required when refusing, asking for correction, opening a special procedure or denying.
+    note: str | None = None
+    #: The decision (审批结果) when completing: required for approved and denied.
+    result: str | None = None
+
+
+class ClockOut(msgspec.Struct, kw_only=True):
+    """The promised-time clock as of today (working days)."""
+
+    promised_days: int
+    deadline: dt.date
+    deadline_estimated: bool
+    working_days_used: int
+    working_days_left: int
+    paused: bool
+    stopped: bool
+    #: At least 80 % of the promised time used and not yet overdue.
+    due_soon: bool
+    overdue: bool
+
+
+class ApplicationView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``GET /api/v1/applications/{id}``; the ``ETag`` header carries the row version for ``If-Match``."""
+
+    id: str
+    status: str
+    status_name: str
+    item: ItemRef
+    filing_unit: str
+    handling_unit: str
+    applicant: ApplicantView
+    purpose: str
+    materials: list[MaterialView]
+    history: list[HistoryEntry]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    #: Statuses the caller may move the application to now (through the transitions endpoint).
+    allowed_transitions: list[str]
+    grid: str | None = None
+    tracking_number: str | None = None
+    accepted_at: dt.datetime | None = None
+    deadline: dt.date | None = None
+    deadline_estimated: bool = False
+    clock: ClockOut | None = None
+    result: str | None = None
+
+
+class QueueEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    status: str
+    item: ItemRef
+    filing_unit: str
+    handling_unit: str
+    applicant_name: str
+    created_at: dt.datetime
+    tracking_number: str | None = None
+    accepted_at: dt.datetime | None = None
+    deadline: dt.date | None = None
+    clock: ClockOut | None = None
+
+
+class Queue(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/applications``: the caller's cases, earliest deadline first."""
+
+    items: list[QueueEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+class SummaryRow(msgspec.Struct, kw_only=True):
+    item_code: str
+    item_name: str
+    department: str
+    unit: str
+    total: int
+    by_status: dict[str, int]
+    open: int
+    overdue: int
+    due_soon: int
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/supervision/summary``: counts per item and handling unit."""
+
+    as_of: dt.date
+    rows: list[SummaryRow]
+    totals: SummaryRow
+
+
+__all__ = ["ApplicationView", "ClockOut", "Queue", "QueueEntry", "Summary", "SummaryRow", "TransitionIn"]

@@ -1,0 +1,244 @@
+"""Field encryption and blind indexes for personal data (ID number, name, phone, address).
+
+A stored value is a self-describing token ``v1.<key id>.<base64url(nonce ‖ ciphertext+tag)>``: AES-256-GCM with a
+random 96-bit nonce, and associated data that binds the key id, table, column and row id — a value copied to
+another row or column, or edited, fails to decrypt instead of showing someone else's data.
+
+``row_id`` is the row's primary key as text (``str(row.id)``); encrypt before insert with the id the row will
+have (generate ids in Python, not by the database), so the same text is used when reading it back.
+
+A blind index is HMAC-SHA256 under the ring's index key over a normalised value, separated by ``kind`` (the
+same ID number gives unrelated digests as ``citizen_id`` and as ``phone``), so equality lookups work without the
+plaintext and without a dictionary attack from the database alone.
+
+Exceptions::
+
+    DecryptionError     a token is malformed, names an unknown key, or fails authentication; names
+                        table/column/row, never the value
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import unicodedata
+import uuid
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+
+from gateway.privacy.keys import KeyRing, UnknownKeyError
+
+TOKEN_VERSION = "v1"  # noqa: S105 - a format tag, not a secret
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_AAD_LABEL = b"onewindow.field.v1"
+_SEAL_LABEL = b"onewindow.seal.v1"
+_INDEX_LABEL = b"onewindow.blind-index.v1"
+_SEAL_MAGIC = b"\x01"
+
+RowId = str | int | uuid.UUID
+
+
+class DecryptionError(Exception):
+    """A stored value cannot be decrypted; the message names where it is stored, never what it holds."""
+
+    def __init__(self, table: str, column: str, row_id: RowId, reason: str) -> None:
+        super().__init__(f"cannot decrypt {table}.{column} of row {row_id}: {reason}")
+        self.table = table
+        self.column = column
+        self.row_id = str(row_id)
+        self.reason = reason
+
+
+def _frame(*parts: bytes) -> bytes:
+    """Length-prefixed concatenation, so ('ab','c') and ('a','bc') never give the same associated data."""
+    out = bytearray()
+    for part in parts:
+        out += len(part).to_bytes(4, "big")
+        out += part
+    return bytes(out)
+
+
+def field_aad(key_id: str, table: str, column: str, row_id: RowId) -> bytes:
+    return _frame(_AAD_LABEL, key_id.encode(), table.encode(), column.encode(), str(row_id).encode())
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+# --- normalisation for blind indexes ------------------------------------------------------------------
+
+
+def _normalise_citizen_id(value: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", value).split()).upper()
+
+
+def _normalise_phone(value: str) -> str:
+    digits = "".join(ch for ch in unicodedata.normalize("NFKC", value) if ch.isdigit())
+    # +86 / 0086 prefixes name the same mobile number.
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    elif len(digits) == 15 and digits.startswith("0086"):
+        digits = digits[4:]
+    return digits
+
+
+def _normalise_text(value: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", value).split())
+
+
+NORMALISERS: dict[str, Callable[[str], str]] = {
+    "citizen_id": _normalise_citizen_id,
+    "phone": _normalise_phone,
+}
+
+
+def normalise(value: str, kind: str) -> str:
+    """The canonical form hashed for ``kind`` (ID numbers upper-case without spaces, phones digits only, …)."""
+    return NORMALISERS.get(kind, _normalise_text)(value)
+
+
+class FieldCipher:
+    """Encrypts, decrypts and indexes personal-data fields with one `KeyRing` (AESGCM objects are reused)."""
+
+    __slots__ = ("_index_cache", "keyring")
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self._index_cache: tuple[bytes, hmac.HMAC] | None = None
+
+    # --- fields ----------------------------------------------------------------------------------------
+
+    def encrypt(self, plaintext: str, *, table: str, column: str, row_id: RowId) -> str:
+        """``v1.<key id>.<base64url(nonce|ciphertext)>`` under the active key, bound to table/column/row."""
+        key_id, aead = self.keyring.active_aead()
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = aead.encrypt(nonce, plaintext.encode("utf-8"), field_aad(key_id, table, column, row_id))
+        return f"{TOKEN_VERSION}.{key_id}.{_b64e(nonce + sealed)}"
+
+    def decrypt(self, token: str, *, table: str, column: str, row_id: RowId) -> str:
+        """The plaintext of ``token`` stored at ``table.column`` of ``row_id``; `DecryptionError` otherwise."""
+        version, _, rest = token.partition(".")
+        key_id, _, body = rest.partition(".")
+        if version != TOKEN_VERSION or not key_id or not body:
+            raise DecryptionError(table, column, row_id, "not an encrypted value (expected 'v1.<key>.<data>')")
+        try:
+            aead = self.keyring.aead(key_id)
+        except UnknownKeyError:
+            raise DecryptionError(table, column, row_id, f"data key {key_id!r} is not in the key ring") from None
+        try:
+            raw = _b64d(body)
+        except (binascii.Error, ValueError):
+            raise DecryptionError(table, column, row_id, "corrupt encoding") from None
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            raise DecryptionError(table, column, row_id, "truncated value")
+        try:
+            plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], field_aad(key_id, table, column, row_id))
+        except InvalidTag:
+            raise DecryptionError(
+                table, column, row_id, "authentication failed (altered, or copied from another row or column)"
+            ) from None
+        return plain.decode("utf-8")
+
+    def encrypt_optional(self, plaintext: str | None, *, table: str, column: str, row_id: RowId) -> str | None:
+        return None if plaintext is None else self.encrypt(plaintext, table=table, column=column, row_id=row_id)
+
+    def decrypt_optional(self, token: str | None, *, table: str, column: str, row_id: RowId) -> str | None:
+        return None if token is None else self.decrypt(token, table=table, column=column, row_id=row_id)
+
+    def reencrypt(self, token: str, *, table: str, column: str, row_id: RowId) -> str:
+        """The same plaintext under the active key (rotation)."""
+        plain = self.decrypt(token, table=table, column=column, row_id=row_id)
+        return self.encrypt(plain, table=table, column=column, row_id=row_id)
+
+    @staticmethod
+    def key_id_of(token: str) -> str | None:
+        """The data key id a token was encrypted with, or ``None`` if it is not a token."""
+        parts = token.split(".", 2)
+        if len(parts) != 3 or parts[0] != TOKEN_VERSION:
+            return None
+        return parts[1]
+
+    def token_prefix(self, key_id: str | None = None) -> str:
+        """``v1.<key id>.`` — what every value under that key (default: the active one) starts with."""
+        return f"{TOKEN_VERSION}.{key_id or self.keyring.active_key_id}."
+
+    # --- blind index ---------------------------------------------------------------------------------
+
+    def blind_index(self, value: str, *, kind: str = "citizen_id") -> str:
+        """Hex HMAC-SHA256 of the normalised value, domain-separated by ``kind``; stable for one index key."""
+        key = self.keyring.index_key
+        cached = self._index_cache
+        if cached is None or cached[0] is not key:
+            cached = (key, hmac.new(key, digestmod=hashlib.sha256))
+            self._index_cache = cached
+        mac = cached[1].copy()
+        mac.update(_frame(_INDEX_LABEL, kind.encode(), normalise(value, kind).encode("utf-8")))
+        return mac.hexdigest()
+
+    def keyed_digest(self, data: bytes, *, purpose: str) -> bytes:
+        """A keyed digest of arbitrary bytes (e.g. an idempotency fingerprint of a body holding personal data)."""
+        return hmac.digest(self.keyring.index_key, _frame(_INDEX_LABEL, purpose.encode(), data), "sha256")
+
+    # --- opaque blobs (idempotency records and other cached bytes) ------------------------------------
+
+    def seal(self, data: bytes, *, context: bytes) -> bytes:
+        """Encrypt bytes bound to ``context`` (e.g. the store key); binary twin of `encrypt`."""
+        key_id, aead = self.keyring.active_aead()
+        nonce = os.urandom(_NONCE_BYTES)
+        kid = key_id.encode()
+        return (
+            _SEAL_MAGIC + bytes([len(kid)]) + kid + nonce + aead.encrypt(nonce, data, _frame(_SEAL_LABEL, kid, context))
+        )
+
+    def unseal(self, sealed: bytes, *, context: bytes) -> bytes:
+        """Decrypt what `seal` made; `ValueError` when it does not authenticate or its key is gone."""
+        if len(sealed) < 2 or sealed[:1] != _SEAL_MAGIC:
+            raise ValueError("not a sealed blob")
+        size = sealed[1]
+        kid = sealed[2 : 2 + size]
+        rest = sealed[2 + size :]
+        if len(rest) < _NONCE_BYTES + _TAG_BYTES:
+            raise ValueError("truncated sealed blob")
+        try:
+            aead = self.keyring.aead(kid.decode("ascii"))
+            return aead.decrypt(rest[:_NONCE_BYTES], rest[_NONCE_BYTES:], _frame(_SEAL_LABEL, kid, context))
+        except (UnknownKeyError, InvalidTag, UnicodeDecodeError) as exc:
+            raise ValueError(f"sealed blob does not open: {type(exc).__name__}") from None
+
+
+# --- function forms (one cipher per call is cheap: the AESGCM objects live in the key ring) ------------
+
+
+def encrypt(keyring: KeyRing, plaintext: str, *, table: str, column: str, row_id: RowId) -> str:
+    return FieldCipher(keyring).encrypt(plaintext, table=table, column=column, row_id=row_id)
+
+
+def decrypt(keyring: KeyRing, token: str, *, table: str, column: str, row_id: RowId) -> str:
+    return FieldCipher(keyring).decrypt(token, table=table, column=column, row_id=row_id)
+
+
+def blind_index(keyring: KeyRing, value: str, *, kind: str = "citizen_id") -> str:
+    return FieldCipher(keyring).blind_index(value, kind=kind)
+
+
+__all__ = [
+    "TOKEN_VERSION",
+    "DecryptionError",
+    "FieldCipher",
+    "RowId",
+    "blind_index",
+    "decrypt",
+    "encrypt",
+    "field_aad",
+    "normalise",
+]

@@ -1,0 +1,230 @@
+"""`Database`: the async engine, write and read transactions, migrations — for SQLite and PostgreSQL alike.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, a busy timeout and foreign keys on
+every connection. A write transaction starts with ``BEGIN IMMEDIATE``: it takes the database's write lock up front,
+so a transaction that reads and then writes never has to upgrade a shared lock (the upgrade is where two SQLite
+writers deadlock and one fails with "database is locked"). Inside one process, writers also queue on an
+`asyncio.Lock` first, so they wait in order instead of polling SQLite's busy handler.
+
+PostgreSQL runs through asyncpg with a bounded pool; `Database.read` transactions are ``READ ONLY``. With
+``Settings.database_schema`` every connection's ``search_path`` is that schema (tests isolate themselves so).
+
+Usage::
+
+    db = Database.from_settings(settings)
+    await db.migrate()
+    async with db.transaction() as conn:      # one write transaction: commit on success, rollback on error
+        await conn.execute(table.insert().values(...))
+        await audit.append(conn, ...)
+    async with db.read() as conn:             # reads only
+        row = (await conn.execute(select(...))).first()
+    await db.dispose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from gateway.problems import ServiceUnavailable
+from gateway.settings import Settings
+from gateway.storage.metadata import new_id, utcnow
+
+#: PRAGMAs applied to every SQLite connection when it is opened.
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",  # first, so switching to WAL below also waits for a busy file
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+)
+
+#: Advisory lock key (PostgreSQL) that serialises concurrent `Database.migrate` calls across processes.
+MIGRATION_LOCK_KEY = 0x6F77_6D69  # "owmi"
+
+#: Execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE instead of BEGIN).
+_WRITE_OPTION = "onewindow_write"
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """A write transaction waited too long for its turn (SQLite's single writer is busy)."""
+
+
+class Database:
+    """One database: an `AsyncEngine` plus the transaction discipline every domain uses."""
+
+    def __init__(self, engine: AsyncEngine, *, schema: str = "", write_wait_seconds: float = 10.0) -> None:
+        name = engine.dialect.name
+        if name not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database dialect {name!r}: use SQLite or PostgreSQL")
+        self.engine = engine
+        self.schema = schema
+        self.dialect: Dialect = "sqlite" if name == "sqlite" else "postgresql"
+        self._write_wait = write_wait_seconds
+        # One writer at a time per process on SQLite (the file allows only one anyway).
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            _install_sqlite_hooks(engine)
+
+    # -- construction ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **engine_options: Any) -> Database:
+        """The gateway's database: the SQLite file in the data dir, or PostgreSQL from ``database_url``."""
+        return cls.from_url(settings.sqlalchemy_url, schema=settings.database_schema, **engine_options)
+
+    @classmethod
+    def from_url(
+        cls, url: str | URL, *, schema: str = "", write_wait_seconds: float = 10.0, **engine_options: Any
+    ) -> Database:
+        """A database from an async SQLAlchemy URL (``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``).
+
+        Plain ``sqlite:///`` and ``postgresql://`` URLs are given their async driver. ``engine_options`` go to
+        `create_async_engine` (e.g. ``poolclass=NullPool``, ``echo=True``).
+        """
+        parsed = make_url(url) if isinstance(url, str) else url
+        driver = parsed.drivername
+        if driver == "sqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        elif driver in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        if parsed.get_backend_name() == "sqlite":
+            if schema:
+                raise ValueError("database_schema applies to PostgreSQL only")
+            if parsed.database and parsed.database != ":memory:":
+                _create_private_file(Path(parsed.database).expanduser())
+            options: dict[str, Any] = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 30}
+        elif parsed.get_backend_name() == "postgresql":
+            if schema and not _SCHEMA_NAME.match(schema):
+                raise ValueError(f"database_schema {schema!r}: use lower-case letters, digits and _ only")
+            server_settings = {"application_name": "onewindow", "jit": "off"}
+            if schema:
+                server_settings["search_path"] = schema
+            options = {
+                "pool_size": 10,
+                "max_overflow": 20,
+                "pool_timeout": 30,
+                "pool_recycle": 1800,
+                "connect_args": {"server_settings": server_settings, "command_timeout": 60},
+            }
+        else:
+            raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+        if "poolclass" in engine_options:  # e.g. NullPool: queue-pool sizing does not apply
+            for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+                options.pop(key, None)
+        options.update(engine_options)
+        return cls(create_async_engine(parsed, **options), schema=schema, write_wait_seconds=write_wait_seconds)
+
+    # -- transactions ---------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: commits when the block ends, rolls back when it raises.
+
+        Keep the block short and free of network calls: on SQLite every other writer waits for it.
+        Raises `DatabaseBusy` (503) when the turn does not come within the wait limit.
+        """
+        async with self._writer_turn(), self.engine.connect() as conn:
+            if self._write_lock is not None:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (one consistent snapshot on SQLite; ``READ ONLY`` on PostgreSQL)."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                await conn.execution_options(postgresql_readonly=True)
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._write_wait):
+                await lock.acquire()
+        except TimeoutError:
+            raise DatabaseBusy("The database is busy; try again shortly.", headers={"Retry-After": "1"}) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- operations -----------------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Bring the schema up to date (``alembic upgrade heads``); safe to call from several processes at once."""
+        from gateway.storage.migrate import upgrade_heads
+
+        async with self._writer_turn(), self.engine.connect() as conn:
+            if self._write_lock is not None:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    if self.schema:
+                        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                await conn.run_sync(upgrade_heads)
+
+    async def ping(self, within: float = 2.0) -> None:
+        """Raise unless the database answers a trivial query within ``within`` seconds."""
+        async with asyncio.timeout(within), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and CLI output."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file (and its directory) readable by the owner only; SQLite gives its -wal and -shm
+    files the same mode. An empty file is a valid empty database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    """The documented pysqlite/aiosqlite recipe: we emit BEGIN ourselves, so we choose its kind."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver from issuing its own (deferred) BEGIN and from committing around DDL.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+__all__ = ["MIGRATION_LOCK_KEY", "SQLITE_PRAGMAS", "Database", "DatabaseBusy", "new_id", "utcnow"]

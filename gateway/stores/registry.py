@@ -1,0 +1,112 @@
+"""The gateway's stores, one per purpose: in memory by default, in Redis when ``Settings.redis_url`` is set.
+
+    stores = build_stores(settings.redis_url)
+    Litestar(..., stores=stores.registry, on_shutdown=[stores.close])   # or lifespan=[stores.lifespan]
+    stores.idempotency / stores.rate_limit / stores.cache      # AtomicStore each
+
+Redis keys are ``<namespace>_<purpose>:<key>`` (default namespace ``onewindow``). One Redis client serves all
+stores of a process and is closed when the application stops. Any other store name Litestar asks for (e.g.
+its response cache) gets the same backend under its own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from litestar.stores.base import Store
+from litestar.stores.registry import StoreRegistry
+from redis.asyncio import Redis
+
+from gateway.health.controllers import Check
+from gateway.stores.backends import AtomicMemoryStore, AtomicRedisStore, AtomicStore
+
+PURPOSES = ("idempotency", "rate_limit", "cache")
+#: Seconds a Redis call may take before it fails (a slow Redis must not hang intake).
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Stores:
+    """The stores by purpose, the Litestar registry holding them and the Redis client if there is one."""
+
+    backend: Literal["memory", "redis"]
+    idempotency: AtomicStore
+    rate_limit: AtomicStore
+    cache: AtomicStore
+    redis: Redis | None = None
+    namespace: str = "onewindow"
+    registry: StoreRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = StoreRegistry(
+            {"idempotency": self.idempotency, "rate_limit": self.rate_limit, "cache": self.cache},
+            default_factory=self._new_store,
+        )
+
+    def _new_store(self, name: str) -> Store:
+        if self.redis is not None:
+            return AtomicRedisStore(self.redis, namespace=f"{self.namespace}_{name}")
+        return AtomicMemoryStore()
+
+    async def check(self) -> Check:
+        """Readiness of the shared backend (not critical: the database is the system of record)."""
+        if self.redis is None:
+            return Check(ok=True, detail="memory")
+        try:
+            await asyncio.wait_for(self.redis.ping(), REDIS_TIMEOUT_SECONDS)
+        except Exception as exc:
+            return Check(ok=False, critical=False, detail=f"unreachable: {type(exc).__name__}")
+        return Check(ok=True, detail="redis")
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Litestar lifespan: closes the Redis client when the application stops."""
+        try:
+            yield
+        finally:
+            await self.close()
+
+
+def redis_client(url: str) -> Redis:
+    """A Redis client (bytes in, bytes out) with bounded connect and call times."""
+    client: Redis = Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+    return client
+
+
+def build_stores(redis_url: str = "", *, namespace: str = "onewindow") -> Stores:
+    """Memory stores when ``redis_url`` is empty, else Redis stores under ``<namespace>_<purpose>``."""
+    if not redis_url:
+        return Stores(
+            backend="memory",
+            idempotency=AtomicMemoryStore(),
+            rate_limit=AtomicMemoryStore(),
+            cache=AtomicMemoryStore(),
+            namespace=namespace,
+        )
+    client = redis_client(redis_url)
+    by_purpose = {p: AtomicRedisStore(client, namespace=f"{namespace}_{p}") for p in PURPOSES}
+    return Stores(
+        backend="redis",
+        idempotency=by_purpose["idempotency"],
+        rate_limit=by_purpose["rate_limit"],
+        cache=by_purpose["cache"],
+        redis=client,
+        namespace=namespace,
+    )
+
+
+__all__ = ["PURPOSES", "Stores", "build_stores", "redis_client"]

@@ -1,0 +1,108 @@
+"""Tracking numbers and query codes: what a citizen's receipt (受理回执) carries.
+
+A tracking number is 21 characters: the district's division code (GB/T 2260, ``430302``), the acceptance date
+``YYYYMMDD``, a 6-digit sequence within that day, and one ISO 7064 MOD 37,36 check character over the first 20
+(the same scheme as e-certificate identifiers, so a mistyped digit is caught before any database lookup).
+The sequence comes from a database counter (`gateway.intake.services`), so numbers are unique across processes.
+
+A query code is 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L). It is shown once on the
+receipt; only a keyed hash is stored (`query_code_hash`), so a database copy does not open the public lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import re
+import secrets
+from typing import Final
+
+from catalog.codes import mod37_36_check_char
+from gateway.privacy import FieldCipher
+
+DIVISION_CODE: Final = "430302"
+SEQUENCE_DIGITS: Final = 6
+MAX_SEQUENCE: Final = 10**SEQUENCE_DIGITS - 1
+TRACKING_NUMBER_LENGTH: Final = len(DIVISION_CODE) + 8 + SEQUENCE_DIGITS + 1
+_TRACKING_RE: Final = re.compile(r"^(\d{6})(\d{8})(\d{6})([0-9A-Z])$")
+
+#: Unambiguous when read aloud or copied by hand from paper.
+QUERY_CODE_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+QUERY_CODE_LENGTH: Final = 8
+_QUERY_CODE_RE: Final = re.compile(f"^[{QUERY_CODE_ALPHABET}]{{{QUERY_CODE_LENGTH}}}$")
+
+
+class SequenceExhausted(RuntimeError):
+    """More than 999,999 acceptances in one day: the number format has no room left."""
+
+
+def tracking_number(accepted_on: dt.date, sequence: int, division: str = DIVISION_CODE) -> str:
+    """The tracking number for the ``sequence``-th acceptance (1-based) on ``accepted_on``."""
+    if not 1 <= sequence <= MAX_SEQUENCE:
+        raise SequenceExhausted(f"sequence {sequence} does not fit {SEQUENCE_DIGITS} digits")
+    if len(division) != 6 or not division.isdigit():
+        raise ValueError(f"division code must be 6 digits, got {division!r}")
+    body = f"{division}{accepted_on:%Y%m%d}{sequence:0{SEQUENCE_DIGITS}d}"
+    return body + mod37_36_check_char(body)
+
+
+def tracking_number_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a tracking number, or None when its shape and check character are right."""
+    m = _TRACKING_RE.match(value)
+    if m is None:
+        return f"must be {TRACKING_NUMBER_LENGTH} characters: division code, date, 6-digit sequence, check character"
+    try:
+        dt.date(int(m[2][:4]), int(m[2][4:6]), int(m[2][6:]))
+    except ValueError:
+        return "the date part is not a real date"
+    if mod37_36_check_char(value[:-1]) != m[4]:
+        return "check character does not match"
+    return None
+
+
+def normalise_tracking_number(value: str) -> str:
+    return value.strip().upper()
+
+
+def new_query_code() -> str:
+    return "".join(secrets.choice(QUERY_CODE_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
+
+
+def normalise_query_code(value: str) -> str:
+    """Citizens type codes in lower case and with spaces; the code itself is upper case."""
+    return "".join(value.split()).upper()
+
+
+def is_query_code(value: str) -> bool:
+    return _QUERY_CODE_RE.match(value) is not None
+
+
+def query_code_hash(cipher: FieldCipher, tracking: str, code: str) -> str:
+    """Keyed hash (the never-rotated index key) of a query code, bound to its tracking number, so equal codes on
+    two cases hash differently and a copy of the database does not open the public lookup."""
+    message = f"{tracking}\x1f{normalise_query_code(code)}".encode()
+    return cipher.keyed_digest(message, purpose="tracking.query_code").hex()
+
+
+def query_code_matches(cipher: FieldCipher, tracking: str, code: str, stored_hash: str | None) -> bool:
+    if stored_hash is None:
+        return False
+    return hmac.compare_digest(query_code_hash(cipher, tracking, code), stored_hash)
+
+
+__all__ = [
+    "DIVISION_CODE",
+    "MAX_SEQUENCE",
+    "QUERY_CODE_ALPHABET",
+    "QUERY_CODE_LENGTH",
+    "TRACKING_NUMBER_LENGTH",
+    "SequenceExhausted",
+    "is_query_code",
+    "new_query_code",
+    "normalise_query_code",
+    "normalise_tracking_number",
+    "query_code_hash",
+    "query_code_matches",
+    "tracking_number",
+    "tracking_number_problem",
+]

@@ -1,0 +1,68 @@
+"""Magic-byte sniffing and content-addressed storage of scans."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.intake import uploads
+
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 32
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 32
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(PDF, "application/pdf"), (JPEG, "image/jpeg"), (PNG, "image/png")],
+)
+def test_sniff_accepts_by_content(content: bytes, expected: str) -> None:
+    assert uploads.sniff(content[: uploads.SNIFF_BYTES]) == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"%PDF",  # truncated signature
+        b" %PDF-1.4",  # not at the start
+        b"\x89PNG\r\n\x1a",  # truncated PNG signature
+        b"GIF89a....",
+        b"PK\x03\x04word.docx",
+        b"<html><body>%PDF-</body></html>",
+        b"MZ\x90\x00",  # an .exe named scan.pdf is still an .exe
+    ],
+)
+def test_sniff_refuses_everything_else(content: bytes) -> None:
+    assert uploads.sniff(content) is None
+
+
+def test_store_is_content_addressed_and_deduplicated(tmp_path: Path) -> None:
+    digest, created = uploads.store(tmp_path, PDF)
+    assert created and digest == hashlib.sha256(PDF).hexdigest()
+    path = tmp_path / "uploads" / digest[:2] / digest[2:4] / digest
+    assert path.read_bytes() == PDF
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert uploads.store(tmp_path, PDF) == (digest, False)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".upload-")]
+
+
+def test_remove_spares_recent_files(tmp_path: Path) -> None:
+    digest, _ = uploads.store(tmp_path, PNG)
+    assert not uploads.remove(tmp_path, digest, older_than=3600)
+    path = uploads.upload_path(tmp_path, digest)
+    old = time.time() - 7200
+    os.utime(path, (old, old))
+    assert uploads.remove(tmp_path, digest, older_than=3600)
+    assert not path.exists()
+    assert not (tmp_path / "uploads" / digest[:2]).exists()
+    assert not uploads.remove(tmp_path, digest)
+
+
+def test_upload_path_refuses_non_digests(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        uploads.upload_path(tmp_path, "../../etc/passwd")
