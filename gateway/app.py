@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
@@ -52,6 +53,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cipher=cipher,
     )
     app = Litestar(
+        # Migrations log every step at INFO; an operator wants to hear from them only when something is wrong.
+        logging_config=LoggingConfig(
+            loggers={"alembic": {"level": "WARNING", "handlers": ["queue_listener"], "propagate": False}}
+        ),
         route_handlers=[
             live,
             ready,

@@ -15,10 +15,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--config", type=Path, help="TOML settings file ([gateway] table)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); with more than one, set ONEWINDOW_REDIS_URL so idempotency and "
+        "rate limits are shared",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from gateway.app import create_app
@@ -33,6 +42,36 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # refuse to start, saying why (broken catalog, bad keys, …)
         print(f"onewindow serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    if args.workers < 1:
+        print("onewindow serve: --workers must be at least 1", file=sys.stderr)
+        return 2
     print(f"OneWindow gateway on http://{settings.host}:{settings.port}  (docs: /schema/swagger)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", loop="auto", http="httptools")
+    if args.workers == 1:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", loop="auto", http="httptools")
+        return 0
+    if not settings.redis_url:
+        print(
+            "onewindow serve: warning: several workers without ONEWINDOW_REDIS_URL keep idempotency records and "
+            "rate limits per process",
+            file=sys.stderr,
+        )
+    # Worker processes build their own app from the environment: hand them what the command line decided.
+    os.environ.update(
+        ONEWINDOW_HOST=settings.host,
+        ONEWINDOW_PORT=str(settings.port),
+        ONEWINDOW_DATA_DIR=str(settings.data_dir),
+        ONEWINDOW_CONFIG_DIR=str(settings.config_dir),
+    )
+    if args.config is not None:
+        os.environ["ONEWINDOW_CONFIG"] = str(args.config.resolve())
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        workers=args.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="auto",
+        http="httptools",
+    )
     return 0
