@@ -11,6 +11,10 @@ if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
 fi
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "OneWindow needs Python 3.11 or newer")'
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+# Some machines' pip configuration names local package folders that do not exist; pip warns once per package.
+# Those lines are noise for someone starting the demo, so drop just them (pip's exit status is kept).
+quiet_pip() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v '^WARNING: Location .* is ignored' || true; }; }
+echo "Setting up .venv from requirements.lock (first run only) …" >&2
+quiet_pip install --quiet --disable-pip-version-check -r requirements.lock
+quiet_pip install --quiet --disable-pip-version-check --no-deps -e .
 echo "$want" > "$stamp"
