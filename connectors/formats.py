@@ -3,12 +3,17 @@
 Both formats end up as a `Document`: a list of records, each a mapping of the department's field names to values
 (nested objects for JSON, flat element texts for XML), and a way to read paging fields such as a next cursor.
 Parsing failures raise `FormatError`; the client turns it into `MalformedResponse` with the request's context.
+
+`TypedJsonPages` is the bulk-sync fast path for JSON: the body is decoded straight into the department's record
+Struct (generated from its mapping, `connectors.mapping.RecordMapper.row_type`) inside a generated envelope that
+keeps only the paging and result-code fields. It accepts a subset of what `parse_json` accepts and raises on
+anything else, so the caller can fall back to `parse_json`, whose errors are the ones reported.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # only the Element type and ParseError; parsing goes through defusedxml
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import defusedxml.ElementTree as SafeET
@@ -44,19 +49,33 @@ def json_get(obj: Any, parts: tuple[str, ...]) -> Any:
 class Document:
     """A parsed response body."""
 
-    __slots__ = ("_json", "_xml", "records", "request_id")
+    __slots__ = ("_json", "_values", "_xml", "mapped", "records", "request_id")
 
-    def __init__(self, records: Sequence[Record], *, json: Any = None, xml: ET.Element | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[Any],
+        *,
+        json: Any = None,
+        xml: ET.Element | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        #: The department's records: mappings of its field names (`parse`), or its typed record Structs
+        #: (`TypedJsonPages`).
         self.records = records
         self._json = json
         self._xml = xml
+        self._values = values
         #: The ``X-Request-Id`` of the response this document came from (for error context).
         self.request_id = ""
+        #: The records mapped onto the unified model, once the client has mapped them.
+        self.mapped: list[Any] | None = None
 
     def value(self, path: str) -> Any:
         """A top-level value (paging fields, result codes); None when absent."""
         if not path:
             return None
+        if self._values is not None:  # a typed document kept exactly the paths it was built for
+            return self._values.get(path)
         if self._xml is not None:
             text = self._xml.findtext(path.replace(".", "/"))
             return None if text is None else text.strip()
@@ -106,6 +125,106 @@ def _check_result(document: Document, path: str, ok: str) -> None:
         raise FormatError(f"{path}: result code missing")
     if str(code) != ok:
         raise FormatError(f"{path}: result code {code!s:.40} is not {ok}")
+
+
+class _Leaf:
+    __slots__ = ("default", "type")
+
+    def __init__(self, type_: Any, default: Any) -> None:
+        self.type = type_
+        self.default = default
+
+
+#: A tree of JSON object keys: a `_Leaf` (the field's type and default) or a subtree (a nested object).
+Tree = dict[str, "_Leaf | Tree"]
+
+
+def tree_insert(tree: Tree, parts: tuple[str, ...], leaf: _Leaf) -> bool:
+    """Put ``leaf`` at ``parts``; False when the path collides with another (a key both a leaf and an object)."""
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return False
+        node = child
+    if not parts or parts[-1] in node:
+        return False
+    node[parts[-1]] = leaf
+    return True
+
+
+def leaf(type_: Any, default: Any = msgspec.NODEFAULT) -> _Leaf:
+    return _Leaf(type_, default)
+
+
+def tree_struct(name: str, tree: Tree) -> tuple[type[msgspec.Struct], dict[str, tuple[str, ...]]]:
+    """A Struct type decoding the objects ``tree`` describes, and the attribute path of every key path in it.
+
+    Attribute names are generated (``f0``, ``f1``, …) and renamed to the department's keys, which need not be
+    Python identifiers. A nested object is required when any field inside it is, else optional (None).
+    """
+    fields: list[tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    paths: dict[str, tuple[str, ...]] = {}
+    for index, (key, node) in enumerate(tree.items()):
+        attr = f"f{index}"
+        rename[attr] = key
+        if isinstance(node, _Leaf):
+            fields.append((attr, node.type, node.default))
+            paths[key] = (attr,)
+            continue
+        nested, nested_paths = tree_struct(f"{name}_{attr}", node)
+        if any(f.required for f in msgspec.structs.fields(nested)):
+            fields.append((attr, nested, msgspec.NODEFAULT))
+        else:
+            fields.append((attr, nested | None, None))
+        for sub, attrs in nested_paths.items():
+            paths[f"{key}.{sub}"] = (attr, *attrs)
+    fields.sort(key=lambda f: f[2] is not msgspec.NODEFAULT)  # required fields first
+    struct = msgspec.defstruct(name, fields, rename=rename)
+    return struct, paths
+
+
+def attribute_path(obj: Any, attrs: tuple[str, ...]) -> Any:
+    """``obj.a.b…``, None when a step is None (an absent optional object)."""
+    for attr in attrs:
+        if obj is None:
+            return None
+        obj = getattr(obj, attr)
+    return obj
+
+
+class TypedJsonPages:
+    """Decode a JSON format's bodies straight into ``record_type`` (see the module docstring).
+
+    ``paths`` are the top-level values `Document.value` must answer (paging fields); the result code is added.
+    Raises ``ValueError`` at construction when the paths cannot share one envelope.
+    """
+
+    def __init__(self, fmt: JsonFormat, record_type: Any, paths: Iterable[str] = ()) -> None:
+        self.format = fmt
+        tree: Tree = {}
+        items = split_path(fmt.items)
+        if not tree_insert(tree, items, leaf(list[record_type] | None, None)):
+            raise ValueError(f"items path {fmt.items!r} cannot be decoded as typed records")
+        wanted = {p for p in (*paths, fmt.result_code) if p}
+        for path in wanted:
+            if not tree_insert(tree, split_path(path), leaf(Any, None)):
+                raise ValueError(f"path {path!r} collides with another path of the envelope")
+        envelope, attrs = tree_struct("Envelope", tree)
+        self._decoder = msgspec.json.Decoder(envelope)
+        self._items = attrs[".".join(items)]
+        self._values = [(path, attrs[".".join(split_path(path))]) for path in wanted]
+
+    def decode(self, body: bytes) -> Document:
+        """The document, its records typed; raises (``msgspec.DecodeError``, `FormatError`) where ``parse`` might
+        answer differently, so the caller falls back to it."""
+        envelope = self._decoder.decode(body)
+        records = attribute_path(envelope, self._items)
+        values = {path: attribute_path(envelope, attrs) for path, attrs in self._values}
+        document = Document([] if records is None else records, values=values)
+        _check_result(document, self.format.result_code, self.format.result_ok)
+        return document
 
 
 def parse(body: bytes, fmt: Format) -> Document:

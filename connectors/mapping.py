@@ -4,19 +4,27 @@ The mapping is compiled once per department (paths split, transforms looked up) 
 of a bulk sync. Values are validated by converting into the `Certificate` Struct, so a department that sends a
 date that is not a date or a holder code type we do not know is a `MappingError` naming both the unified field and
 the department's own field name.
+
+For JSON departments the mapping also yields a typed record, `RecordMapper.row_type`: a Struct generated from the
+department file whose attributes are renamed to the department's field names (nested objects for dotted paths)
+and typed as the unified fields are, so msgspec decodes and validates a page in one pass (dates included) and
+`RecordMapper.map_row` builds each `Certificate` with one constructor call. It is strict: whatever it does not
+accept (a null where the general path would apply a default is accepted; anything odd is not) raises, and the
+caller maps the page again through `RecordMapper.map`, whose errors are the ones reported.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
-from connectors.formats import Record, json_get, split_path
-from connectors.model import Certificate, Signature
+from connectors.formats import Record, Tree, attribute_path, json_get, leaf, split_path, tree_insert, tree_struct
+from connectors.model import Certificate, Signature, SignatureAlgorithm
 from connectors.spec import MAPPED_FIELDS, DepartmentSpec, FieldMapping, Transform
 
 _CERTIFICATE_FIELDS = (
@@ -42,6 +50,14 @@ _MISSING = re.compile(r"missing required field `(\w+)`")
 
 class MappingError(ValueError):
     """A record does not fit the mapping; the message names the field (never its value: it may be personal)."""
+
+
+class FastPathRefused(ValueError):
+    """A typed record the fast path will not judge; the general path (`RecordMapper.map`) maps it instead."""
+
+
+_SIGNATURE_ALGORITHMS = frozenset(get_args(SignatureAlgorithm))
+_CERTIFICATE_INFO = {f.name: f for f in msgspec.structs.fields(Certificate)}
 
 
 class MappedRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,6 +148,13 @@ class RecordMapper:
         }
         self._updated_at = _getter(mapping.updated_at)
         self._updated_at_transforms = tuple(_TRANSFORMS[t] for t in mapping.transforms.get("updated_at", ()))
+        #: The department's record as a typed Struct (see the module docstring); None when the mapping needs the
+        #: general path (attribute fields, a path used twice, a required field the department does not send).
+        self.row_type: type[msgspec.Struct] | None = None
+        self._row: _RowPlan | None = None
+        if not mapping.attribute_fields:
+            self._row = _plan_row(spec.code, mapping)
+            self.row_type = self._row.struct if self._row is not None else None
 
     def _where(self, field: str) -> str:
         source = self._source_names.get(field) or ""
@@ -177,24 +200,71 @@ class RecordMapper:
             certificate = msgspec.structs.replace(certificate, signature=signature)
         return MappedRecord(certificate=certificate, updated_at=self._updated(record))
 
+    def map_row(self, row: Any) -> MappedRecord:
+        """A record of `row_type` -> `MappedRecord`; raises `FastPathRefused` (or `MappingError`) when the record
+        must go through `map` (which then reports what is wrong)."""
+        plan = self._row
+        if plan is None:
+            raise FastPathRefused("no typed record for this department")
+        values = dict(zip(plan.top_names, plan.top(row), strict=True))
+        for name, get in plan.direct:
+            values[name] = get(row)
+        for name, get in plan.defaulted:
+            value = get(row)
+            if value is not None:
+                values[name] = value
+        tz = self._tz
+        for name, get, transforms, type_ in plan.transformed:
+            value = get(row)
+            try:
+                for transform in transforms:
+                    value = transform(value, tz)
+            except ValueError:
+                raise FastPathRefused(name) from None
+            if value is not None:
+                values[name] = msgspec.convert(value, type_)  # a ValidationError sends the page the general way
+            elif name in plan.required:
+                raise FastPathRefused(name)
+        values["type_key"] = self._type_keys.get(values["type_code"], "")
+        parts = plan.signature(row)
+        if plan.signature_plain:  # no transforms: the common case, without the general function's loop
+            alg, key_id, value = parts
+            if type(alg) is str and alg in _SIGNATURE_ALGORITHMS and type(key_id) is str and type(value) is str:
+                signature: Signature | None = Signature(alg=alg, key_id=key_id, value=value)  # type: ignore[arg-type]
+            else:
+                signature = self._signature_of(list(parts))
+        else:
+            signature = self._signature_of(list(parts))
+        if signature is not None:
+            values["signature"] = signature
+        updated = self._updated_of(plan.updated_at(row)) if plan.updated_at is not None else None
+        return MappedRecord(certificate=Certificate(**values), updated_at=updated)
+
     def _signature(self, record: Record) -> Signature | None:
+        return self._signature_of([getter(record) if getter else None for getter in self._sig])
+
+    def _signature_of(self, raw: list[Any]) -> Signature | None:
         parts: list[Any] = []
-        for name, getter in zip(("signature_alg", "signature_key_id", "signature_value"), self._sig, strict=True):
-            value = getter(record) if getter else None
+        for name, value in zip(("signature_alg", "signature_key_id", "signature_value"), raw, strict=True):
             for transform in self._sig_transforms[name]:
                 value = transform(value, self._tz)
             parts.append(value)
         if not all(parts):
             return None  # unsigned: verification says so, the record is still a certificate
+        alg, key_id, value = parts
+        if type(alg) is str and alg in _SIGNATURE_ALGORITHMS and type(key_id) is str and type(value) is str:
+            return Signature(alg=alg, key_id=key_id, value=value)  # type: ignore[arg-type]  # checked just above
         try:
-            return msgspec.convert({"alg": parts[0], "key_id": parts[1], "value": parts[2]}, Signature)
+            return msgspec.convert({"alg": alg, "key_id": key_id, "value": value}, Signature)
         except msgspec.ValidationError as exc:
             raise MappingError(f"{self._where('signature_alg')}: {exc}") from None
 
     def _updated(self, record: Record) -> dt.datetime | None:
         if self._updated_at is None:
             return None
-        value = self._updated_at(record)
+        return self._updated_of(self._updated_at(record))
+
+    def _updated_of(self, value: Any) -> dt.datetime | None:
         try:
             for transform in self._updated_at_transforms:
                 value = transform(value, self._tz)
@@ -207,6 +277,131 @@ class RecordMapper:
         if not isinstance(value, dt.datetime):
             raise MappingError(f"{self._where('updated_at')}: expected a datetime")
         return value if value.tzinfo is not None else value.replace(tzinfo=self._tz)
+
+
+RowGetter = Callable[[Any], Any]
+
+
+class _RowPlan:
+    """How a department's typed record becomes a `Certificate`: which attribute feeds which field, and how."""
+
+    def __init__(self, struct: type[msgspec.Struct]) -> None:
+        self.struct = struct
+        #: Passed as decoded (required, or None is the field's default): top-level ones read in one call, the
+        #: others (nested objects) one by one.
+        self.top_names: tuple[str, ...] = ()
+        self.top: Callable[[Any], tuple[Any, ...]] = lambda row: ()
+        self.direct: list[tuple[str, RowGetter]] = []
+        #: Passed unless None (the field's default then applies).
+        self.defaulted: list[tuple[str, RowGetter]] = []
+        #: Decoded as they come, transformed, then validated with msgspec.convert.
+        self.transformed: list[tuple[str, RowGetter, tuple[Callable[[Any, dt.timezone], Any], ...], Any]] = []
+        self.required: set[str] = set()
+        #: The three raw signature parts (algorithm, key id, value); ``signature_plain`` when none has transforms.
+        self.signature: Callable[[Any], tuple[Any, Any, Any]] = lambda row: (None, None, None)
+        self.signature_plain = True
+        self.updated_at: RowGetter | None = None
+
+
+def _row_getter(attrs: tuple[str, ...]) -> RowGetter:
+    if len(attrs) == 1:
+        return operator.attrgetter(attrs[0])
+    return lambda row: attribute_path(row, attrs)
+
+
+_SIGNATURE_PARTS = ("signature_alg", "signature_key_id", "signature_value")
+
+
+def _tuple_getter(attrs: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    get = operator.attrgetter(*attrs)
+    return (lambda row: (get(row),)) if len(attrs) == 1 else get
+
+
+def _signature_getter(where: list[tuple[str, ...] | None]) -> Callable[[Any], tuple[Any, Any, Any]]:
+    """The raw signature parts of a typed record; one object read when all three sit in the same nested object."""
+    if all(w is not None for w in where):
+        parents = {w[:-1] for w in where if w is not None}
+        if len(parents) == 1:
+            (parent,) = parents
+            leaves = operator.attrgetter(*(w[-1] for w in where if w is not None))
+            if not parent:
+                return leaves
+            get_parent = _row_getter(parent)
+
+            def nested(row: Any) -> tuple[Any, Any, Any]:
+                obj = get_parent(row)
+                return (None, None, None) if obj is None else leaves(obj)
+
+            return nested
+    getters = [_row_getter(w) if w is not None else None for w in where]
+
+    def parts(row: Any) -> tuple[Any, Any, Any]:
+        a, b, c = (get(row) if get is not None else None for get in getters)
+        return a, b, c
+
+    return parts
+
+
+def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
+    """The typed record of a department's mapping, or None when only the general path can map it."""
+    tree: Tree = {}
+    paths: dict[str, tuple[str, ...]] = {}  # unified name -> the department's key path
+    kinds: dict[str, str] = {}
+    for name in (*_CERTIFICATE_FIELDS, "attributes"):
+        parts = split_path(getattr(mapping, name))
+        info = _CERTIFICATE_INFO[name]
+        if not parts:
+            if info.required:
+                return None  # every record would fail: the general path says so
+            continue
+        if mapping.transforms.get(name):
+            kind, node = "transformed", leaf(Any, None)
+        elif info.required:
+            kind, node = "direct", leaf(info.type)
+        elif info.default is None:
+            kind, node = "direct", leaf(info.type, None)
+        else:
+            kind, node = "defaulted", leaf(info.type | None, None)
+        if not tree_insert(tree, parts, node):
+            return None
+        paths[name], kinds[name] = parts, kind
+    for name in ("signature_alg", "signature_key_id", "signature_value", "updated_at"):
+        parts = split_path(getattr(mapping, name))
+        if not parts:
+            continue
+        node = leaf(Any, None) if mapping.transforms.get(name) else leaf(str | None, None)
+        if not tree_insert(tree, parts, node):
+            return None
+        paths[name] = parts
+    struct, attrs = tree_struct(f"{code.title().replace('_', '')}Record", tree)
+    plan = _RowPlan(struct)
+    transforms = mapping.transforms
+    top: list[tuple[str, str]] = []
+    for name, kind in kinds.items():
+        where = attrs[".".join(paths[name])]
+        get = _row_getter(where)
+        if kind == "direct" and len(where) == 1:
+            top.append((name, where[0]))
+        elif kind == "direct":
+            plan.direct.append((name, get))
+        elif kind == "defaulted":
+            plan.defaulted.append((name, get))
+        else:
+            info = _CERTIFICATE_INFO[name]
+            plan.transformed.append((name, get, tuple(_TRANSFORMS[t] for t in transforms[name]), info.type))
+            if info.required:
+                plan.required.add(name)
+    if top:
+        names, top_attrs = zip(*top, strict=True)
+        plan.top_names = names
+        plan.top = _tuple_getter(top_attrs)
+    plan.signature = _signature_getter(
+        [attrs[".".join(paths[name])] if name in paths else None for name in _SIGNATURE_PARTS]
+    )
+    plan.signature_plain = not any(transforms.get(name) for name in _SIGNATURE_PARTS)
+    if "updated_at" in paths:
+        plan.updated_at = _row_getter(attrs[".".join(paths["updated_at"])])
+    return plan
 
 
 def format_since(since: dt.datetime, fmt: str, tz: dt.timezone) -> str:

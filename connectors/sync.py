@@ -7,8 +7,9 @@
   their `Verification`, so the store can record why they were refused; they are never valid.
 - The incremental cursor is the largest ``updated_at`` seen, saved only after a complete run (the department
   returns records changed strictly after it; saving mid-run could skip records sharing a timestamp).
-- Fetching, verifying and storing overlap (three stages, one page apart); with ``verify_processes`` on the pool,
-  verification runs in worker processes, i.e. on the other core.
+- Fetching, verifying and storing overlap: a page's verification starts as soon as it is mapped, up to
+  ``PAGES_AHEAD + 1`` pages ahead of the one being stored; with ``verify_processes`` on the pool, verification runs
+  in worker processes, i.e. on the other cores.
 - `fetch_holder` is the intake's live pull; `probe` is ``onewindow connectors check``.
 """
 
@@ -18,7 +19,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -122,6 +123,8 @@ def _parse_cursor(cursor: str | None) -> dt.datetime | None:
 
 
 _END = object()
+#: Pages fetched (and verifying) ahead of the one being stored, per department, besides the one the fetcher holds.
+PAGES_AHEAD = 2
 
 
 async def sync_department(
@@ -196,49 +199,40 @@ async def _run(
     today: dt.date | None,
     progress: SyncProgress | None,
 ) -> dt.datetime | None:
-    # Three stages joined by one-slot queues: fetch+map page n+2, verify page n+1 (in a worker process when the
-    # pool has them), store page n. Failures travel down the queues in order, so every page before a failure is
-    # stored and none after it.
-    pages: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
-    verified: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    # Two stages joined by a bounded queue. The fetcher pulls, decodes and maps page n+k and starts its
+    # verification at once (in the worker processes when the pool has them), so up to PAGES_AHEAD + 1 pages verify
+    # while the storer writes page n; the storer takes pages strictly in order. Failures travel down the queue in
+    # order, so every page before a failure is stored and none after it.
+    pages: asyncio.Queue[object] = asyncio.Queue(maxsize=PAGES_AHEAD)
     tz = spec.mapping.tzinfo() if spec.mapping else dt.UTC
+    verifying: list[asyncio.Future[list[FetchedCertificate]]] = []
 
     async def fetch_stage() -> None:
         try:
             async for page in stream:
-                await pages.put(page)
-        except Exception as exc:  # handed on, so the next stage never waits for a page that will not come
+                fetched_at = now()
+                day = today or fetched_at.astimezone(tz).date()
+                verification = asyncio.ensure_future(_verify_page(pool.verifier, spec, page, fetched_at, day))
+                verifying.append(verification)
+                await pages.put(verification)
+        except Exception as exc:  # handed on, so the storer never waits for a page that will not come
             await pages.put(exc)
         else:
             await pages.put(_END)
 
-    async def verify_stage() -> None:
-        while True:
-            item = await pages.get()
-            if not isinstance(item, Page):
-                await verified.put(item)
-                return
-            fetched_at = now()
-            day = today or fetched_at.astimezone(tz).date()
-            try:
-                batch = await _verify_page(pool.verifier, spec, item, fetched_at, day)
-            except Exception as exc:
-                await verified.put(exc)
-                return
-            await verified.put(batch)
-
     newest = since
     rejections = dict(report.rejections)
-    tasks = [asyncio.create_task(fetch_stage()), asyncio.create_task(verify_stage())]
+    fetcher = asyncio.create_task(fetch_stage())
     try:
         while True:
-            item = await verified.get()
+            item = await pages.get()
             if item is _END:
                 break
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, list)
-            batch: list[FetchedCertificate] = item
+            assert isinstance(item, asyncio.Future)
+            batch: list[FetchedCertificate] = await item
+            verifying.remove(item)
             for fetched in batch:
                 status = fetched.verification.status
                 if status != "valid":
@@ -256,8 +250,10 @@ async def _run(
             if progress is not None:
                 progress(spec.code, report.fetched, report.pages)
     finally:
-        for task in tasks:
-            task.cancel()
+        fetcher.cancel()
+        for verification in verifying:
+            verification.cancel()
+        tasks: list[asyncio.Future[Any]] = [fetcher, *verifying]
         for task in tasks:
             try:
                 await task
@@ -265,6 +261,8 @@ async def _run(
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+            except Exception:  # noqa: S110 - a page after the failure that ended the run: never stored
+                pass
     return newest
 
 

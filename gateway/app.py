@@ -22,9 +22,9 @@ from gateway.identity.auth import (
 )
 from gateway.identity.controllers import whoami
 from gateway.identity.lifespan import identity_lifespan
-from gateway.intake.controllers import IntakeController, upload_controller
+from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
-from gateway.lifecycle.controllers import ApplicationController, SupervisionController
+from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.privacy import FieldCipher, KeyRing, install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             IntakeController,
             upload_controller(settings),
             ApplicationController,
+            PersonalDataController,
+            StatusEventController,
             SupervisionController,
             TrackingController,
             RectificationController,

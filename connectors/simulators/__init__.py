@@ -5,19 +5,45 @@ Six real HTTP servers (aiohttp), each in the API style of a system of its kind (
 pages), disabled persons' federation (legacy XML), health (mutual TLS) and veterans affairs (plain JSON). They serve
 deterministic synthetic citizens (`seed`) and certificates signed with each issuer's demo key, and inject faults on
 request (`faults`). Start them with `run_simulators`.
+
+The servers and the seeding (aiohttp, cryptography) load on first use of one of their names, not on import of this
+package: the command line imports `connectors.simulators.defaults` on every start.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
 from connectors.simulators.faults import Faults, FaultSpecError, parse_fault_spec
 from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
-from connectors.simulators.runner import (
-    DEFAULT_CITIZENS,
-    DEFAULT_PORT,
-    DEFAULT_SEED,
-    Simulators,
-    build_simulators,
-    run_simulators,
-)
-from connectors.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
+
+if TYPE_CHECKING:
+    from connectors.simulators.runner import Simulators, build_simulators, run_simulators
+    from connectors.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
+
+#: Names served lazily, by the module that defines them.
+_LAZY = {
+    "Simulators": "connectors.simulators.runner",
+    "build_simulators": "connectors.simulators.runner",
+    "run_simulators": "connectors.simulators.runner",
+    "Citizen": "connectors.simulators.seed",
+    "Population": "connectors.simulators.seed",
+    "demo_citizens": "connectors.simulators.seed",
+    "generate_citizens": "connectors.simulators.seed",
+    "generate_population": "connectors.simulators.seed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "CERTIFICATE_TYPES",

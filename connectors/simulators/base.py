@@ -1,8 +1,9 @@
-"""What every simulated department system shares: health, test control under ``/__sim__/``, statistics, faults.
+"""What every simulated department system shares: health, test control under ``/__sim__/``, statistics, faults,
+query parameters, paging through the certificate table, holder lookups and the encoding of records.
 
-A department module subclasses `DepartmentSimulator`, adds its own routes in `add_routes`, encodes records under its
-own field names and answers errors in its own style (`error_response`). Handlers raise `ApiError` for bad input or
-failed authentication; the middleware turns it into that style.
+A department module subclasses `DepartmentSimulator`, declares how its records name the unified certificate fields
+(`RecordLayout`), adds its own routes in `add_routes` and answers errors in its own style (`error_response`).
+Handlers raise `ApiError` for bad input or failed authentication; the middleware turns it into that style.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import http
 import random
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgspec
@@ -65,6 +67,11 @@ def int_param(request: web.Request, name: str, *, default: int | None, low: int,
     return value
 
 
+def page_size_param(request: web.Request, name: str, *, default: int) -> int:
+    """A page size (``limit``, ``size``, ``count``, ``take`` …): 1..500, 400 naming the parameter otherwise."""
+    return int_param(request, name, default=default, low=1, high=MAX_PAGE_SIZE)
+
+
 def parse_iso_datetime(raw: str) -> dt.datetime:
     """ISO 8601 date-time; without an offset it is Asia/Shanghai time."""
     text = raw.strip()
@@ -101,16 +108,18 @@ def list_param(request: web.Request, name: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def iso_date(value: dt.date | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def iso_datetime(value: dt.datetime) -> str:
     return value.astimezone(SHANGHAI).isoformat()
 
 
-def json_response(payload: Any, status: int = 200, *, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=_JSON.encode(payload), status=status, content_type=content_type)
+def json_response(
+    payload: Any,
+    status: int = 200,
+    *,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    return web.Response(body=_JSON.encode(payload), status=status, content_type=content_type, headers=headers)
 
 
 def is_loopback(request: web.Request) -> bool:
@@ -118,6 +127,79 @@ def is_loopback(request: web.Request) -> bool:
     if remote is None or remote == "":  # unix socket or test transport
         return True
     return remote == "::1" or remote.startswith("127.") or remote.startswith("::ffff:127.")
+
+
+# --- records -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordLayout:
+    """How one department writes a unified certificate: its own name for each field, and its conventions.
+
+    Every department lists the fields in the same order (docs/simulators.md), so a record is these names in the order
+    declared here. The signature is either one object field (``signature`` names it; null when unsigned) holding
+    ``signature_parts`` = names of (algorithm, key id, value), or those three fields flat in the record.
+    """
+
+    identifier: str
+    number: str
+    type_code: str
+    name: str
+    holder_name: str
+    holder_code: str
+    holder_code_type: str
+    issuer_name: str
+    issuer_code: str
+    issue_date: str
+    valid_from: str
+    valid_until: str
+    status: str
+    division_code: str
+    #: The field holding the attributes object, or attribute name -> field of its own ("" when absent).
+    attributes: str | Mapping[str, str]
+    updated_at: str
+    signature: str | None
+    signature_parts: tuple[str, str, str]
+    #: What ``valid_until`` of a long-term (长期) certificate is written as.
+    long_term: str | None = None
+    #: What flat signature fields of an unsigned record are written as.
+    unsigned: str | None = None
+    #: How the change time is written.
+    time_format: Callable[[dt.datetime], str] = iso_datetime
+
+    def encode(self, certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
+        c = certificate
+        record: dict[str, Any] = {
+            self.identifier: c.identifier,
+            self.number: c.number,
+            self.type_code: c.type_code,
+            self.name: c.name,
+            self.holder_name: c.holder_name,
+            self.holder_code: c.holder_code,
+            self.holder_code_type: c.holder_code_type,
+            self.issuer_name: c.issuer_name,
+            self.issuer_code: c.issuer_code,
+            self.issue_date: c.issue_date.isoformat(),
+            self.valid_from: c.valid_from.isoformat(),
+            self.valid_until: c.valid_until.isoformat() if c.valid_until is not None else self.long_term,
+            self.status: c.status,
+            self.division_code: c.division_code,
+        }
+        if isinstance(self.attributes, str):
+            record[self.attributes] = c.attributes
+        else:
+            for attribute, field in self.attributes.items():
+                record[field] = c.attributes.get(attribute, "")
+        record[self.updated_at] = self.time_format(updated_at)
+        alg, key_id, value = self.signature_parts
+        sig = c.signature
+        if self.signature is not None:
+            record[self.signature] = None if sig is None else {alg: sig.alg, key_id: sig.key_id, value: sig.value}
+        elif sig is None:
+            record.update(dict.fromkeys(self.signature_parts, self.unsigned))
+        else:
+            record.update({alg: sig.alg, key_id: sig.key_id, value: sig.value})
+        return record
 
 
 # --- the simulator -----------------------------------------------------------------------------------------------
@@ -129,6 +211,8 @@ class DepartmentSimulator:
     code: ClassVar[str]
     #: Path of the bulk list, for the control page.
     bulk_path: ClassVar[str] = "/"
+    #: How this department writes its records.
+    layout: ClassVar[RecordLayout]
 
     def __init__(
         self,
@@ -158,9 +242,7 @@ class DepartmentSimulator:
     def error_response(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
         """RFC 9457 problem details unless the department speaks another dialect."""
         body = {"type": "about:blank", "title": _phrase(status), "status": status, "detail": message}
-        response = json_response(body, status, content_type="application/problem+json")
-        response.headers.update(headers or {})
-        return response
+        return json_response(body, status, content_type="application/problem+json", headers=headers)
 
     def extra_stats(self) -> dict[str, Any]:
         return {}
@@ -268,6 +350,25 @@ class DepartmentSimulator:
             served.append((certificate, entry.updated_at))
         return served
 
+    def records(self, entries: Iterable[StoredCertificate]) -> list[dict[str, Any]]:
+        """The records as served (`present`), in this department's layout."""
+        encode = self.layout.encode
+        return [encode(certificate, updated_at) for certificate, updated_at in self.present(entries)]
+
+    def changed_page(self, since: dt.datetime | None, offset: int, count: int) -> tuple[list[StoredCertificate], int]:
+        """Up to ``count`` records from ``offset`` among those changed strictly after ``since`` (all when None), and
+        how many changed: what offset and page-number paging both serve."""
+        first = self.store.start_after(since)
+        return self.store.slice(first + offset, first + offset + count), len(self.store) - first
+
+    def holder_entries(
+        self, request: web.Request, name: str, *, raw: str | None = None, types: str | None = None
+    ) -> list[StoredCertificate]:
+        """The certificates of the holder named by query parameter ``name`` (or ``raw``, from the path), optionally
+        only the type codes listed in query parameter ``types``."""
+        holder = citizen_id_param(request, name, raw)
+        return self.store.of_holder(holder, list_param(request, types) if types else ())
+
     def _revoked_copy(self, certificate: Certificate) -> Certificate:
         key = f"{certificate.identifier}|{certificate.signature.value if certificate.signature else ''}"
         copy = self._revoked_copies.get(key)
@@ -363,7 +464,3 @@ def _tampered_name(name: str) -> str:
 
 def page_count(total: int, size: int) -> int:
     return (total + size - 1) // size
-
-
-def window(entries: Sequence[StoredCertificate], start: int, count: int) -> Sequence[StoredCertificate]:
-    return entries[start : start + count]

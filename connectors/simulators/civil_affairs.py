@@ -8,7 +8,6 @@ system refuses stale timestamps and nonces it has seen, so a captured request ca
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import time
@@ -17,17 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.model import Certificate
 from connectors.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
-    citizen_id_param,
+    RecordLayout,
     datetime_param,
     int_param,
-    iso_datetime,
     json_response,
-    list_param,
+    page_size_param,
 )
 
 KEY_ID = "onewindow"
@@ -60,34 +57,35 @@ def signature(secret: str, text: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode("ascii")
 
 
-def cert_record(certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
-    sig = certificate.signature
-    return {
-        "zzbs": certificate.identifier,
-        "zzbh": certificate.number,
-        "zzlxdm": certificate.type_code,
-        "zzmc": certificate.name,
-        "czzt": certificate.holder_name,
-        "czztdm": certificate.holder_code,
-        "czztdmlx": certificate.holder_code_type,
-        "fzjg": certificate.issuer_name,
-        "fzjgdm": certificate.issuer_code,
-        "fzrq": certificate.issue_date.isoformat(),
-        "yxqq": certificate.valid_from.isoformat(),
-        "yxqz": certificate.valid_until.isoformat() if certificate.valid_until else "",
-        "zzzt": certificate.status,
-        "xzqh": certificate.division_code,
-        "kzxx": certificate.attributes,
-        "gxsj": iso_datetime(updated_at),
-        "qmsf": sig.alg if sig else "",
-        "qmkid": sig.key_id if sig else "",
-        "qm": sig.value if sig else "",
-    }
+#: Pinyin abbreviations, as such systems name their columns; empty strings where others send null.
+CERT = RecordLayout(
+    identifier="zzbs",
+    number="zzbh",
+    type_code="zzlxdm",
+    name="zzmc",
+    holder_name="czzt",
+    holder_code="czztdm",
+    holder_code_type="czztdmlx",
+    issuer_name="fzjg",
+    issuer_code="fzjgdm",
+    issue_date="fzrq",
+    valid_from="yxqq",
+    valid_until="yxqz",
+    status="zzzt",
+    division_code="xzqh",
+    attributes="kzxx",
+    updated_at="gxsj",
+    signature=None,
+    signature_parts=("qmsf", "qmkid", "qm"),
+    long_term="",
+    unsigned="",
+)
 
 
 class CivilAffairsSimulator(DepartmentSimulator):
     code = "civil_affairs"
     bulk_path = "/mca/certs"
+    layout = CERT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,9 +98,7 @@ class CivilAffairsSimulator(DepartmentSimulator):
         app.router.add_get("/mca/certs/holder", self.holder, name=f"{DATA_ROUTE}:holder")
 
     def error_response(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
-        response = json_response({"code": status, "message": message}, status)
-        response.headers.update(headers or {})
-        return response
+        return json_response({"code": status, "message": message}, status, headers=headers)
 
     async def authenticate(self, request: web.Request) -> None:
         key_id = request.headers.get("X-Ca-Key", "")
@@ -146,14 +142,11 @@ class CivilAffairsSimulator(DepartmentSimulator):
     async def certs(self, request: web.Request) -> web.Response:
         await self.authenticate(request)
         offset = int_param(request, "offset", default=0, low=0)
-        limit = int_param(request, "limit", default=DEFAULT_LIMIT, low=1, high=500)
-        first = self.store.start_after(datetime_param(request, "modified_after"))
-        page = self.store.slice(first + offset, first + offset + limit)
-        rows = [cert_record(*r) for r in self.present(page)]
-        return json_response({"code": 0, "total": len(self.store) - first, "rows": rows})
+        limit = page_size_param(request, "limit", default=DEFAULT_LIMIT)
+        page, changed = self.changed_page(datetime_param(request, "modified_after"), offset, limit)
+        return json_response({"code": 0, "total": changed, "rows": self.records(page)})
 
     async def holder(self, request: web.Request) -> web.Response:
         await self.authenticate(request)
-        holder = citizen_id_param(request, "sfzh")
-        entries = self.store.of_holder(holder, list_param(request, "zzlx"))
-        return json_response({"code": 0, "rows": [cert_record(*r) for r in self.present(entries)]})
+        entries = self.holder_entries(request, "sfzh", types="zzlx")
+        return json_response({"code": 0, "rows": self.records(entries)})

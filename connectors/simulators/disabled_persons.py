@@ -9,18 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import Mapping
+from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from connectors.model import Certificate
 from connectors.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
-    citizen_id_param,
+    RecordLayout,
     int_param,
     page_count,
+    page_size_param,
 )
 from connectors.simulators.seed import SHANGHAI
 
@@ -45,31 +46,34 @@ def _element(name: str, value: str) -> str:
     return f"<{name}>{escape(value)}</{name}>"
 
 
-def record_xml(certificate: Certificate, updated_at: dt.datetime) -> str:
-    sig = certificate.signature
-    fields = (
-        ("ZZBS", certificate.identifier),
-        ("ZZBH", certificate.number),
-        ("ZZLXDM", certificate.type_code),
-        ("ZZMC", certificate.name),
-        ("CZZT", certificate.holder_name),
-        ("CZZTDM", certificate.holder_code),
-        ("CZZTDMLX", certificate.holder_code_type),
-        ("FZJG", certificate.issuer_name),
-        ("FZJGDM", certificate.issuer_code),
-        ("FZRQ", certificate.issue_date.isoformat()),
-        ("YXQQ", certificate.valid_from.isoformat()),
-        ("YXQZ", certificate.valid_until.isoformat() if certificate.valid_until else ""),
-        ("ZZZT", certificate.status),
-        ("XZQH", certificate.division_code),
-        ("CJLB", certificate.attributes.get("category", "")),
-        ("CJDJ", certificate.attributes.get("grade", "")),
-        ("GXSJ", compact_time(updated_at)),
-        ("QMSF", sig.alg if sig else ""),
-        ("QMKID", sig.key_id if sig else ""),
-        ("QM", sig.value if sig else ""),
-    )
-    return "<Record>" + "".join(_element(name, value) for name, value in fields) + "</Record>"
+#: Child elements of ``<Record>``: every value is text, empty where JSON systems send null.
+RECORD = RecordLayout(
+    identifier="ZZBS",
+    number="ZZBH",
+    type_code="ZZLXDM",
+    name="ZZMC",
+    holder_name="CZZT",
+    holder_code="CZZTDM",
+    holder_code_type="CZZTDMLX",
+    issuer_name="FZJG",
+    issuer_code="FZJGDM",
+    issue_date="FZRQ",
+    valid_from="YXQQ",
+    valid_until="YXQZ",
+    status="ZZZT",
+    division_code="XZQH",
+    attributes={"category": "CJLB", "grade": "CJDJ"},
+    updated_at="GXSJ",
+    signature=None,
+    signature_parts=("QMSF", "QMKID", "QM"),
+    long_term="",
+    unsigned="",
+    time_format=compact_time,
+)
+
+
+def record_xml(record: dict[str, Any]) -> str:
+    return "<Record>" + "".join(_element(name, value) for name, value in record.items()) + "</Record>"
 
 
 def xml_response(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -81,6 +85,7 @@ def xml_response(body: str, status: int = 200, headers: Mapping[str, str] | None
 class DisabledPersonsSimulator(DepartmentSimulator):
     code = "disabled_persons"
     bulk_path = "/cdpf/services/CertQuery"
+    layout = RECORD
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/cdpf/services/CertQuery", self.cert_query, name=f"{DATA_ROUTE}:query")
@@ -94,21 +99,19 @@ class DisabledPersonsSimulator(DepartmentSimulator):
         if not given or not hmac.compare_digest(given.encode(), APP_KEY.encode()):
             raise ApiError(401, "AppKey 无效或缺失 (invalid or missing AppKey)")
 
-    def _document(self, records: list[str], total_pages: int, page_no: int) -> web.Response:
+    def _document(self, records: list[dict[str, Any]], total_pages: int, page_no: int) -> web.Response:
         body = (
             f"{_DECLARATION}<Response><ResultCode>0</ResultCode><TotalPage>{total_pages}</TotalPage>"
-            f"<PageNo>{page_no}</PageNo><Records>{''.join(records)}</Records></Response>"
+            f"<PageNo>{page_no}</PageNo><Records>{''.join(map(record_xml, records))}</Records></Response>"
         )
         return xml_response(body)
 
     async def cert_query(self, request: web.Request) -> web.Response:
         self.authenticate(request)
         if "sfzh" in request.query:
-            holder = citizen_id_param(request, "sfzh")
-            records = [record_xml(*r) for r in self.present(self.store.of_holder(holder))]
-            return self._document(records, 1, 1)
+            return self._document(self.records(self.holder_entries(request, "sfzh")), 1, 1)
         page_no = int_param(request, "pageNo", default=1, low=1)
-        page_size = int_param(request, "pageSize", default=DEFAULT_PAGE_SIZE, low=1, high=500)
+        page_size = page_size_param(request, "pageSize", default=DEFAULT_PAGE_SIZE)
         raw_begin = request.query.get("beginTime", "").strip()
         begin = None
         if raw_begin:
@@ -116,8 +119,5 @@ class DisabledPersonsSimulator(DepartmentSimulator):
                 begin = parse_compact_time(raw_begin)
             except ValueError:
                 raise ApiError(400, "beginTime: must be yyyyMMddHHmmss (Asia/Shanghai), e.g. 20250630083000") from None
-        first = self.store.start_after(begin)
-        total = len(self.store) - first
-        start = first + (page_no - 1) * page_size
-        records = [record_xml(*r) for r in self.present(self.store.slice(start, start + page_size))]
-        return self._document(records, page_count(total, page_size), page_no)
+        page, changed = self.changed_page(begin, (page_no - 1) * page_size, page_size)
+        return self._document(self.records(page), page_count(changed, page_size), page_no)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hmac
 import secrets
 import time
@@ -19,18 +18,16 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from connectors.model import Certificate
 from connectors.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
-    citizen_id_param,
+    RecordLayout,
     datetime_param,
     int_param,
-    iso_date,
-    iso_datetime,
     json_response,
     page_count,
+    page_size_param,
 )
 
 CLIENT_ID = "onewindow"
@@ -40,34 +37,32 @@ DEFAULT_SIZE = 100
 _REALM = 'realm="hrss"'
 
 
-def card_record(certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
-    signature = certificate.signature
-    return {
-        "cert_id": certificate.identifier,
-        "card_no": certificate.number,
-        "type_code": certificate.type_code,
-        "title": certificate.name,
-        "person_name": certificate.holder_name,
-        "person_id": certificate.holder_code,
-        "person_id_type": certificate.holder_code_type,
-        "issuer": certificate.issuer_name,
-        "issuer_uscc": certificate.issuer_code,
-        "issued_on": certificate.issue_date.isoformat(),
-        "valid_from": certificate.valid_from.isoformat(),
-        "valid_to": iso_date(certificate.valid_until),
-        "state": certificate.status,
-        "area_code": certificate.division_code,
-        "extra": certificate.attributes,
-        "updated_at": iso_datetime(updated_at),
-        "signature": None
-        if signature is None
-        else {"algorithm": signature.alg, "key_id": signature.key_id, "value": signature.value},
-    }
+CARD = RecordLayout(
+    identifier="cert_id",
+    number="card_no",
+    type_code="type_code",
+    name="title",
+    holder_name="person_name",
+    holder_code="person_id",
+    holder_code_type="person_id_type",
+    issuer_name="issuer",
+    issuer_code="issuer_uscc",
+    issue_date="issued_on",
+    valid_from="valid_from",
+    valid_until="valid_to",
+    status="state",
+    division_code="area_code",
+    attributes="extra",
+    updated_at="updated_at",
+    signature="signature",
+    signature_parts=("algorithm", "key_id", "value"),
+)
 
 
 class HumanResourcesSimulator(DepartmentSimulator):
     code = "human_resources"
     bulk_path = "/hrss/v1/cards"
+    layout = CARD
 
     def __init__(self, *args: Any, token_ttl: int = TOKEN_TTL_SECONDS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,8 +91,7 @@ class HumanResourcesSimulator(DepartmentSimulator):
     def _oauth_error(
         status: int, error: str, description: str, headers: Mapping[str, str] | None = None
     ) -> web.Response:
-        response = json_response({"error": error, "error_description": description}, status)
-        response.headers.update(headers or {})
+        response = json_response({"error": error, "error_description": description}, status, headers=headers)
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -174,14 +168,13 @@ class HumanResourcesSimulator(DepartmentSimulator):
     async def cards(self, request: web.Request) -> web.Response:
         self.authenticate(request)
         page = int_param(request, "page", default=1, low=1)
-        size = int_param(request, "size", default=DEFAULT_SIZE, low=1, high=500)
-        first = self.store.start_after(datetime_param(request, "since"))
-        total = len(self.store) - first
-        start = first + (page - 1) * size
-        items = [card_record(*r) for r in self.present(self.store.slice(start, start + size))]
-        return json_response({"page": page, "size": size, "total_pages": page_count(total, size), "items": items})
+        size = page_size_param(request, "size", default=DEFAULT_SIZE)
+        cards, changed = self.changed_page(datetime_param(request, "since"), (page - 1) * size, size)
+        return json_response(
+            {"page": page, "size": size, "total_pages": page_count(changed, size), "items": self.records(cards)}
+        )
 
     async def person_cards(self, request: web.Request) -> web.Response:
         self.authenticate(request)
-        holder = citizen_id_param(request, "person_id", raw=request.match_info["person_id"])
-        return json_response({"items": [card_record(*r) for r in self.present(self.store.of_holder(holder))]})
+        entries = self.holder_entries(request, "person_id", raw=request.match_info["person_id"])
+        return json_response({"items": self.records(entries)})

@@ -10,23 +10,18 @@ import base64
 import binascii
 import datetime as dt
 import hmac
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from connectors.model import Certificate
 from connectors.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
-    citizen_id_param,
+    RecordLayout,
     datetime_param,
-    int_param,
-    iso_date,
-    iso_datetime,
     json_response,
-    list_param,
+    page_size_param,
 )
 
 API_KEY = "demo-public-security-key"
@@ -54,34 +49,32 @@ def decode_cursor(value: str) -> _Cursor:
     return cursor
 
 
-def license_record(certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
-    signature = certificate.signature
-    return {
-        "licenseId": certificate.identifier,
-        "licenseNo": certificate.number,
-        "licenseTypeCode": certificate.type_code,
-        "licenseName": certificate.name,
-        "holderName": certificate.holder_name,
-        "holderIdNo": certificate.holder_code,
-        "holderIdType": certificate.holder_code_type,
-        "issuerName": certificate.issuer_name,
-        "issuerCode": certificate.issuer_code,
-        "issueDate": certificate.issue_date.isoformat(),
-        "validFrom": certificate.valid_from.isoformat(),
-        "validTo": iso_date(certificate.valid_until),
-        "statusCode": certificate.status,
-        "regionCode": certificate.division_code,
-        "ext": certificate.attributes,
-        "updatedAt": iso_datetime(updated_at),
-        "sign": None
-        if signature is None
-        else {"alg": signature.alg, "keyId": signature.key_id, "value": signature.value},
-    }
+LICENSE = RecordLayout(
+    identifier="licenseId",
+    number="licenseNo",
+    type_code="licenseTypeCode",
+    name="licenseName",
+    holder_name="holderName",
+    holder_code="holderIdNo",
+    holder_code_type="holderIdType",
+    issuer_name="issuerName",
+    issuer_code="issuerCode",
+    issue_date="issueDate",
+    valid_from="validFrom",
+    valid_until="validTo",
+    status="statusCode",
+    division_code="regionCode",
+    attributes="ext",
+    updated_at="updatedAt",
+    signature="sign",
+    signature_parts=("alg", "keyId", "value"),
+)
 
 
 class PublicSecuritySimulator(DepartmentSimulator):
     code = "public_security"
     bulk_path = "/api/v2/licenses"
+    layout = LICENSE
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v2/licenses", self.licenses, name=f"{DATA_ROUTE}:licenses")
@@ -96,10 +89,9 @@ class PublicSecuritySimulator(DepartmentSimulator):
     async def licenses(self, request: web.Request) -> web.Response:
         self.authenticate(request)
         if "holderIdNo" in request.query:
-            holder = citizen_id_param(request, "holderIdNo")
-            entries = self.store.of_holder(holder, list_param(request, "types"))
-            return json_response({"data": [license_record(*r) for r in self.present(entries)], "nextCursor": None})
-        limit = int_param(request, "limit", default=DEFAULT_LIMIT, low=1, high=500)
+            entries = self.holder_entries(request, "holderIdNo", types="types")
+            return json_response({"data": self.records(entries), "nextCursor": None})
+        limit = page_size_param(request, "limit", default=DEFAULT_LIMIT)
         raw_cursor = request.query.get("cursor", "")
         if raw_cursor:
             # the cursor already lies after updatedSince: the first page honoured it
@@ -110,4 +102,4 @@ class PublicSecuritySimulator(DepartmentSimulator):
         page = self.store.slice(start, start + limit)
         more = start + len(page) < len(self.store)
         next_cursor = encode_cursor(page[-1].updated_at, page[-1].certificate.identifier) if page and more else None
-        return json_response({"data": [license_record(*r) for r in self.present(page)], "nextCursor": next_cursor})
+        return json_response({"data": self.records(page), "nextCursor": next_cursor})

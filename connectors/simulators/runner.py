@@ -27,6 +27,9 @@ from aiohttp import web
 
 from connectors.simulators.base import DepartmentSimulator, json_response
 from connectors.simulators.civil_affairs import CivilAffairsSimulator
+from connectors.simulators.defaults import DEFAULT_CITIZENS as DEFAULT_CITIZENS  # re-exported: older import path
+from connectors.simulators.defaults import DEFAULT_PORT as DEFAULT_PORT
+from connectors.simulators.defaults import DEFAULT_SEED as DEFAULT_SEED
 from connectors.simulators.disabled_persons import DisabledPersonsSimulator
 from connectors.simulators.faults import NO_FAULTS, Faults, faults_from_mapping, parse_fault_list, parse_fault_spec
 from connectors.simulators.health import HealthSimulator
@@ -38,9 +41,6 @@ from connectors.simulators.seed import Citizen, Population, demo_citizens, gener
 from connectors.simulators.store import CertificateStore
 from connectors.simulators.veterans import VeteransSimulator
 
-DEFAULT_SEED = 20200501
-DEFAULT_CITIZENS = 500
-DEFAULT_PORT = 8100
 PKI_SUBDIR = Path("simulators") / "pki"
 #: aiohttp waits this long for in-flight handlers at shutdown before cancelling them.
 _SHUTDOWN_TIMEOUT = 1.0

@@ -9,7 +9,7 @@ from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from catalog.models import Catalog, Level, PublicItem
 from gateway.catalog import services
@@ -87,7 +87,7 @@ class CatalogController(Controller):
     def get_item(
         self,
         catalog: NamedDependency[Catalog],
-        code: str,
+        code: FromPath[str],
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[PublicItem]:
         item = catalog.item(code)

@@ -91,6 +91,19 @@ class StoredCertificate(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class IssuedCertificate(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored certificate as issued (decrypted, signature included) and what the store knows of it."""
+
+    certificate: Certificate
+    department: str
+    #: ``valid``, or ``revoked`` / ``expired`` once the issuer withdrew it (`WITHDRAWN_STATUSES`).
+    verification_status: str
+    verification_reason: str
+    #: The issuer key the signature verified with.
+    key_id: str | None
+    fetched_at: dt.datetime
+
+
 class PreparedBatch(msgspec.Struct, kw_only=True):
     """A batch turned into rows, ready to write (all the CPU work done)."""
 
@@ -100,6 +113,9 @@ class PreparedBatch(msgspec.Struct, kw_only=True):
     departments: list[str]
     #: identifier -> row, for the upserts (the live lookup answers from these).
     by_identifier: dict[str, dict[str, Any]]
+    #: SQLite: the driver parameters of each statement (by ``id``), converted before the write transaction opens so
+    #: the database's single writer is not held for it (`CertificateStore.accept`).
+    bound: dict[int, list[tuple[Any, ...]]] = {}
 
 
 def display_number(certificate: Certificate) -> str:
@@ -215,8 +231,11 @@ class DriverStatement:
             out.append(tuple(values))
         return out
 
-    async def executemany(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
-        result = await conn.exec_driver_sql(self.sql, self.parameters(rows))
+    async def executemany(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], parameters: list[tuple[Any, ...]] | None = None
+    ) -> int:
+        """Run for ``rows``, or for their ``parameters`` when already converted (`parameters` of the same rows)."""
+        result = await conn.exec_driver_sql(self.sql, self.parameters(rows) if parameters is None else parameters)
         return result.rowcount if result.rowcount is not None else -1
 
 
@@ -256,6 +275,7 @@ class CertificateStore:
         prepared = self.prepare(batch)
         if not batch:
             return AcceptCounts()
+        self._bind(prepared)
         async with self.db.transaction() as conn:
             counts = await self.write(conn, prepared)
             await audit.append(
@@ -380,17 +400,23 @@ class CertificateStore:
         """Write a prepared batch inside the caller's write transaction."""
         stored = unchanged = withdrawn = 0
         if prepared.upserts:
-            count = await self._executemany(conn, self._upsert, prepared.upserts)
+            count = await self._executemany(conn, self._upsert, prepared.upserts, prepared)
             # The conflict clause skips rows whose stored copy is newer; the row count tells how many were written.
             stored = min(count, len(prepared.upserts)) if count >= 0 else len(prepared.upserts)
             unchanged = len(prepared.upserts) - stored
         if prepared.withdrawals:
-            withdrawn = max(await self._executemany(conn, self._withdraw, prepared.withdrawals), 0)
+            withdrawn = max(await self._executemany(conn, self._withdraw, prepared.withdrawals, prepared), 0)
         if prepared.rejections:
-            await self._executemany(conn, self._insert_rejection, prepared.rejections)
+            await self._executemany(conn, self._insert_rejection, prepared.rejections, prepared)
         return AcceptCounts(stored=stored, rejected=len(prepared.rejections), unchanged=unchanged, withdrawn=withdrawn)
 
-    async def _executemany(self, conn: AsyncConnection, statement: Insert | Update, rows: list[dict[str, Any]]) -> int:
+    async def _executemany(
+        self,
+        conn: AsyncConnection,
+        statement: Insert | Update,
+        rows: list[dict[str, Any]],
+        prepared: PreparedBatch | None = None,
+    ) -> int:
         """``executemany`` of a Core statement; the row count (-1 when the driver does not tell).
 
         On SQLite the statement goes to the driver directly (`DriverStatement`): SQLAlchemy's per-row parameter
@@ -399,10 +425,28 @@ class CertificateStore:
         if conn.dialect.name != "sqlite":
             result = await conn.execute(statement, rows)
             return result.rowcount if result.rowcount is not None else -1
+        driver = self._driver_for(statement, conn.dialect)
+        bound = prepared.bound.get(id(statement)) if prepared is not None else None
+        return await driver.executemany(conn, rows, bound)
+
+    def _driver_for(self, statement: Insert | Update, dialect: Dialect) -> DriverStatement:
         driver = self._driver.get(id(statement))
         if driver is None:
-            driver = self._driver[id(statement)] = DriverStatement(statement, conn.dialect)
-        return await driver.executemany(conn, rows)
+            driver = self._driver[id(statement)] = DriverStatement(statement, dialect)
+        return driver
+
+    def _bind(self, prepared: PreparedBatch) -> None:
+        """SQLite: convert the batch's parameters now, before `write` takes the single writer's turn."""
+        if self.db.dialect != "sqlite":
+            return
+        dialect = self.db.engine.dialect
+        for statement, rows in (
+            (self._upsert, prepared.upserts),
+            (self._withdraw, prepared.withdrawals),
+            (self._insert_rejection, prepared.rejections),
+        ):
+            if rows:
+                prepared.bound[id(statement)] = self._driver_for(statement, dialect).parameters(rows)
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -441,15 +485,36 @@ class CertificateStore:
 
     async def certificate(self, conn: AsyncConnection, identifier: str) -> Certificate | None:
         """The full signed certificate as stored (decrypted; the caller records the read)."""
+        found = await self.issued(conn, identifier)
+        return None if found is None else found.certificate
+
+    async def issued(self, conn: AsyncConnection, identifier: str) -> IssuedCertificate | None:
+        """The full signed certificate (decrypted) with its verification as stored; the caller records the read."""
+        c = certificates.c
         row = (
             await conn.execute(
-                select(certificates.c.id, certificates.c.payload_enc).where(certificates.c.identifier == identifier)
+                select(
+                    c.id,
+                    c.payload_enc,
+                    c.department,
+                    c.verification_status,
+                    c.verification_reason,
+                    c.key_id,
+                    c.fetched_at,
+                ).where(c.identifier == identifier)
             )
         ).first()
         if row is None:
             return None
         text = self.cipher.decrypt(row.payload_enc, table=_TABLE, column="payload_enc", row_id=row.id)
-        return _PAYLOAD_DECODER.decode(text)
+        return IssuedCertificate(
+            certificate=_PAYLOAD_DECODER.decode(text),
+            department=row.department,
+            verification_status=row.verification_status,
+            verification_reason=row.verification_reason,
+            key_id=row.key_id,
+            fetched_at=row.fetched_at,
+        )
 
 
 def _last_per_identifier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -504,6 +569,7 @@ __all__ = [
     "WITHDRAWN_STATUSES",
     "AcceptCounts",
     "CertificateStore",
+    "IssuedCertificate",
     "PreparedBatch",
     "StoredCertificate",
     "display_number",

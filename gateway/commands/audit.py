@@ -8,17 +8,14 @@ kept elsewhere, which is what makes a rewrite by someone holding the data dir de
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.commands.support import add_settings_options, command_settings, run_on_database
 
 if TYPE_CHECKING:  # the command line starts fast: the heavy modules load when a command runs
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from gateway.audit.log import Checkpoint, VerifyResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,24 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(handler=_public_key)
 
     for parser in (check, seal, show):
-        parser.add_argument("--data-dir", type=Path)
-        parser.add_argument("--config", type=Path, help="TOML settings file ([gateway] table)")
-
-
-def _settings(args: argparse.Namespace, command: str) -> Settings | None:
-    try:
-        return load_settings(args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
-        print(f"onewindow audit {command}: {exc}", file=sys.stderr)
-        return None
+        add_settings_options(parser)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from gateway.audit.keys import AuditKeyError, key_path, load_public_key, load_signer
     from gateway.audit.log import verify
-    from gateway.storage.database import Database
 
-    settings = _settings(args, "verify")
+    settings = command_settings(args, "audit verify")
     if settings is None:
         return 2
     try:
@@ -68,15 +55,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"onewindow audit verify: {exc}", file=sys.stderr)
         return 2
 
-    async def run() -> VerifyResult:
-        db = Database.from_settings(settings)
-        try:
-            await db.migrate()
-            return await verify(db, keys)
-        finally:
-            await db.dispose()
-
-    result = asyncio.run(run())
+    result = run_on_database(settings, lambda db: verify(db, keys))
     if result.ok:
         print(result.summary())
         return 0
@@ -89,22 +68,12 @@ def _verify(args: argparse.Namespace) -> int:
 def _checkpoint(args: argparse.Namespace) -> int:
     from gateway.audit.keys import AuditKeyError, load_or_create_signer
     from gateway.audit.log import checkpoint
-    from gateway.storage.database import Database
 
-    settings = _settings(args, "checkpoint")
+    settings = command_settings(args, "audit checkpoint")
     if settings is None:
         return 2
-
-    async def run() -> Checkpoint | None:
-        db = Database.from_settings(settings)
-        try:
-            await db.migrate()
-            return await checkpoint(db, load_or_create_signer(settings.data_dir))
-        finally:
-            await db.dispose()
-
     try:
-        cp = asyncio.run(run())
+        cp = run_on_database(settings, lambda db: checkpoint(db, load_or_create_signer(settings.data_dir)))
     except AuditKeyError as exc:
         print(f"onewindow audit checkpoint: {exc}", file=sys.stderr)
         return 2
@@ -118,7 +87,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
 def _public_key(args: argparse.Namespace) -> int:
     from gateway.audit.keys import AuditKeyError, load_or_create_signer
 
-    settings = _settings(args, "public-key")
+    settings = command_settings(args, "audit public-key")
     if settings is None:
         return 2
     try:

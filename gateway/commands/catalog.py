@@ -12,12 +12,14 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from catalog.loader import CATALOG_DIR, REGISTRY_DIR, CatalogError, check_catalog, load_catalog
-from catalog.models import Catalog, PublicItem
 from gateway.settings import SettingsError, load_settings
+
+if TYPE_CHECKING:  # the command line starts fast: the catalog loads when a command runs
+    from catalog.models import Catalog, PublicItem
 
 _JSON = msgspec.json.Encoder()
 
@@ -65,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _config_dir(given: Path | None, settings_file: Path | None) -> Path:
+    from catalog.loader import CATALOG_DIR, REGISTRY_DIR
+
     if given is None:
         return load_settings(settings_file).config_dir
     # Accept the catalog directory itself too (``config/catalog``), as people will type it.
@@ -74,6 +78,8 @@ def _config_dir(given: Path | None, settings_file: Path | None) -> Path:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from catalog.loader import check_catalog
+
     try:
         config_dir = _config_dir(args.dir, args.config)
     except SettingsError as exc:
@@ -103,6 +109,8 @@ def summary(catalog: Catalog) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from catalog.loader import CatalogError, load_catalog
+
     try:
         catalog = load_catalog(_config_dir(args.dir, args.config))
     except SettingsError as exc:

@@ -15,17 +15,15 @@ is misconfigured, 2 bad arguments, settings or keys.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.commands.support import add_settings_options, cli_actor, command_settings, migrated_database
+from gateway.settings import Settings
 
 #: How long ``check`` waits for one department, retries included.
 CHECK_SECONDS = 5.0
@@ -36,8 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = p.add_subparsers(dest="connectors_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--data-dir", type=Path, help="data directory (default ./var)")
-        q.add_argument("--config", type=Path, help="TOML settings file ([gateway] table)")
+        add_settings_options(q, data_dir_help="data directory (default ./var)")
         q.add_argument(
             "--simulators-url",
             metavar="URL",
@@ -68,17 +65,6 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config, data_dir=args.data_dir)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"[:100]
-    except (OSError, KeyError):
-        return "cli"
-
-
 # --- sync ---------------------------------------------------------------------------------------------------
 
 
@@ -98,10 +84,11 @@ class _SyncSummary(msgspec.Struct):
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-    except SettingsError as exc:
-        return _fail(str(exc))
+    import asyncio
+
+    settings = command_settings(args, "connectors")
+    if settings is None:
+        return 2
     return asyncio.run(_sync(settings, args))
 
 
@@ -118,7 +105,6 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.certificates.runtime import department_specs
     from gateway.certificates.store import CertificateStore
     from gateway.privacy import FieldCipher, KeyRing, KeyRingError
-    from gateway.storage import Database
 
     try:
         specs = await department_specs(settings, simulators_url=args.simulators_url)
@@ -161,10 +147,8 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     def on_progress(department: str, fetched: int, pages: int) -> None:
         progress.update(tasks[department], fetched=fetched, pages=pages)
 
-    db = Database.from_settings(settings)
-    try:
-        await db.migrate()
-        store = CertificateStore(db, cipher, actor=_actor(), purpose="sync")
+    async with migrated_database(settings) as db:
+        store = CertificateStore(db, cipher, actor=cli_actor(), purpose="sync")
         breakers = breaker_store_for(settings.redis_url)
         try:
             async with ConnectorPool(
@@ -176,8 +160,6 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
                         progress.update(tasks[report.code], total=1, completed=1)
         finally:
             await breakers.aclose()
-    finally:
-        await db.dispose()
 
     summary = _SyncSummary(
         departments=[
@@ -225,14 +207,17 @@ def _print_sync_table(reports: Sequence[Any]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-    except SettingsError as exc:
-        return _fail(str(exc))
+    import asyncio
+
+    settings = command_settings(args, "connectors")
+    if settings is None:
+        return 2
     return asyncio.run(_check(settings, args))
 
 
 async def _check(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     from connectors.client import ConnectorPool
     from connectors.registry import load_trust, type_problems
     from connectors.spec import SpecError

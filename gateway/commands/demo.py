@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -33,6 +32,8 @@ def _loop_factory() -> object | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.demo.runner import DemoError, StopFlag, run_demo
     from gateway.settings import SettingsError, load_settings
 

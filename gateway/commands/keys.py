@@ -12,16 +12,18 @@ Exit status: 0 done, 1 values left under an old key or undecryptable, 2 bad keys
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.privacy.fields import FieldCipher
-from gateway.privacy.keys import ENV_DATA_KEYS, KeyRing, KeyRingError, encode_key, generate_key
+from gateway.commands.support import add_settings_options
 from gateway.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the command line starts fast: the key modules (cryptography) load when a command runs
+    from gateway.privacy.fields import FieldCipher
+    from gateway.privacy.keys import KeyRing
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,8 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--data-dir", type=Path, help="data directory holding keys/ (default ./var)")
-        q.add_argument("--config", type=Path, help="TOML settings file ([gateway] table)")
+        add_settings_options(q, data_dir_help="data directory holding keys/ (default ./var)")
 
     status = keys_sub.add_parser("status", help="show the keys and how many stored values each encrypts")
     common(status)
@@ -61,6 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, KeyRing]:
+    from gateway.privacy.keys import KeyRing
+
     settings = load_settings(args.config, data_dir=args.data_dir)
     return settings, KeyRing.load(settings.data_dir)
 
@@ -92,6 +95,11 @@ async def _usage(settings: Settings, cipher: FieldCipher) -> tuple[list[Any], li
 
 
 def run_status(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.privacy.fields import FieldCipher
+    from gateway.privacy.keys import ENV_DATA_KEYS, KeyRingError
+
     try:
         settings, keyring = _load(args)
     except (SettingsError, KeyRingError) as exc:
@@ -148,6 +156,11 @@ async def _rotate(settings: Settings, cipher: FieldCipher, batch_size: int, quie
 
 
 def run_rotate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.privacy.fields import FieldCipher
+    from gateway.privacy.keys import ENV_DATA_KEYS, KeyRingError
+
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")
     try:
@@ -180,12 +193,19 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from gateway.privacy.keys import encode_key, generate_key
+
     key = encode_key(generate_key())
     print(f"{args.key_id}:{key}" if args.key_id else key)
     return 0
 
 
 def run_retire(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.privacy.fields import FieldCipher
+    from gateway.privacy.keys import KeyRingError
+
     try:
         settings, keyring = _load(args)
     except (SettingsError, KeyRingError) as exc:

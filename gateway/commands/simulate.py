@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 from pathlib import Path
 
+from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
 from gateway.settings import SettingsError, load_settings
 
 PROG = "onewindow simulate"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from connectors.simulators.runner import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
-
     p = sub.add_parser(
         "simulate",
         help="run the simulated department systems (public security, civil affairs, …) on loopback",
@@ -42,6 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from connectors.simulators.faults import FaultSpecError, parse_fault_spec
     from connectors.simulators.registry import DEPARTMENT_CODES
 
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
+    import asyncio
+
     from rich.console import Console
     from rich.table import Table
 

@@ -7,16 +7,14 @@ to stderr. Only its SHA-256 hash is stored.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.commands.support import add_settings_options, cli_actor, command_settings, run_on_database
+from gateway.settings import Settings
 
 if TYPE_CHECKING:  # the command line starts fast: the heavy modules load when a command runs
-    from gateway.identity.tokens import CodeCheck, TokenRecord
+    from gateway.identity.tokens import CodeCheck
 
 #: `gateway.identity.principal.Role`, spelled out so that building the parser imports nothing heavy.
 ROLES = ("clerk", "officer", "supervisor", "admin", "system")
@@ -44,25 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.set_defaults(handler=_revoke)
 
     for parser in (create, listing, revoke):
-        parser.add_argument("--data-dir", type=Path)
-        parser.add_argument("--config", type=Path, help="TOML settings file ([gateway] table)")
-
-
-def cli_actor() -> str:
-    """The audit actor for a command run by an operator: ``cli:<login>``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"cli:{user}"
-
-
-def _settings(args: argparse.Namespace, command: str) -> Settings | None:
-    try:
-        return load_settings(args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
-        print(f"onewindow {command}: {exc}", file=sys.stderr)
-        return None
+        add_settings_options(parser)
 
 
 def _catalog_checks(settings: Settings) -> tuple[CodeCheck | None, CodeCheck | None]:
@@ -80,18 +60,15 @@ def _catalog_checks(settings: Settings) -> tuple[CodeCheck | None, CodeCheck | N
 def _create(args: argparse.Namespace) -> int:
     from gateway.identity.tokens import create_token
     from gateway.problems import ProblemError
-    from gateway.storage.database import Database
 
-    settings = _settings(args, "tokens create")
+    settings = command_settings(args, "tokens create")
     if settings is None:
         return 2
     unit_exists, department_exists = _catalog_checks(settings)
-
-    async def run() -> tuple[str, TokenRecord]:
-        db = Database.from_settings(settings)
-        try:
-            await db.migrate()
-            return await create_token(
+    try:
+        token, record = run_on_database(
+            settings,
+            lambda db: create_token(
                 db,
                 role=args.role,
                 unit=args.unit,
@@ -101,12 +78,8 @@ def _create(args: argparse.Namespace) -> int:
                 created_by=cli_actor(),
                 unit_exists=unit_exists,
                 department_exists=department_exists,
-            )
-        finally:
-            await db.dispose()
-
-    try:
-        token, record = asyncio.run(run())
+            ),
+        )
     except ProblemError as exc:
         print(f"onewindow tokens create: {exc.detail}", file=sys.stderr)
         for error in exc.errors or []:
@@ -124,21 +97,11 @@ def _list(args: argparse.Namespace) -> int:
     import msgspec
 
     from gateway.identity.tokens import list_tokens
-    from gateway.storage.database import Database
 
-    settings = _settings(args, "tokens list")
+    settings = command_settings(args, "tokens list")
     if settings is None:
         return 2
-
-    async def run() -> list[TokenRecord]:
-        db = Database.from_settings(settings)
-        try:
-            await db.migrate()
-            return await list_tokens(db, include_revoked=not args.active)
-        finally:
-            await db.dispose()
-
-    records = asyncio.run(run())
+    records = run_on_database(settings, lambda db: list_tokens(db, include_revoked=not args.active))
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(records) + b"\n")
         return 0
@@ -164,22 +127,12 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from gateway.identity.tokens import revoke_token
     from gateway.problems import ProblemError
-    from gateway.storage.database import Database
 
-    settings = _settings(args, "tokens revoke")
+    settings = command_settings(args, "tokens revoke")
     if settings is None:
         return 2
-
-    async def run() -> TokenRecord:
-        db = Database.from_settings(settings)
-        try:
-            await db.migrate()
-            return await revoke_token(db, args.id, revoked_by=cli_actor())
-        finally:
-            await db.dispose()
-
     try:
-        record = asyncio.run(run())
+        record = run_on_database(settings, lambda db: revoke_token(db, args.id, revoked_by=cli_actor()))
     except ProblemError as exc:
         print(f"onewindow tokens revoke: {exc.detail}", file=sys.stderr)
         return 1

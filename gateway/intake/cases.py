@@ -3,7 +3,8 @@ its local dates and times, and how its materials are shown.
 
 Scope rule: an application outside the caller's scope answers 404 exactly like a missing one. Clerks see what
 their unit filed or handles (a community's 代办 is visible to the community and the street); officers see their
-department's items; supervisors and admins see all.
+department's items; supervisors and admins see all. A system token with the ``status:read`` scope sees every case
+that left the draft stage (a draft is the window's unfinished work, not yet a case), in the masked form only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.identity.principal import Principal
+from gateway.identity.principal import Principal, Role
 from gateway.intake.schemas import CertificateView, FileView, MaterialView
 from gateway.intake.tables import application_materials, applications
 from gateway.lifecycle.clock import ClockState
@@ -39,7 +40,13 @@ def not_found(application_id: str) -> NotFound:
     return NotFound(f"No application {application_id!r} in your scope.")
 
 
+#: The scope an external system needs to read cases' status (the case, the list, the status-event feed).
+STATUS_READ_SCOPE = "status:read"
+
+
 def visible(principal: Principal, row: Row[Any]) -> bool:
+    if principal.role is Role.SYSTEM:
+        return principal.has_scope(STATUS_READ_SCOPE) and row.status != "draft"
     return principal.can_see(units=(row.filing_unit, row.handling_unit), department=row.department)
 
 
@@ -148,6 +155,7 @@ def missing_required(materials: list[MaterialView]) -> list[MaterialView]:
 
 __all__ = [
     "LOCAL_TZ",
+    "STATUS_READ_SCOPE",
     "check_if_match",
     "clock_columns",
     "clock_state",

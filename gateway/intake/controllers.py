@@ -1,5 +1,6 @@
-"""``/api/v1/applications``: filing (一窗受理), the list of cases, material uploads and acceptance. Thin: the logic
-is in `gateway.intake.services` (and `gateway.lifecycle.services` for the list)."""
+"""``/api/v1/applications``: filing (一窗受理), the list of cases, material uploads, acceptance and the audited reads
+of personal data. Thin: the logic is in `gateway.intake.services`, `gateway.intake.applicant` (personal data) and
+`gateway.lifecycle.services` (the list)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,18 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, MultipartBody, 
 
 from gateway.identity.auth import require_roles
 from gateway.identity.principal import Principal, Role
+from gateway.intake.applicant import (
+    NO_STORE,
+    PURPOSE_MAX,
+    READER_ROLES,
+    ApplicantRecord,
+    IssuedCertificateRecord,
+    PersonalDataService,
+)
+from gateway.intake.cases import STATUS_READ_SCOPE
 from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
 from gateway.intake.services import IntakeService
-from gateway.lifecycle.deps import provide_intake, provide_lifecycle
+from gateway.lifecycle.deps import provide_intake, provide_lifecycle, provide_personal_data
 from gateway.lifecycle.schemas import Queue
 from gateway.lifecycle.services import LifecycleService
 from gateway.problems import PROBLEM_JSON, Problem
@@ -115,12 +125,16 @@ class IntakeController(Controller):
         summary="The caller's cases, earliest deadline first",
         description=(
             "Officers see their department's items, clerks their unit's filings and cases routed to it, "
-            "supervisors and admins everything. `status` takes one or more statuses (comma-separated); "
-            "`due=soon` keeps open cases with at least 80 % of the promised time used, `due=overdue` those past "
-            "their deadline."
+            "supervisors and admins everything, a system token with the `status:read` scope every case past the "
+            "draft stage (applicant masked, as everywhere). `status` takes one or more statuses "
+            "(comma-separated); `due=soon` keeps open cases with at least 80 % of the promised time used, "
+            "`due=overdue` those past their deadline; `tracking_number` finds the case with that number."
         ),
-        guards=[require_roles(Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN)],
-        responses={400: _problem("Unknown status or due filter")},
+        guards=[require_roles(Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, scope=STATUS_READ_SCOPE)],
+        responses={
+            400: _problem("Unknown status or due filter, or not a tracking number"),
+            403: _problem("A system token without the status:read scope"),
+        },
     )
     async def queue(
         self,
@@ -130,9 +144,14 @@ class IntakeController(Controller):
         due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        tracking_number: Annotated[
+            str | None, QueryParameter(description="办件编号, e.g. 430302202601050000014")
+        ] = None,
     ) -> Queue:
         statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
-        return await lifecycle.queue(principal, statuses=statuses, due=due, limit=limit, offset=offset)
+        return await lifecycle.queue(
+            principal, statuses=statuses, due=due, limit=limit, offset=offset, tracking_number=tracking_number
+        )
 
 
 class MaterialUploadController(Controller):
@@ -177,10 +196,80 @@ class MaterialUploadController(Controller):
         return await intake.upload(principal, application_id, key, content, if_match)
 
 
+Purpose = Annotated[
+    str | None,
+    QueryParameter(
+        description=f"Why you read the data, 2..{PURPOSE_MAX} characters (e.g. 审核低保申请); goes into the audit log",
+    ),
+]
+
+
+class PersonalDataController(Controller):
+    """The only routes that answer an applicant's personal data unmasked: each read is audited."""
+
+    path = "/api/v1/applications"
+    tags = ("personal data",)
+    dependencies = {  # noqa: RUF012 - Litestar layer API
+        "personal_data": Provide(provide_personal_data, sync_to_thread=False)
+    }
+    guards = [require_roles(*READER_ROLES)]  # noqa: RUF012 - Litestar layer API
+    _responses = {  # noqa: RUF012 - shared by the two routes
+        403: _problem("Not a clerk, officer or supervisor (admins and systems do not read personal data)"),
+        404: _problem("No such application (or material, or prefilled certificate) in your scope"),
+        422: _problem("`purpose` is missing or not 2..200 characters"),
+    }
+
+    @get(
+        "/{application_id:str}/applicant",
+        operation_id="readApplicant",
+        summary="The applicant's identity and contact, unmasked (audited)",
+        description=(
+            "For the officer reviewing the case and the window printing the receipt: ID number, name, phone and "
+            "address decrypted. `purpose` is required and goes into the audit record (`personal_data.read`, with "
+            "the fields read, never their values), written in the same transaction as the read. Clerks of the "
+            "filing or handling unit, officers of the item's department, supervisors; out of scope: 404. "
+            "`Cache-Control: no-store`."
+        ),
+        responses=_responses,
+    )
+    async def applicant(
+        self,
+        application_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        personal_data: NamedDependency[PersonalDataService],
+        purpose: Purpose = None,
+    ) -> Response[ApplicantRecord]:
+        record = await personal_data.applicant(principal, application_id, purpose)
+        return Response(record, headers=NO_STORE)
+
+    @get(
+        "/{application_id:str}/materials/{key:str}/certificate",
+        operation_id="readMaterialCertificate",
+        summary="The certificate that prefilled a material, as issued (audited)",
+        description=(
+            "The full e-certificate from the certificate store, decrypted: every signed field (holder name and "
+            "code included), the issuer's signature, the verification status (`revoked` / `expired` once "
+            "withdrawn) and whether it is usable today. Same scope and audit rule as the applicant read; the "
+            "audit record's object is the certificate identifier, its detail names the application."
+        ),
+        responses=_responses,
+    )
+    async def certificate(
+        self,
+        application_id: FromPath[str],
+        key: FromPath[str],
+        principal: NamedDependency[Principal],
+        personal_data: NamedDependency[PersonalDataService],
+        purpose: Purpose = None,
+    ) -> Response[IssuedCertificateRecord]:
+        record = await personal_data.certificate(principal, application_id, key, purpose)
+        return Response(record, headers=NO_STORE)
+
+
 def upload_controller(settings: Settings) -> type[Controller]:
     """`MaterialUploadController` whose request body limit is the upload limit plus the multipart framing."""
     limit = settings.upload_max_bytes + MULTIPART_OVERHEAD_BYTES
     return type("MaterialUploadController", (MaterialUploadController,), {"request_max_body_size": limit})
 
 
-__all__ = ["IntakeController", "MaterialUploadController", "upload_controller"]
+__all__ = ["IntakeController", "MaterialUploadController", "PersonalDataController", "upload_controller"]

@@ -12,8 +12,9 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from gateway.identity.auth import require_roles
 from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import etag
-from gateway.lifecycle.deps import provide_lifecycle
+from gateway.intake.cases import STATUS_READ_SCOPE, etag
+from gateway.lifecycle.deps import provide_lifecycle, provide_status_events
+from gateway.lifecycle.events import EVENTS_MAX_LIMIT, StatusEventFeed, StatusEventPage
 from gateway.lifecycle.schemas import ApplicationView, Summary, TransitionIn
 from gateway.lifecycle.services import LifecycleService
 from gateway.problems import PROBLEM_JSON, Problem
@@ -39,10 +40,12 @@ class ApplicationController(Controller):
         summary="An application with its status, deadline, clock, materials and history",
         description=(
             "The `ETag` header carries the application's version: send it back as `If-Match` on transitions, "
-            "uploads and acceptance to refuse a change made since (412). The applicant is shown masked."
+            "uploads and acceptance to refuse a change made since (412). The applicant is shown masked "
+            "(`GET …/applicant` reads it unmasked, audited). A system token with the `status:read` scope reads "
+            "any case past the draft stage, without the free text (notes, result, purpose)."
         ),
-        guards=[require_roles(*_STAFF)],
-        responses=_NOT_FOUND,
+        guards=[require_roles(*_STAFF, scope=STATUS_READ_SCOPE)],
+        responses={**_NOT_FOUND, 403: _problem("A system token without the status:read scope")},
     )
     async def read(
         self,
@@ -86,6 +89,34 @@ class ApplicationController(Controller):
         return Response(view, headers={"ETag": etag(row)})
 
 
+class StatusEventController(Controller):
+    path = "/api/v1/status-events"
+    tags = ("lifecycle",)
+    dependencies = {"feed": Provide(provide_status_events, sync_to_thread=False)}  # noqa: RUF012 - Litestar API
+
+    @get(
+        "",
+        operation_id="listStatusEvents",
+        summary="Status changes since a cursor, oldest first (poll with after=next_after)",
+        description=(
+            "Every status the caller's cases reached, in the order reached, each with `seq`. Keep `next_after` "
+            "and send it as `after` on the next call: nothing is missed or repeated. `has_more` says to call "
+            "again at once. For systems with the `status:read` scope (cases past the draft stage) and staff "
+            "(their own scope). No personal data and no notes."
+        ),
+        guards=[require_roles(*_STAFF, scope=STATUS_READ_SCOPE)],
+        responses={400: _problem("Bad cursor or page size"), 403: _problem("A system without status:read")},
+    )
+    async def events(
+        self,
+        principal: NamedDependency[Principal],
+        feed: NamedDependency[StatusEventFeed],
+        after: Annotated[int, QueryParameter(ge=0, description="the next_after of your last call; 0 at first")] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=EVENTS_MAX_LIMIT)] = 100,
+    ) -> StatusEventPage:
+        return await feed.page(principal, after=after, limit=limit)
+
+
 class SupervisionController(Controller):
     path = "/api/v1/supervision"
     tags = ("supervision",)
@@ -107,4 +138,4 @@ class SupervisionController(Controller):
         return await lifecycle.summary(principal, unit=unit, department=department)
 
 
-__all__ = ["ApplicationController", "SupervisionController"]
+__all__ = ["ApplicationController", "StatusEventController", "SupervisionController"]

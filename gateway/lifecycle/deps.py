@@ -14,7 +14,10 @@ from typing import Any
 from litestar.datastructures import State
 
 from catalog.calendar import WorkingCalendar, load_calendar
+from gateway.certificates.store import CertificateStore
+from gateway.intake.applicant import PersonalDataService
 from gateway.intake.services import IntakeService
+from gateway.lifecycle.events import StatusEventFeed
 from gateway.lifecycle.services import LifecycleService
 from gateway.tracking.services import TrackingService
 
@@ -52,6 +55,17 @@ def provide_lifecycle(state: State) -> LifecycleService:
     )
 
 
+def provide_personal_data(state: State) -> PersonalDataService:
+    store: Any = getattr(state, "certificate_store", None)
+    if not isinstance(store, CertificateStore):  # an app without the certificates lifespan (tests)
+        store = CertificateStore(state.database, state.cipher)
+    return PersonalDataService(database=state.database, cipher=state.cipher, store=store)
+
+
+def provide_status_events(state: State) -> StatusEventFeed:
+    return StatusEventFeed(database=state.database)
+
+
 def provide_tracking(state: State) -> TrackingService:
     return TrackingService(
         database=state.database,
@@ -61,4 +75,11 @@ def provide_tracking(state: State) -> TrackingService:
     )
 
 
-__all__ = ["provide_intake", "provide_lifecycle", "provide_tracking", "working_calendar"]
+__all__ = [
+    "provide_intake",
+    "provide_lifecycle",
+    "provide_personal_data",
+    "provide_status_events",
+    "provide_tracking",
+    "working_calendar",
+]

@@ -47,7 +47,6 @@ class ApplicationView(msgspec.Struct, kw_only=True, omit_defaults=True):
     filing_unit: str
     handling_unit: str
     applicant: ApplicantView
-    purpose: str
     materials: list[MaterialView]
     history: list[HistoryEntry]
     created_at: dt.datetime
@@ -62,6 +61,8 @@ class ApplicationView(msgspec.Struct, kw_only=True, omit_defaults=True):
     deadline_estimated: bool = False
     clock: ClockOut | None = None
     result: str | None = None
+    #: Why the data is processed (stated at intake). Left out, with the notes and the result, for systems.
+    purpose: str | None = None
 
 
 class QueueEntry(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -25,6 +25,7 @@ from catalog.models import Catalog
 from gateway import audit
 from gateway.identity.principal import Principal, Role
 from gateway.intake.cases import (
+    STATUS_READ_SCOPE,
     check_if_match,
     clock_columns,
     clock_state,
@@ -62,6 +63,7 @@ from gateway.privacy.fields import FieldCipher
 from gateway.problems import BadRequest, Conflict, FieldError, Unprocessable
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
+from gateway.tracking.numbers import normalise_tracking_number, tracking_number_problem
 
 RESULT_MAX_CHARS = 2000
 QUEUE_MAX_LIMIT = 500
@@ -91,6 +93,8 @@ def scope_filter(principal: Principal) -> ColumnElement[bool] | None:
         return or_(applications.c.filing_unit == principal.unit, applications.c.handling_unit == principal.unit)
     if principal.role is Role.OFFICER and principal.department:
         return applications.c.department == principal.department
+    if principal.role is Role.SYSTEM and principal.has_scope(STATUS_READ_SCOPE):
+        return applications.c.status != "draft"
     return applications.c.id.is_(None)  # sees nothing
 
 
@@ -139,8 +143,13 @@ class LifecycleService:
         today = local_date(self.now())
         materials = [material_view(m) for m in await load_materials(conn, row.id)]
         history = await load_history(conn, row.id)
+        # Another system gets the case's status, not what people typed: notes, the decision text and the purpose
+        # are free text that may name the applicant or others.
+        redact = principal.role is Role.SYSTEM
         for entry in history:
             entry.at = local_time(entry.at)
+            if redact:
+                entry.note = None
         return ApplicationView(
             id=row.id,
             status=row.status,
@@ -150,7 +159,7 @@ class LifecycleService:
             handling_unit=row.handling_unit,
             grid=row.grid,
             applicant=self._applicant(row),
-            purpose=row.purpose,
+            purpose=None if redact else row.purpose,
             materials=materials,
             history=history,
             created_at=local_time(row.created_at),
@@ -162,7 +171,7 @@ class LifecycleService:
             deadline=row.deadline,
             deadline_estimated=bool(row.deadline_estimated),
             clock=self._clock(row, today),
-            result=row.result,
+            result=None if redact else row.result,
         )
 
     async def get(self, principal: Principal, application_id: str) -> tuple[ApplicationView, Row[Any]]:
@@ -299,8 +308,10 @@ class LifecycleService:
         due: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tracking_number: str | None = None,
     ) -> Queue:
-        """The caller's applications, earliest deadline first (drafts, without one, last by creation)."""
+        """The caller's applications, earliest deadline first (drafts, without one, last by creation);
+        ``tracking_number`` finds the one case with that number (for systems that know only the number)."""
         wanted = [s for s in statuses if s]
         bad = [s for s in wanted if not is_status(s)]
         if bad:
@@ -311,6 +322,11 @@ class LifecycleService:
             raise BadRequest(f"Unknown due filter {due!r}.", errors=[FieldError("due", "must be soon or overdue")])
         if not 1 <= limit <= QUEUE_MAX_LIMIT or offset < 0:
             raise BadRequest("Bad paging.", errors=[FieldError("limit", f"1..{QUEUE_MAX_LIMIT}; offset 0 or more")])
+        number = normalise_tracking_number(tracking_number) if tracking_number is not None else None
+        if number is not None and (problem := tracking_number_problem(number)) is not None:
+            raise BadRequest(
+                f"{tracking_number!r} is not a tracking number.", errors=[FieldError("tracking_number", problem)]
+            )
         today = local_date(self.now())
         conditions: list[ColumnElement[bool]] = []
         scope = scope_filter(principal)
@@ -318,6 +334,8 @@ class LifecycleService:
             conditions.append(scope)
         if wanted:
             conditions.append(applications.c.status.in_(wanted))
+        if number is not None:
+            conditions.append(applications.c.tracking_number == number)
         if due:
             conditions.append(applications.c.status.in_(sorted(OPEN)))
         query = (

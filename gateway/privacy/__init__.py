@@ -4,10 +4,16 @@
 
 The application builds one `KeyRing` and one `FieldCipher` and puts them on ``app.state.keyring`` and
 ``app.state.cipher``.
+
+The key and cipher names (`cryptography`) load on first use: every ``onewindow`` command installs the log masking
+from here, and most never touch a key.
 """
 
-from gateway.privacy.fields import DecryptionError, FieldCipher, RowId, blind_index, decrypt, encrypt
-from gateway.privacy.keys import KeyRing, KeyRingError, UnknownKeyError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gateway.privacy.masking import (
     PersonalDataFilter,
     install_log_masking,
@@ -18,6 +24,28 @@ from gateway.privacy.masking import (
     mask_text,
 )
 from gateway.privacy.registry import EncryptedColumn, encrypted_columns, register_encrypted_column
+
+if TYPE_CHECKING:
+    from gateway.privacy.fields import DecryptionError, FieldCipher, RowId, blind_index, decrypt, encrypt
+    from gateway.privacy.keys import KeyRing, KeyRingError, UnknownKeyError
+
+#: Names served lazily, by the module that defines them.
+_LAZY = {
+    **dict.fromkeys(
+        ("DecryptionError", "FieldCipher", "RowId", "blind_index", "decrypt", "encrypt"), "gateway.privacy.fields"
+    ),
+    **dict.fromkeys(("KeyRing", "KeyRingError", "UnknownKeyError"), "gateway.privacy.keys"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "DecryptionError",

@@ -7,6 +7,8 @@ Public API::
     db = Database.from_settings(settings)          # the app's is app.state.database
     async with db.transaction() as conn: ...       # one write transaction (BEGIN IMMEDIATE on SQLite)
     async with db.read() as conn: ...              # reads only (READ ONLY on PostgreSQL)
+    LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level
+    rows = await db.fetch(LOOKUP, number=n)        # one short read; on SQLite inline, no worker thread
 
 Rules: keep write transactions short and free of network calls (on SQLite every writer waits for the current
 one); never open a transaction inside another in the same task; append the audit record last.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from gateway.storage.database import Database, DatabaseBusy
 from gateway.storage.metadata import ID_LENGTH, NAMING_CONVENTION, IdType, UTCDateTime, metadata, new_id, utcnow
+from gateway.storage.prepared import PreparedRead, ReadRow
 
 __all__ = [
     "ID_LENGTH",
@@ -39,6 +42,8 @@ __all__ = [
     "Database",
     "DatabaseBusy",
     "IdType",
+    "PreparedRead",
+    "ReadRow",
     "UTCDateTime",
     "metadata",
     "new_id",

@@ -18,7 +18,14 @@ Usage::
         await audit.append(conn, ...)
     async with db.read() as conn:             # reads only
         row = (await conn.execute(select(...))).first()
+    rows = await db.fetch(LOOKUP, number=n)   # one short prepared read (hot paths): inline on SQLite
     await db.dispose()
+
+`fetch` / `fetch_one` run one `PreparedRead` (a select built once, with named parameters). On SQLite they read on
+the calling thread through a per-thread ``sqlite3`` connection (`gateway.storage.inline`: WAL, ``query_only``,
+autocommit, no waiting on the loop, a step budget), falling back to the aiosqlite path when that cannot answer at
+once; on PostgreSQL they run the statement through asyncpg in autocommit mode. Either way they see every
+transaction committed before the call, by this process or any other — there is no cache.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.problems import ServiceUnavailable
 from gateway.settings import Settings
+from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
+from gateway.storage.prepared import PreparedRead, ReadRow
 
 #: PRAGMAs applied to every SQLite connection when it is opened.
 SQLITE_PRAGMAS = (
@@ -66,7 +75,15 @@ class DatabaseBusy(ServiceUnavailable):
 class Database:
     """One database: an `AsyncEngine` plus the transaction discipline every domain uses."""
 
-    def __init__(self, engine: AsyncEngine, *, schema: str = "", write_wait_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        schema: str = "",
+        write_wait_seconds: float = 10.0,
+        inline_reads: bool = True,
+        inline_step_budget: int = DEFAULT_STEP_BUDGET,
+    ) -> None:
         name = engine.dialect.name
         if name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database dialect {name!r}: use SQLite or PostgreSQL")
@@ -76,8 +93,12 @@ class Database:
         self._write_wait = write_wait_seconds
         # One writer at a time per process on SQLite (the file allows only one anyway).
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        #: SQLite only: `fetch` reads here first (None: always the engine's path).
+        self.inline: InlineReader | None = None
         if self.dialect == "sqlite":
             _install_sqlite_hooks(engine)
+            if inline_reads:
+                self.inline = InlineReader.for_url(engine.url, engine.dialect, step_budget=inline_step_budget)
 
     # -- construction ---------------------------------------------------------------------------------------
 
@@ -88,12 +109,19 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str | URL, *, schema: str = "", write_wait_seconds: float = 10.0, **engine_options: Any
+        cls,
+        url: str | URL,
+        *,
+        schema: str = "",
+        write_wait_seconds: float = 10.0,
+        inline_reads: bool = True,
+        **engine_options: Any,
     ) -> Database:
         """A database from an async SQLAlchemy URL (``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``).
 
         Plain ``sqlite:///`` and ``postgresql://`` URLs are given their async driver. ``engine_options`` go to
-        `create_async_engine` (e.g. ``poolclass=NullPool``, ``echo=True``).
+        `create_async_engine` (e.g. ``poolclass=NullPool``, ``echo=True``). ``inline_reads=False`` sends `fetch`
+        through the engine on SQLite too.
         """
         parsed = make_url(url) if isinstance(url, str) else url
         driver = parsed.drivername
@@ -126,7 +154,12 @@ class Database:
             for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
                 options.pop(key, None)
         options.update(engine_options)
-        return cls(create_async_engine(parsed, **options), schema=schema, write_wait_seconds=write_wait_seconds)
+        return cls(
+            create_async_engine(parsed, **options),
+            schema=schema,
+            write_wait_seconds=write_wait_seconds,
+            inline_reads=inline_reads,
+        )
 
     # -- transactions ---------------------------------------------------------------------------------------
 
@@ -151,6 +184,32 @@ class Database:
                 await conn.execution_options(postgresql_readonly=True)
             async with conn.begin():
                 yield conn
+
+    async def fetch(self, query: PreparedRead, /, **params: Any) -> list[ReadRow]:
+        """The rows of one prepared read (a short, indexed query), reading the newest committed data.
+
+        SQLite: on this thread through `InlineReader` (no hand-off to a worker thread, no waiting: WAL readers do
+        not wait for writers), or through the engine when that cannot answer at once. PostgreSQL: the engine
+        (asyncpg), the one ``SELECT`` in autocommit mode — a statement is its own snapshot, and no BEGIN/COMMIT
+        round trips. Long or many-statement reads belong in `read`.
+        """
+        query.check(params)
+        inline = self.inline
+        if inline is not None:
+            rows = inline.fetch(query, params)
+            if rows is not None:
+                return rows
+        if self.dialect == "postgresql":
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return query.rows(await conn.execute(query.statement, params))
+        async with self.read() as conn:
+            return query.rows(await conn.execute(query.statement, params))
+
+    async def fetch_one(self, query: PreparedRead, /, **params: Any) -> ReadRow | None:
+        """The first row of `fetch`, or ``None``."""
+        rows = await self.fetch(query, **params)
+        return rows[0] if rows else None
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
@@ -190,7 +249,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and every inline reader's)."""
+        if self.inline is not None:
+            self.inline.close()
         await self.engine.dispose()
 
     def describe(self) -> str:
@@ -227,4 +288,13 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-__all__ = ["MIGRATION_LOCK_KEY", "SQLITE_PRAGMAS", "Database", "DatabaseBusy", "new_id", "utcnow"]
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "SQLITE_PRAGMAS",
+    "Database",
+    "DatabaseBusy",
+    "PreparedRead",
+    "ReadRow",
+    "new_id",
+    "utcnow",
+]

@@ -42,13 +42,28 @@ def client_address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:
+    """The app's `TrackingService` for the public routes: built once (and again if the database, cipher or
+    limiter it was built on is replaced), instead of per request through dependency injection — the public lookup
+    is the gateway's hottest route, and resolving a dependency costs more than its database read."""
+    state = request.app.state
+    service: TrackingService | None = state.get("public_tracking")
+    if (
+        service is None
+        or service.db is not state.database
+        or service.cipher is not state.cipher
+        or service.limiter is not state.get("tracking_limiter")
+    ):
+        service = state.public_tracking = provide_tracking(state)
+    return service
+
+
 class TrackingController(Controller):
     path = "/api/v1/track"
     tags = ("tracking",)
     # Citizens have no token: the tracking number and the query code are the credential.
     opt = MappingProxyType({EXCLUDE_KEY: True})
     security = [{}]  # noqa: RUF012 - Litestar layer API
-    dependencies = {"tracking": Provide(provide_tracking, sync_to_thread=False)}  # noqa: RUF012 - Litestar API
 
     @get(
         "/{tracking_number:str}",
@@ -62,13 +77,9 @@ class TrackingController(Controller):
         opt={EXCLUDE_KEY: True},
     )
     async def track(
-        self,
-        request: Request[Any, Any, Any],
-        tracking_number: FromPath[str],
-        tracking: NamedDependency[TrackingService],
-        code: Code = None,
+        self, request: Request[Any, Any, Any], tracking_number: FromPath[str], code: Code = None
     ) -> TrackView:
-        return await tracking.track(tracking_number, code, client=client_address(request))
+        return await public_tracking(request).track(tracking_number, code, client=client_address(request))
 
     @post(
         "/{tracking_number:str}/evaluation",
@@ -93,10 +104,9 @@ class TrackingController(Controller):
         request: Request[Any, Any, Any],
         tracking_number: FromPath[str],
         data: JSONBody[EvaluationIn],
-        tracking: NamedDependency[TrackingService],
         code: Code = None,
     ) -> EvaluationOut:
-        return await tracking.evaluate(tracking_number, code, data, client=client_address(request))
+        return await public_tracking(request).evaluate(tracking_number, code, data, client=client_address(request))
 
 
 class RectificationController(Controller):
@@ -135,4 +145,4 @@ class RectificationController(Controller):
         return await tracking.close_rectification(principal, rectification_id, data)
 
 
-__all__ = ["RectificationController", "TrackingController", "client_address"]
+__all__ = ["RectificationController", "TrackingController", "client_address", "public_tracking"]

@@ -1,0 +1,214 @@
+"""Public tracking lookup vs the bare endpoint, alternating runs, on SQLite or PostgreSQL, with or without Redis.
+
+    .venv/bin/python -m bench.tracking_fastpath [--database sqlite|postgresql] [--redis] [--workers 1,2]
+                                                [--rounds 3] [--duration 12] [--warmup 3] [--json FILE]
+
+The same servers and wrk runs as `bench.tracking_bench` (``bench.harness``: uvicorn + httptools + uvloop, the same
+worker count for both apps, ``wrk -t2 -c64 --latency`` after a warm-up), but the two apps are measured in
+alternation, ``--rounds`` times per worker count, each run with the load average at its start — on a shared
+two-core machine a single pair can land on a busy or a quiet moment. The verdict takes the median round.
+
+``--database postgresql`` serves the gateway on PostgreSQL (``ONEWINDOW_TEST_DATABASE_URL`` or the local test
+database) in a schema of its own, dropped afterwards; ``--redis`` adds ``ONEWINDOW_REDIS_URL`` (the failure
+limiter then asks Redis on every correct lookup, see gateway/tracking/services.py). Nothing here runs in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from bench.harness import AsgiServer, ServerFlags, WrkResult, machine, measure, wrk_path
+from bench.prepare import PHONE, Prepared, server_env
+from bench.tracking_bench import TARGET_P99_MS, TARGET_RATIO, _check_bare, _check_tracking
+from catalog.loader import cached_catalog
+from gateway.app import create_app
+from gateway.demo.steps import (
+    choose_scenario,
+    create_demo_tokens,
+    demo_settings,
+    prepare_database,
+    start_simulators,
+    sync_certificates,
+)
+from gateway.settings import load_settings
+from gateway.storage import Database
+
+POSTGRES_URL = os.environ.get("ONEWINDOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ONEWINDOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+class Run(msgspec.Struct, kw_only=True):
+    app: str
+    workers: int
+    round: int
+    load_average: float
+    result: WrkResult
+
+
+class Report(msgspec.Struct, kw_only=True):
+    machine: dict[str, str]
+    database: str
+    redis: bool
+    runs: list[Run]
+    verdicts: list[str]
+
+
+async def prepare(data_dir: Path, overrides: dict[str, Any]) -> Prepared:
+    """`bench.prepare.prepare_data_dir`'s steps on the chosen database: simulators, sync, tokens, one accepted
+    application filed through the API."""
+    settings = load_settings(environ={}, data_dir=data_dir, **overrides)
+    async with start_simulators(settings.host, 0, settings.data_dir) as sims:
+        settings = demo_settings(settings, sims)
+        db = await prepare_database(settings)
+        try:
+            await sync_certificates(settings, db)
+            scenario = choose_scenario(cached_catalog(settings.config_dir), sims.demo_citizens(6))
+            tokens = await create_demo_tokens(db, scenario)
+        finally:
+            await db.dispose()
+        citizen = scenario.citizens[0]
+        async with AsyncTestClient(app=create_app(settings), timeout=30.0) as client:
+            response = await client.post(
+                "/api/v1/applications",
+                headers={"Authorization": f"Bearer {tokens['clerk']}"},
+                json={
+                    "item_code": scenario.item.code,
+                    "applicant": {"id_number": citizen.id_number, "name": citizen.name, "phone": PHONE},
+                    "consent": True,
+                    "accept": True,
+                },
+            )
+            if response.status_code != 201:
+                raise RuntimeError(f"filing the benchmark's application failed: {response.status_code} {response.text}")
+            body = response.json()
+    return Prepared(
+        data_dir=str(data_dir),
+        tokens=tokens,
+        item_code=scenario.item.code,
+        tracking_number=body["tracking_number"],
+        query_code=body["query_code"],
+    )
+
+
+async def drop_schema(schema: str) -> None:
+    db = Database.from_url(POSTGRES_URL)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        await db.dispose()
+
+
+def _line(run: Run) -> str:
+    r = run.result
+    return (
+        f"{run.app:<9} {run.workers:>2} {run.round:>5} {run.load_average:>5.2f} {r.requests_per_s:>9.0f} "
+        f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>6} {r.socket_errors:>6}"
+    )
+
+
+HEADER = (
+    f"{'app':<9} {'w':>2} {'round':>5} {'load':>5} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+    f" {'non2xx':>6} {'errors':>6}"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--redis", action="store_true", help=f"serve the gateway with ONEWINDOW_REDIS_URL={REDIS_URL}")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/tracking pairs per worker count")
+    parser.add_argument("--duration", type=float, default=12.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    wrk_path()
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    overrides: dict[str, Any] = {}
+    schema = ""
+    if args.database == "postgresql":
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        overrides = {"database_url": POSTGRES_URL, "database_schema": schema}
+    runs: list[Run] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="onewindow-fastpath-") as tmp:
+            data_dir = (args.data_dir or Path(tmp) / "var").resolve()
+            print(f"preparing {data_dir} ({args.database}{', redis' if args.redis else ''}) …", flush=True)
+            prepared = asyncio.run(prepare(data_dir, overrides))
+            number, code = prepared.tracking_number, prepared.query_code
+            path = f"/api/v1/track/{number}?code={code}"
+            env = server_env(data_dir)
+            if schema:
+                env |= {"ONEWINDOW_DATABASE_URL": POSTGRES_URL, "ONEWINDOW_DATABASE_SCHEMA": schema}
+            if args.redis:
+                env["ONEWINDOW_REDIS_URL"] = REDIS_URL
+            print(HEADER, flush=True)
+            for n in workers:
+                flags = ServerFlags(workers=n)
+                for round_ in range(1, args.rounds + 1):
+                    for app, factory, check in (
+                        ("bare", "bench.bare_app:create_bare_app", _check_bare),
+                        ("tracking", "gateway.app:create_app", _check_tracking),
+                    ):
+                        with AsgiServer(factory, flags=flags, env=env) as server:
+                            check(server.base_url, number, code)
+                            load = os.getloadavg()[0]
+                            result = measure(
+                                server.base_url + path,
+                                connections=args.connections,
+                                duration_s=args.duration,
+                                warmup_s=args.warmup,
+                            )
+                            check(server.base_url, number, code)
+                        run = Run(app=app, workers=n, round=round_, load_average=load, result=result)
+                        runs.append(run)
+                        print(_line(run), flush=True)
+    finally:
+        if schema:
+            asyncio.run(drop_schema(schema))
+
+    verdicts: list[str] = []
+    for n in workers:
+        pairs = []
+        for round_ in range(1, args.rounds + 1):
+            bare = next(r for r in runs if r.app == "bare" and r.workers == n and r.round == round_)
+            track = next(r for r in runs if r.app == "tracking" and r.workers == n and r.round == round_)
+            pairs.append((track.result.requests_per_s / bare.result.requests_per_s, track, bare))
+        pairs.sort(key=lambda p: p[0])
+        ratio, track, bare = pairs[len(pairs) // 2]
+        p99s = [p[1].result.p99_ms for p in pairs]
+        ok = ratio >= TARGET_RATIO and track.result.p99_ms <= TARGET_P99_MS
+        verdicts.append(
+            f"{n} worker(s), median of {len(pairs)} rounds: tracking {track.result.requests_per_s:.0f} req/s = "
+            f"{ratio:.0%} of bare {bare.result.requests_per_s:.0f} (ratios {', '.join(f'{p[0]:.0%}' for p in pairs)}); "
+            f"tracking p99 {track.result.p99_ms:.1f} ms (all rounds {', '.join(f'{p:.1f}' for p in p99s)}; "
+            f"median {statistics.median(p99s):.1f}) — target ≥ {TARGET_RATIO:.0%} and ≤ {TARGET_P99_MS:g} ms: "
+            f"{'MET' if ok else 'MISSED'}"
+        )
+    report = Report(machine=machine(), database=args.database, redis=args.redis, runs=runs, verdicts=verdicts)
+    print()
+    for verdict in verdicts:
+        print(verdict)
+    print(msgspec.json.encode(report.machine).decode())
+    if args.json:
+        args.json.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
