@@ -21,7 +21,7 @@ from gateway.storage.metadata import new_id
 NOTE_MAX_CHARS = 2000
 
 
-class HistoryEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+class HistoryEntry(msgspec.Struct, kw_only=True):
     """One status an application reached (``by`` is the actor: ``<role>:<unit or department>`` when bound)."""
 
     status: str
