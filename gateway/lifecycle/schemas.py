@@ -37,7 +37,7 @@ class ClockOut(msgspec.Struct, kw_only=True):
     overdue: bool
 
 
-class ApplicationView(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ApplicationView(msgspec.Struct, kw_only=True):
     """``GET /api/v1/applications/{id}``; the ``ETag`` header carries the row version for ``If-Match``."""
 
     id: str
