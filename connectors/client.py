@@ -434,7 +434,7 @@ class HttpDepartmentClient:
                 document = parse(body, self.format)
             except FormatError as exc:
                 raise MalformedResponse(str(exc), **self._context(endpoint, request_id)) from None
-            document.request_id = request_id
+            document.request_id = request_id  # _map_all's errors carry it
             document.mapped = _map_all(self._mapper, document, self.spec.code, endpoint)
         document.request_id = request_id
         return document

@@ -226,15 +226,7 @@ class RecordMapper:
             elif name in plan.required:
                 raise FastPathRefused(name)
         values["type_key"] = self._type_keys.get(values["type_code"], "")
-        parts = plan.signature(row)
-        if plan.signature_plain:  # no transforms: the common case, without the general function's loop
-            alg, key_id, value = parts
-            if type(alg) is str and alg in _SIGNATURE_ALGORITHMS and type(key_id) is str and type(value) is str:
-                signature: Signature | None = Signature(alg=alg, key_id=key_id, value=value)  # type: ignore[arg-type]
-            else:
-                signature = self._signature_of(list(parts))
-        else:
-            signature = self._signature_of(list(parts))
+        signature = self._signature_of(list(plan.signature(row)))
         if signature is not None:
             values["signature"] = signature
         updated = self._updated_of(plan.updated_at(row)) if plan.updated_at is not None else None
@@ -253,7 +245,8 @@ class RecordMapper:
             return None  # unsigned: verification says so, the record is still a certificate
         alg, key_id, value = parts
         if type(alg) is str and alg in _SIGNATURE_ALGORITHMS and type(key_id) is str and type(value) is str:
-            return Signature(alg=alg, key_id=key_id, value=value)  # type: ignore[arg-type]  # checked just above
+            # the common case, checked here without a conversion (all three are non-empty strings)
+            return Signature(alg=alg, key_id=key_id, value=value)  # type: ignore[arg-type]
         try:
             return msgspec.convert({"alg": alg, "key_id": key_id, "value": value}, Signature)
         except msgspec.ValidationError as exc:
@@ -297,9 +290,8 @@ class _RowPlan:
         #: Decoded as they come, transformed, then validated with msgspec.convert.
         self.transformed: list[tuple[str, RowGetter, tuple[Callable[[Any, dt.timezone], Any], ...], Any]] = []
         self.required: set[str] = set()
-        #: The three raw signature parts (algorithm, key id, value); ``signature_plain`` when none has transforms.
+        #: The three raw signature parts (algorithm, key id, value).
         self.signature: Callable[[Any], tuple[Any, Any, Any]] = lambda row: (None, None, None)
-        self.signature_plain = True
         self.updated_at: RowGetter | None = None
 
 
@@ -398,7 +390,6 @@ def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
     plan.signature = _signature_getter(
         [attrs[".".join(paths[name])] if name in paths else None for name in _SIGNATURE_PARTS]
     )
-    plan.signature_plain = not any(transforms.get(name) for name in _SIGNATURE_PARTS)
     if "updated_at" in paths:
         plan.updated_at = _row_getter(attrs[".".join(paths["updated_at"])])
     return plan

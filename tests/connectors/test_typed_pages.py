@@ -114,6 +114,11 @@ def test_nulls_and_missing_fields_take_the_defaults_on_both_paths() -> None:
     certificate = fast[0].certificate
     assert (certificate.status, certificate.division_code, certificate.valid_until) == ("01", "430302", None)
     assert certificate.signature is None and fast[0].updated_at is None
+    # A signature with an empty part is no signature (the certificate is then judged unsigned), on both paths.
+    for empty in ({"alg": "ed25519", "keyId": "", "value": "c2ln"}, {"alg": "", "keyId": "k", "value": "c2ln"}, {}):
+        record["sign"] = empty
+        fast, general = both_paths(spec, page_body(spec, [record]), [])
+        assert fast == general and fast[0].certificate.signature is None
     # An empty items array, or none at all, is an empty page on both paths.
     assert both_paths(spec, b'{"data": []}', []) == ([], [])
     assert both_paths(spec, b"{}", []) == ([], [])
