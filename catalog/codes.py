@@ -115,16 +115,31 @@ _IDENTIFIER_RE = re.compile(
 )
 
 
+def _mod37_36_steps() -> dict[str, tuple[int, ...]]:
+    """For each character, the next state of the MOD 37,36 recurrence from every state 0..36.
+
+    The recurrence is p' = (((p + value) mod 36 or 36) * 2) mod 37; tabulating it per character turns the check
+    into one tuple index per character (the sync verifies every certificate identifier it stores).
+    """
+    m = 36
+    return {
+        ch: tuple((((p + value) % m or m) * 2) % (m + 1) for p in range(m + 1)) for ch, value in _MOD36_VALUE.items()
+    }
+
+
+_MOD36_STEP = _mod37_36_steps()
+
+
 def mod37_36_check_char(payload: str) -> str:
     """ISO 7064 MOD 37,36 (hybrid system, alphabet 0-9A-Z) check character."""
-    m = 36
-    p = m
-    for ch in payload.upper():
-        if ch not in _MOD36_VALUE:
-            raise ValueError(f"character {ch!r} is not in 0-9A-Z")
-        s = (p + _MOD36_VALUE[ch]) % m or m
-        p = (s * 2) % (m + 1)
-    return _MOD36_ALPHABET[(m + 1 - p) % m]
+    p = 36
+    step = _MOD36_STEP
+    try:
+        for ch in payload.upper():
+            p = step[ch][p]
+    except KeyError as exc:
+        raise ValueError(f"character {exc.args[0]!r} is not in 0-9A-Z") from None
+    return _MOD36_ALPHABET[(37 - p) % 36]
 
 
 def certificate_identifier(type_code: str, issuer_code: str, serial: str, version: int = 1) -> str:
