@@ -24,8 +24,8 @@ Usage::
 `fetch` / `fetch_one` run one `PreparedRead` (a select built once, with named parameters). On SQLite they read on
 the calling thread through a per-thread ``sqlite3`` connection (`gateway.storage.inline`: WAL, ``query_only``,
 autocommit, no waiting on the loop, a step budget), falling back to the aiosqlite path when that cannot answer at
-once; on PostgreSQL they run the statement through asyncpg in autocommit mode. Either way they see every
-transaction committed before the call, by this process or any other — there is no cache.
+once; on PostgreSQL they run it on a few read-only asyncpg connections of their own (`gateway.storage.pgread`),
+in autocommit. Either way they see every transaction committed before the call, by this process or any other.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from gateway.problems import ServiceUnavailable
 from gateway.settings import Settings
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
+from gateway.storage.pgread import PostgresReader
 from gateway.storage.prepared import PreparedRead, ReadRow
 
 #: PRAGMAs applied to every SQLite connection when it is opened.
@@ -93,12 +94,18 @@ class Database:
         self._write_wait = write_wait_seconds
         # One writer at a time per process on SQLite (the file allows only one anyway).
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        #: SQLite only: `fetch` reads here first (None: always the engine's path).
+        #: Where `fetch` reads first (None: always the engine's path): SQLite on the calling thread, PostgreSQL on
+        #: asyncpg connections of its own.
         self.inline: InlineReader | None = None
+        self.pg_reader: PostgresReader | None = None
         if self.dialect == "sqlite":
             _install_sqlite_hooks(engine)
             if inline_reads:
                 self.inline = InlineReader.for_url(engine.url, engine.dialect, step_budget=inline_step_budget)
+        elif inline_reads:
+            self.pg_reader = PostgresReader.for_url(
+                engine.url, engine.dialect, server_settings=_pg_server_settings(schema), command_timeout=60
+            )
 
     # -- construction ---------------------------------------------------------------------------------------
 
@@ -138,15 +145,12 @@ class Database:
         elif parsed.get_backend_name() == "postgresql":
             if schema and not _SCHEMA_NAME.match(schema):
                 raise ValueError(f"database_schema {schema!r}: use lower-case letters, digits and _ only")
-            server_settings = {"application_name": "onewindow", "jit": "off"}
-            if schema:
-                server_settings["search_path"] = schema
             options = {
                 "pool_size": 10,
                 "max_overflow": 20,
                 "pool_timeout": 30,
                 "pool_recycle": 1800,
-                "connect_args": {"server_settings": server_settings, "command_timeout": 60},
+                "connect_args": {"server_settings": _pg_server_settings(schema), "command_timeout": 60},
             }
         else:
             raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
@@ -189,14 +193,19 @@ class Database:
         """The rows of one prepared read (a short, indexed query), reading the newest committed data.
 
         SQLite: on this thread through `InlineReader` (no hand-off to a worker thread, no waiting: WAL readers do
-        not wait for writers), or through the engine when that cannot answer at once. PostgreSQL: the engine
-        (asyncpg), the one ``SELECT`` in autocommit mode — a statement is its own snapshot, and no BEGIN/COMMIT
-        round trips. Long or many-statement reads belong in `read`.
+        not wait for writers), or through the engine when that cannot answer at once. PostgreSQL: through
+        `PostgresReader` (read-only asyncpg connections of its own, the statement prepared), or the engine; either
+        way the one ``SELECT`` runs in autocommit — a statement is its own snapshot. Long or many-statement reads
+        belong in `read`.
         """
         query.check(params)
         inline = self.inline
         if inline is not None:
             rows = inline.fetch(query, params)
+            if rows is not None:
+                return rows
+        elif self.pg_reader is not None:
+            rows = await self.pg_reader.fetch(query, params)
             if rows is not None:
                 return rows
         if self.dialect == "postgresql":
@@ -252,11 +261,21 @@ class Database:
         """Close every pooled connection (and every inline reader's)."""
         if self.inline is not None:
             self.inline.close()
+        if self.pg_reader is not None:
+            await self.pg_reader.close()
         await self.engine.dispose()
 
     def describe(self) -> str:
         """The URL without its password, for logs and CLI output."""
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def _pg_server_settings(schema: str) -> dict[str, str]:
+    """Session settings of every PostgreSQL connection (the engine's and the prepared reads')."""
+    settings = {"application_name": "onewindow", "jit": "off"}
+    if schema:
+        settings["search_path"] = schema
+    return settings
 
 
 def _create_private_file(path: Path) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import Dialect
 from sqlalchemy.engine import URL
 
-from gateway.storage.prepared import PreparedRead, ReadRow, SQLiteForm
+from gateway.storage.prepared import CompiledRead, PreparedRead, ReadRow
 
 log = logging.getLogger("onewindow.storage")
 
@@ -84,7 +84,7 @@ class InlineReader:
         self._uri = f"{path.resolve().as_uri()}?mode=rw"
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
-        self._forms: dict[PreparedRead, SQLiteForm | None] = {}
+        self._forms: dict[PreparedRead, CompiledRead | None] = {}
         self._warned: set[PreparedRead] = set()
         #: Statements answered inline / handed to the aiosqlite path (observability and tests).
         self.served = 0
@@ -109,7 +109,7 @@ class InlineReader:
         try:
             form = self._forms[query]
         except KeyError:
-            form = self._forms[query] = query.sqlite_form(self.dialect)
+            form = self._forms[query] = query.compiled_form(self.dialect)
         if form is None:
             self.deferred += 1
             return None

@@ -1,5 +1,5 @@
 """`PreparedRead`: one short read statement, built once, that `Database.fetch` runs without SQLAlchemy's
-per-execution machinery on SQLite.
+per-execution machinery.
 
 A hot read (the public tracking lookup, for one) pays far more for the way it reaches SQLite than for the query:
 through SQLAlchemy's async engine over aiosqlite every step (connect, begin, execute, fetch, commit) is a round trip
@@ -61,8 +61,9 @@ def _row_type(name: str, keys: Sequence[str]) -> type[tuple[Any, ...]]:
     return type(name, (base,), {"__slots__": (), "_mapping": property(mapping)})
 
 
-class SQLiteForm:
-    """A `PreparedRead` compiled for one SQLite dialect: SQL text, positional arguments, result conversion."""
+class CompiledRead:
+    """A `PreparedRead` compiled for one dialect with positional parameters (SQLite ``?``, asyncpg ``$n``): SQL
+    text, the caller's parameters to the driver's argument list, the driver's rows to converted named tuples."""
 
     __slots__ = ("arguments", "convert", "sql")
 
@@ -124,9 +125,9 @@ class PreparedRead:
         make = self.row_type._make  # type: ignore[attr-defined]
         return [make(row) for row in result]
 
-    def sqlite_form(self, dialect: Dialect) -> SQLiteForm | None:
-        """The statement compiled for ``dialect`` (SQLite, positional ``?`` parameters), or ``None`` when it uses
-        something only SQLAlchemy's execution can render (expanding ``IN`` lists, post-compile parameters)."""
+    def compiled_form(self, dialect: Dialect) -> CompiledRead | None:
+        """The statement compiled for ``dialect`` (a positional paramstyle: SQLite, asyncpg), or ``None`` when it
+        uses something only SQLAlchemy's execution can render (expanding ``IN`` lists, post-compile parameters)."""
         compiled = self.statement.compile(dialect=dialect)
         order = compiled.positiontup
         if order is None or compiled.post_compile_params or compiled.literal_execute_params:
@@ -138,7 +139,7 @@ class PreparedRead:
                 return None
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             slots.append((key if not bind.unique else "", processor, bind.value, bind.callable))
-        return SQLiteForm(compiled.string, _arguments(tuple(slots)), self._row_maker(dialect))
+        return CompiledRead(compiled.string, _arguments(tuple(slots)), self._row_maker(dialect))
 
     def _row_maker(self, dialect: Dialect) -> RowMaker:
         converters = [
@@ -195,4 +196,4 @@ def _arguments(
     return arguments
 
 
-__all__ = ["PreparedRead", "ReadRow", "SQLiteForm"]
+__all__ = ["CompiledRead", "PreparedRead", "ReadRow"]

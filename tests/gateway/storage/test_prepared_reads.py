@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -201,11 +202,16 @@ async def test_fetch_sees_other_connections_commits_at_once(database: Database, 
 
 
 async def test_fetch_leaves_pooled_connections_transactional(db_settings: Settings) -> None:
-    """PostgreSQL reads in autocommit mode: the connection goes back to the pool transactional again, so a write
-    transaction on it still rolls back as a whole."""
+    """Through the engine (the fallback path) PostgreSQL reads run in autocommit mode: the connection goes back to
+    the pool transactional again, so a write transaction on it still rolls back as a whole."""
     db = Database.from_url(
-        db_settings.sqlalchemy_url, schema=db_settings.database_schema, pool_size=1, max_overflow=0
+        db_settings.sqlalchemy_url,
+        schema=db_settings.database_schema,
+        inline_reads=False,
+        pool_size=1,
+        max_overflow=0,
     )  # one connection: the write below gets the one the read used
+    assert db.inline is None and db.pg_reader is None
     try:
         await _scratch_tables(db)
         assert await _counter(db, "c") == 0
@@ -506,3 +512,87 @@ def test_inline_reader_declines_memory_databases_and_files_not_in_wal_mode(tmp_p
     finally:
         reader.close()
     assert Database.from_url(f"sqlite+aiosqlite:///{path}", inline_reads=False).inline is None
+
+
+async def test_postgres_reads_use_a_few_read_only_connections_of_their_own(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("the PostgreSQL reader")
+    await _scratch_tables(database)
+    reader = database.pg_reader
+    assert reader is not None
+    values = await asyncio.gather(*(_counter(database, "c") for _ in range(50)))
+    assert values == [0] * 50
+    assert reader.served >= 50 and reader.deferred == 0
+    assert 1 <= reader.open_connections <= reader.max_connections
+    conns = reader._for_loop()
+    conn = conns.idle[0]
+    with pytest.raises(Exception, match="read-only"):
+        await conn.execute("UPDATE scratch_counters SET value = 9")
+    # A failed statement: the engine's error, as every read raises it; the connection is not reused.
+    missing = PreparedRead(select(Table("scratch_missing", MetaData(), Column("id", Integer)).c.id))
+    with pytest.raises(DBAPIError, match="scratch_missing"):
+        await database.fetch(missing)
+    assert reader.deferred == 1
+    assert await _counter(database, "c") == 0
+
+
+async def test_postgres_read_cancelled_mid_query_leaves_the_reader_usable(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("the PostgreSQL reader")
+    await _scratch_tables(database)
+    reader = database.pg_reader
+    assert reader is not None
+    slow = PreparedRead(select(func.pg_sleep(bindparam("seconds")).label("slept")), name="test.slow")
+    tasks = [asyncio.create_task(database.fetch(slow, seconds=5)) for _ in range(reader.max_connections + 2)]
+    await asyncio.sleep(0.3)  # every connection busy, two readers waiting for one
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    conns = reader._for_loop()
+    assert conns.size == len(conns.idle) == 0 and not conns.waiters  # the busy ones were dropped, none leaked
+    assert await asyncio.wait_for(_counter(database, "c"), timeout=5) == 0
+    assert reader.open_connections == 1
+
+
+async def test_postgres_reader_closes_with_dispose(db_settings: Settings) -> None:
+    if not db_settings.database_url.startswith("postgres"):
+        pytest.skip("the PostgreSQL reader")
+    db = Database.from_settings(db_settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            await _scratch_tables(db)
+            assert db.pg_reader is not None
+            await asyncio.gather(*(_counter(db, "c") for _ in range(10)))
+            held = list(db.pg_reader._for_loop().idle)
+            assert held
+        finally:
+            await db.dispose()
+        gc.collect()
+    assert db.pg_reader.open_connections == 0
+    assert all(conn.is_closed() for conn in held)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    try:  # opens again on use, as the engine does
+        assert await _counter(db, "c") == 0
+    finally:
+        await db.dispose()
+
+
+async def test_postgres_reader_that_cannot_connect_leaves_reads_to_the_engine(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("the PostgreSQL reader")
+    await _scratch_tables(database)
+    reader = database.pg_reader
+    assert reader is not None
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        reader._connect_args["port"] = sock.getsockname()[1]
+    with caplog.at_level(logging.WARNING, logger="onewindow.storage"):
+        for _ in range(3):
+            assert await _counter(database, "c") == 0  # answered by the engine
+    assert reader.served == 0 and reader.deferred == 3
+    # One attempt, then the back-off: no new attempt (and no new warning) for a while.
+    assert len([r for r in caplog.records if "cannot connect" in r.message]) == 1
