@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -242,15 +243,24 @@ class Database:
         """Bring the schema up to date (``alembic upgrade heads``); safe to call from several processes at once."""
         from gateway.storage.migrate import upgrade_heads
 
-        async with self._writer_turn(), self.engine.connect() as conn:
-            if self._write_lock is not None:
-                await conn.execution_options(**{_WRITE_OPTION: True})
-            async with conn.begin():
-                if self.dialect == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-                    if self.schema:
-                        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                await conn.run_sync(upgrade_heads)
+        # Several processes starting at once queue on SQLite's write lock; one migrating a fresh file on a busy
+        # machine can hold it past the 5 s busy timeout, so a locked file is waited for a few more turns.
+        for attempt in range(_MIGRATE_LOCKED_RETRIES + 1):
+            try:
+                async with self._writer_turn(), self.engine.connect() as conn:
+                    if self._write_lock is not None:
+                        await conn.execution_options(**{_WRITE_OPTION: True})
+                    async with conn.begin():
+                        if self.dialect == "postgresql":
+                            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                            if self.schema:
+                                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                        await conn.run_sync(upgrade_heads)
+                return
+            except OperationalError as exc:
+                if self.dialect != "sqlite" or "locked" not in str(exc) or attempt == _MIGRATE_LOCKED_RETRIES:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def ping(self, within: float = 2.0) -> None:
         """Raise unless the database answers a trivial query within ``within`` seconds."""
@@ -268,6 +278,10 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, for logs and CLI output."""
         return self.engine.url.render_as_string(hide_password=True)
+
+
+#: Extra turns a migration waits for a SQLite file another process is migrating (each after the busy timeout).
+_MIGRATE_LOCKED_RETRIES = 5
 
 
 def _pg_server_settings(schema: str) -> dict[str, str]:
