@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import audit
 from gateway.identity.principal import Principal, Role
 from gateway.intake.schemas import CertificateView, FileView, MaterialView
 from gateway.intake.tables import application_materials, applications
@@ -34,6 +35,22 @@ def local_date(at: dt.datetime) -> dt.date:
 def local_time(at: dt.datetime) -> dt.datetime:
     """A timestamp as shown to people: ISO 8601 with the +08:00 offset."""
     return at.astimezone(LOCAL_TZ)
+
+
+async def audit_case(
+    conn: AsyncConnection, principal: Principal, application_id: str, action: str, detail: dict[str, Any]
+) -> None:
+    """Record what a member of staff did to a case, in the caller's transaction (purpose: the case itself)."""
+    await audit.append(
+        conn,
+        actor=principal.actor,
+        role=principal.role.value,
+        action=action,
+        object_type="application",
+        object_id=application_id,
+        purpose=f"application:{application_id}",
+        detail=detail,
+    )
 
 
 def not_found(application_id: str) -> NotFound:

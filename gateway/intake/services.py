@@ -40,6 +40,7 @@ from gateway import audit
 from gateway.identity.principal import Principal, Role
 from gateway.intake import uploads
 from gateway.intake.cases import (
+    audit_case,
     check_if_match,
     clock_columns,
     load_application,
@@ -328,15 +329,12 @@ class IntakeService:
             await record_status(
                 conn, application_id=application_id, status="draft", from_status=None, principal=principal, at=now
             )
-            await audit.append(
+            await audit_case(
                 conn,
-                actor=principal.actor,
-                role=principal.role.value,
-                action="application.created",
-                object_type="application",
-                object_id=application_id,
-                purpose=f"application:{application_id}",
-                detail={
+                principal,
+                application_id,
+                "application.created",
+                {
                     "item": item.code,
                     "filing_unit": window.code,
                     "handling_unit": handling_unit,
@@ -571,15 +569,12 @@ class IntakeService:
         await record_status(
             conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
         )
-        await audit.append(
+        await audit_case(
             conn,
-            actor=principal.actor,
-            role=principal.role.value,
-            action="application.accepted",
-            object_type="application",
-            object_id=row.id,
-            purpose=f"application:{row.id}",
-            detail={
+            principal,
+            row.id,
+            "application.accepted",
+            {
                 "tracking_number": tracking,
                 "deadline": state.deadline.isoformat(),
                 "deadline_estimated": state.deadline_estimated,
@@ -649,15 +644,12 @@ class IntakeService:
                     .where(applications.c.id == row.id)
                     .values(version=applications.c.version + 1, updated_at=now)
                 )
-                await audit.append(
+                await audit_case(
                     conn,
-                    actor=principal.actor,
-                    role=principal.role.value,
-                    action="material.uploaded",
-                    object_type="application",
-                    object_id=row.id,
-                    purpose=f"application:{row.id}",
-                    detail={"material": key, "sha256": digest, "content_type": media_type, "size": len(content)},
+                    principal,
+                    row.id,
+                    "material.uploaded",
+                    {"material": key, "sha256": digest, "content_type": media_type, "size": len(content)},
                 )
         except BaseException:
             if created:  # nothing refers to the file we just wrote

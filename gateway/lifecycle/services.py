@@ -22,10 +22,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.calendar import WorkingCalendar
 from catalog.models import Catalog
-from gateway import audit
 from gateway.identity.principal import Principal, Role
 from gateway.intake.cases import (
     STATUS_READ_SCOPE,
+    audit_case,
     check_if_match,
     clock_columns,
     clock_state,
@@ -286,15 +286,8 @@ class LifecycleService:
             if "deadline" in values:
                 detail["deadline"] = values["deadline"].isoformat()
                 detail["clock"] = move.clock
-            await audit.append(
-                conn,
-                actor=principal.actor,
-                role=principal.role.value,
-                action="status.changed",
-                object_type="application",
-                object_id=row.id,
-                purpose=f"application:{row.id}",
-                detail=detail | ({"note": entry.note} if entry.note else {}),
+            await audit_case(
+                conn, principal, row.id, "status.changed", detail | ({"note": entry.note} if entry.note else {})
             )
             fresh = await load_application(conn, application_id, principal)
             return await self.view_in(conn, fresh, principal), fresh
