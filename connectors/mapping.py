@@ -25,25 +25,7 @@ import msgspec
 
 from connectors.formats import Record, Tree, attribute_path, json_get, leaf, split_path, tree_insert, tree_struct
 from connectors.model import Certificate, Signature, SignatureAlgorithm
-from connectors.spec import MAPPED_FIELDS, DepartmentSpec, FieldMapping, Transform
-
-_CERTIFICATE_FIELDS = (
-    "identifier",
-    "number",
-    "type_code",
-    "name",
-    "holder_name",
-    "holder_code",
-    "holder_code_type",
-    "issuer_name",
-    "issuer_code",
-    "issue_date",
-    "valid_from",
-    "valid_until",
-    "status",
-    "division_code",
-)
-
+from connectors.spec import CERTIFICATE_FIELDS, MAPPED_FIELDS, DepartmentSpec, FieldMapping, Transform
 
 _MISSING = re.compile(r"missing required field `(\w+)`")
 
@@ -129,7 +111,7 @@ class RecordMapper:
         self._type_keys = spec.type_keys_by_code
         self._source_names = {name: getattr(mapping, name) for name in MAPPED_FIELDS}
         self._fields: list[tuple[str, Getter, tuple[Callable[[Any, dt.timezone], Any], ...]]] = []
-        for name in _CERTIFICATE_FIELDS:
+        for name in CERTIFICATE_FIELDS:
             getter = _getter(getattr(mapping, name))
             if getter is not None:
                 self._fields.append((name, getter, tuple(_TRANSFORMS[t] for t in mapping.transforms.get(name, ()))))
@@ -339,7 +321,7 @@ def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
     tree: Tree = {}
     paths: dict[str, tuple[str, ...]] = {}  # unified name -> the department's key path
     kinds: dict[str, str] = {}
-    for name in (*_CERTIFICATE_FIELDS, "attributes"):
+    for name in (*CERTIFICATE_FIELDS, "attributes"):
         parts = split_path(getattr(mapping, name))
         info = _CERTIFICATE_INFO[name]
         if not parts:

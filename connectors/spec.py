@@ -230,7 +230,8 @@ class FieldMapping(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return parse_utc_offset(self.utc_offset)
 
 
-MAPPED_FIELDS: tuple[str, ...] = (
+#: The unified `Certificate` fields a department record maps onto one by one (attributes and signature apart).
+CERTIFICATE_FIELDS: tuple[str, ...] = (
     "identifier",
     "number",
     "type_code",
@@ -245,6 +246,10 @@ MAPPED_FIELDS: tuple[str, ...] = (
     "valid_until",
     "status",
     "division_code",
+)
+
+MAPPED_FIELDS: tuple[str, ...] = (
+    *CERTIFICATE_FIELDS,
     "signature_alg",
     "signature_key_id",
     "signature_value",
