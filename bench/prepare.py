@@ -49,9 +49,11 @@ def server_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-async def prepare_data_dir(data_dir: Path) -> Prepared:
-    """Simulators up, certificates synced, tokens made, one application filed and accepted; simulators down."""
-    settings = bench_settings(data_dir)
+async def prepare_data_dir(data_dir: Path, **overrides: Any) -> Prepared:
+    """Simulators up, certificates synced, tokens made, one application filed and accepted; simulators down.
+
+    ``overrides`` are settings such as ``database_url`` (the benchmark's database instead of embedded SQLite)."""
+    settings = bench_settings(data_dir, **overrides)
     async with start_simulators(settings.host, 0, settings.data_dir) as sims:
         settings = demo_settings(settings, sims)
         db = await prepare_database(settings)

@@ -26,23 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from bench.harness import AsgiServer, ServerFlags, WrkResult, machine, measure, wrk_path
-from bench.prepare import PHONE, Prepared, server_env
+from bench.prepare import Prepared, prepare_data_dir, server_env
 from bench.tracking_bench import TARGET_P99_MS, TARGET_RATIO, _check_bare, _check_tracking
-from catalog.loader import cached_catalog
-from gateway.app import create_app
-from gateway.demo.steps import (
-    choose_scenario,
-    create_demo_tokens,
-    demo_settings,
-    prepare_database,
-    start_simulators,
-    sync_certificates,
-)
-from gateway.settings import load_settings
 from gateway.storage import Database
 
 POSTGRES_URL = os.environ.get("ONEWINDOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -66,40 +54,8 @@ class Report(msgspec.Struct, kw_only=True):
 
 
 async def prepare(data_dir: Path, overrides: dict[str, Any]) -> Prepared:
-    """`bench.prepare.prepare_data_dir`'s steps on the chosen database: simulators, sync, tokens, one accepted
-    application filed through the API."""
-    settings = load_settings(environ={}, data_dir=data_dir, **overrides)
-    async with start_simulators(settings.host, 0, settings.data_dir) as sims:
-        settings = demo_settings(settings, sims)
-        db = await prepare_database(settings)
-        try:
-            await sync_certificates(settings, db)
-            scenario = choose_scenario(cached_catalog(settings.config_dir), sims.demo_citizens(6))
-            tokens = await create_demo_tokens(db, scenario)
-        finally:
-            await db.dispose()
-        citizen = scenario.citizens[0]
-        async with AsyncTestClient(app=create_app(settings), timeout=30.0) as client:
-            response = await client.post(
-                "/api/v1/applications",
-                headers={"Authorization": f"Bearer {tokens['clerk']}"},
-                json={
-                    "item_code": scenario.item.code,
-                    "applicant": {"id_number": citizen.id_number, "name": citizen.name, "phone": PHONE},
-                    "consent": True,
-                    "accept": True,
-                },
-            )
-            if response.status_code != 201:
-                raise RuntimeError(f"filing the benchmark's application failed: {response.status_code} {response.text}")
-            body = response.json()
-    return Prepared(
-        data_dir=str(data_dir),
-        tokens=tokens,
-        item_code=scenario.item.code,
-        tracking_number=body["tracking_number"],
-        query_code=body["query_code"],
-    )
+    """`bench.prepare.prepare_data_dir` on the chosen database."""
+    return await prepare_data_dir(data_dir, **overrides)
 
 
 async def drop_schema(schema: str) -> None:
