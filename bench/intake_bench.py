@@ -44,6 +44,7 @@ from catalog.loader import cached_catalog
 from catalog.models import Catalog, Item
 from connectors.simulators import Citizen, run_simulators
 from connectors.simulators.registry import CERTIFICATE_TYPES
+from gateway.context import context_of
 from gateway.demo.steps import choose_scenario, create_demo_tokens, prepare_database
 
 TARGET_MS = 200.0
@@ -168,7 +169,8 @@ async def in_process(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with app.lifespan():
         # Time the certificate lookup on its own: the rest of a request is the gateway's local work.
-        service = app.state.certificates
+        service = context_of(app).certificates
+        assert service is not None, "the certificates lifespan did not run"
         original = service.lookup
         lookups: list[float] = []
 
@@ -184,7 +186,7 @@ async def in_process(
         def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
             statements.append(statement.split(None, 1)[0].upper() if statement.strip() else "?")
 
-        event.listen(app.state.database.engine.sync_engine, "before_cursor_execute", count)
+        event.listen(context_of(app).database.engine.sync_engine, "before_cursor_execute", count)
         per_request: list[int] = []
         kinds: dict[str, int] = {}
         for i, citizen in enumerate(people):

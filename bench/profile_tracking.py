@@ -30,9 +30,9 @@ from sqlalchemy import text
 from bench.asgi import asgi_request
 from bench.bare_app import create_bare_app
 from bench.prepare import bench_settings, prepare_data_dir
-from bench.whatif_sync_reads import with_sync_reads
 from gateway.app import create_app
-from gateway.lifecycle.deps import provide_tracking
+from gateway.context import context_of
+from gateway.tracking.deps import provide_tracking
 
 
 async def asgi_get(app: Litestar, path: str, query: str) -> int:
@@ -49,11 +49,9 @@ async def per_call_ms(fn: Callable[[], Awaitable[object]], n: int) -> float:
     return (time.perf_counter() - start) / n * 1000
 
 
-async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool) -> None:
+async def run(data_dir: Path, requests: int, top: int, sort: str) -> None:
     prepared = await prepare_data_dir(data_dir)
     app = create_app(bench_settings(data_dir))
-    if what_if:
-        app = with_sync_reads(app)
     bare = create_bare_app()
     number = prepared.tracking_number
     path = f"/api/v1/track/{number}"
@@ -63,14 +61,14 @@ async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool)
         assert await asgi_get(app, path, query) == 200
         lines.append(("bare endpoint (ASGI call)", await per_call_ms(lambda: asgi_get(bare, path, query), requests)))
         lines.append(("gateway lookup (ASGI call)", await per_call_ms(lambda: asgi_get(app, path, query), requests)))
-        service = provide_tracking(app.state)
+        service = provide_tracking(context_of(app))
         lines.append(
             (
                 "  TrackingService.track",
                 await per_call_ms(lambda: service.track(number, prepared.query_code, client="127.0.0.1"), requests),
             )
         )
-        db = app.state.database
+        db = context_of(app).database
         # The lookup's read as one statement (the case joined to its history): through the gateway's read path
         # (SQLAlchemy + aiosqlite, a worker-thread round trip per step) and through sqlite3 on the loop's thread.
         lookup_sql = (
@@ -91,7 +89,7 @@ async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool)
             async with db.read():
                 pass
 
-        read_path = "the what-if's read path" if what_if else "SQLAlchemy + aiosqlite"
+        read_path = "SQLAlchemy + aiosqlite"
         lines.append((f"    the read (1 join), {read_path}", await per_call_ms(read_sqlalchemy, requests)))
         lines.append(("      of which an empty read transaction", await per_call_ms(empty_read, requests)))
         if db.dialect == "sqlite":
@@ -106,7 +104,7 @@ async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool)
 
             lines.append(("    the same read, sqlite3 on the loop's thread", await per_call_ms(read_sqlite3, requests)))
             sync.close()
-        limiter = app.state.tracking_limiter
+        limiter = context_of(app).tracking_limiter
         lines.append(("    failure limiter check", await per_call_ms(lambda: limiter.check("127.0.0.1"), requests)))
         assert await asgi_get(app, path, query) == 200, "the lookup must still answer 200 before profiling"
         profiler = cProfile.Profile()
@@ -128,12 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative …)")
     parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--what-if", action="store_true", help="profile bench.whatif_sync_reads (inline SQLite reads)")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="onewindow-profile-") as tmp:
         data_dir = (args.data_dir or Path(tmp) / "var").resolve()
-        asyncio.run(run(data_dir, args.requests, args.top, args.sort, args.what_if))
+        asyncio.run(run(data_dir, args.requests, args.top, args.sort))
     return 0
 
 

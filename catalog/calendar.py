@@ -40,15 +40,20 @@ import msgspec
 
 __all__ = [
     "DEFAULT_CONFIG_DIR",
+    "DISTRICT_TZ",
     "OVERRIDES_FILE",
     "CalendarConfigError",
     "CalendarEstimateWarning",
     "Deadline",
     "WorkingCalendar",
     "YearOverride",
+    "cached_calendar",
     "deadline",
     "default_calendar",
+    "district_today",
     "load_calendar",
+    "local_date",
+    "local_time",
     "working_days_between",
 ]
 
@@ -56,6 +61,26 @@ __all__ = [
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 #: Where the override file lives, relative to a config dir.
 OVERRIDES_FILE = Path("calendar") / "overrides.toml"
+
+#: The district keeps Beijing time (UTC+8, no daylight saving). Acceptance dates, deadlines, certificate validity
+#: and every time shown to people are in it; the database stores UTC.
+DISTRICT_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+def local_date(at: dt.datetime) -> dt.date:
+    """The district's date at an instant."""
+    return at.astimezone(DISTRICT_TZ).date()
+
+
+def local_time(at: dt.datetime) -> dt.datetime:
+    """An instant as shown to people: ISO 8601 with the +08:00 offset."""
+    return at.astimezone(DISTRICT_TZ)
+
+
+def district_today() -> dt.date:
+    """Today in the district (not UTC's today: between 00:00 and 08:00 Beijing time they differ)."""
+    return dt.datetime.now(DISTRICT_TZ).date()
+
 
 # A range longer than this is almost certainly a typo (the longest official break is 9 days).
 _MAX_RANGE_DAYS = 31
@@ -339,9 +364,14 @@ def load_calendar(config_dir: Path = DEFAULT_CONFIG_DIR) -> WorkingCalendar:
 
 
 @cache
+def cached_calendar(config_dir: Path = DEFAULT_CONFIG_DIR) -> WorkingCalendar:
+    """`load_calendar`, once per config dir and process (a calendar never changes while a process runs)."""
+    return load_calendar(config_dir)
+
+
 def default_calendar() -> WorkingCalendar:
     """The calendar for the repository's config/, loaded once per process."""
-    return load_calendar(DEFAULT_CONFIG_DIR)
+    return cached_calendar(DEFAULT_CONFIG_DIR)
 
 
 def deadline(start: dt.date, n: int) -> Deadline:

@@ -200,10 +200,22 @@ class RedisBreaker:
 
 
 class RedisBreakerStore:
-    """Breaker state shared through Redis under ``<prefix><department>`` hashes."""
+    """Breaker state shared through Redis under ``<prefix><department>`` hashes.
 
-    def __init__(self, url: str, *, prefix: str = "onewindow:breaker:", clock: Clock = time.time) -> None:
-        self.redis: Redis = Redis.from_url(url)
+    The client is the caller's — the gateway shares one per process, with its connect and call timeouts, between
+    its stores, its limiter and these breakers — and `aclose` closes it only when ``owns_client`` says so.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "onewindow:breaker:",
+        clock: Clock = time.time,
+        owns_client: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.owns_client = owns_client
         self.prefix = prefix
         self.clock = clock
         self.before = self.redis.register_script(_BEFORE)
@@ -215,11 +227,14 @@ class RedisBreakerStore:
         return RedisBreaker(self, department, policy)
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        if self.owns_client:
+            await self.redis.aclose()
 
 
-def breaker_store_for(redis_url: str, *, clock: Clock | None = None) -> MemoryBreakerStore | RedisBreakerStore:
-    """In-memory breakers when ``redis_url`` is empty, else breakers shared through Redis."""
-    if not redis_url:
+def breaker_store_for(
+    redis: Redis | None, *, clock: Clock | None = None, owns_client: bool = False
+) -> MemoryBreakerStore | RedisBreakerStore:
+    """In-memory breakers without a Redis client, else breakers shared through Redis."""
+    if redis is None:
         return MemoryBreakerStore(clock or time.monotonic)
-    return RedisBreakerStore(redis_url, clock=clock or time.time)
+    return RedisBreakerStore(redis, clock=clock or time.time, owns_client=owns_client)

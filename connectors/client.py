@@ -512,7 +512,7 @@ class ConnectorPool:
 
     ``async with ConnectorPool(specs, data_dir=..., breaker_store=..., trust=...) as pool:`` — the gateway
     lifespan and each CLI command own one. ``breaker_store`` defaults to in-memory breakers; pass
-    `connectors.breaker.breaker_store_for(redis_url)` to share breaker state between processes. ``trust``
+    `connectors.breaker.breaker_store_for(redis_client)` to share breaker state between processes. ``trust``
     defaults to the trust store in the repository's ``config/trust``. ``verify_processes`` > 0 verifies bulk
     sync pages in that many worker processes (worth it on multi-core machines; they start, ~0.2–1 s, when the pool
     opens).

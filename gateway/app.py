@@ -1,17 +1,19 @@
-"""`create_app()`: the one place the application is wired — routes, exception handlers, OpenAPI, lifespan."""
+"""`create_app()`: the one place the application is wired — the context, routes, exception handlers, OpenAPI and
+the lifespans."""
 
 from __future__ import annotations
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
-from catalog.loader import cached_catalog
 from gateway.audit.lifespan import audit_lifespan
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
+from gateway.context import STATE_KEY, AppContext, provide_context
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -25,27 +27,21 @@ from gateway.identity.lifespan import identity_lifespan
 from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
-from gateway.privacy import FieldCipher, KeyRing, install_log_masking
+from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
-from gateway.stores import FailureLimiter, build_stores, idempotency_middleware
+from gateway.stores import idempotency_middleware
 from gateway.stores.openapi import document_idempotency
 from gateway.tracking.controllers import RectificationController, TrackingController
-
-API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the gateway. ``settings`` defaults to the process-wide ones (file + environment)."""
     settings = settings or get_settings()
     install_log_masking()
-    # Keys before anything else: a gateway with malformed or weak keys refuses to start, saying why.
-    keyring = KeyRing.load(settings.data_dir)
-    cipher = FieldCipher(keyring)
-    # A broken catalog raises CatalogError listing every problem, so `onewindow serve` refuses to start.
-    catalog = cached_catalog(settings.config_dir)
-    stores = build_stores(settings.redis_url)
+    context = AppContext.from_settings(settings)
+    stores, cipher = context.stores, context.cipher
     idempotency = idempotency_middleware(
         stores.idempotency,
         ttl_seconds=settings.idempotency_ttl_seconds,
@@ -60,24 +56,33 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             live,
             ready,
-            CatalogController,
-            whoami,
-            IntakeController,
-            upload_controller(settings),
-            ApplicationController,
-            PersonalDataController,
-            StatusEventController,
-            SupervisionController,
-            TrackingController,
-            RectificationController,
+            # One router for the API: intake files cases (POST /applications) and the lifecycle lists them (GET on
+            # the same path); Litestar 2 merges two controllers on one path only inside one router.
+            Router(
+                path="/",
+                route_handlers=[
+                    CatalogController,
+                    whoami,
+                    IntakeController,
+                    upload_controller(settings),
+                    ApplicationController,
+                    PersonalDataController,
+                    StatusEventController,
+                    SupervisionController,
+                    TrackingController,
+                    RectificationController,
+                ],
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         # Entered in order, left in reverse: the database first, then what needs it.
         lifespan=[database_lifespan, audit_lifespan, identity_lifespan, certificates_lifespan, draft_purge_lifespan],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,
-        on_shutdown=[stores.close],
+        on_shutdown=[context.close],
+        state=State({STATE_KEY: context}),
         dependencies={
+            "context": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
             "catalog": Provide(provide_catalog, sync_to_thread=False),
         },
@@ -92,19 +97,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
-    app.state.settings = settings
-    app.state.catalog = catalog
-    app.state.readiness = {}
-    app.state.keyring = keyring
-    app.state.cipher = cipher
-    app.state.stores = stores
-    app.state.tracking_limiter = FailureLimiter(
-        stores.rate_limit,
-        limit=settings.tracking_failures_per_minute,
-        hasher=lambda client: cipher.blind_index(client, kind="client_address"),
-    )
-    if stores.redis is not None:
-        app.state.readiness["redis"] = stores.check
     document_public_operations(app)
     document_idempotency(app)
     return app

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 log = logging.getLogger("onewindow.problems")
@@ -137,6 +138,11 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+def problem_spec(description: str) -> ResponseSpec:
+    """An error response in a route's OpenAPI ``responses``: problem+json, with what it means on that route."""
+    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
+
+
 def _problem_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, ProblemError)
     return problem_response(exc.to_problem(request.url.path), exc.headers)
@@ -224,4 +230,5 @@ __all__ = [
     "Unprocessable",
     "UnsupportedMediaType",
     "problem_response",
+    "problem_spec",
 ]

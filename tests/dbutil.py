@@ -296,7 +296,7 @@ async def asgi_client(app: Litestar, *, lifespan: bool = True) -> AsyncIterator[
     """An HTTP client calling ``app`` in the test's own event loop (lifespan run too, unless told otherwise).
 
     Litestar's ``AsyncTestClient`` runs the app in another thread's loop, so an app there cannot share asyncpg
-    connections (a `Database`) with the test; this client can: the test may use ``app.state.database``.
+    connections (a `Database`) with the test; this client can: the test may use ``context_of(app).database``.
     """
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     if not lifespan:

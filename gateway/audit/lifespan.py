@@ -16,7 +16,7 @@ from litestar import Litestar
 
 from gateway.audit.keys import AuditSigner, load_or_create_signer
 from gateway.audit.log import checkpoint, pending
-from gateway.settings import Settings
+from gateway.context import context_of
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
 
@@ -48,11 +48,12 @@ async def _checkpoint_loop(db: Database, signer: AuditSigner, every: int, second
 
 @contextlib.asynccontextmanager
 async def audit_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Sets ``app.state.audit_signer`` and runs the checkpoint task (needs ``app.state.database``)."""
-    settings: Settings = app.state.settings
-    db: Database = app.state.database
+    """Sets the context's ``audit_signer`` and runs the checkpoint task (needs its ``database``)."""
+    context = context_of(app)
+    settings = context.settings
+    db = context.database
     signer = load_or_create_signer(settings.data_dir)
-    app.state.audit_signer = signer
+    context.audit_signer = signer
     task = asyncio.create_task(
         _checkpoint_loop(db, signer, settings.audit_checkpoint_every, settings.audit_checkpoint_seconds),
         name="audit-checkpoints",

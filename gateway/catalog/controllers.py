@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
+from catalog.calendar import district_today
 from catalog.models import Catalog, Level, PublicItem
 from gateway.catalog import services
 from gateway.catalog.schemas import ItemList
+from gateway.context import AppContext
 from gateway.identity.auth import EXCLUDE_KEY
-from gateway.problems import PROBLEM_JSON, NotFound, Problem
+from gateway.problems import NotFound, problem_spec
 
 _CACHE_CONTROL = "no-cache"  # clients may keep a copy but must revalidate: the catalog changes on redeploy
 
 
-def provide_catalog(state: State) -> Catalog:
+def provide_catalog(context: NamedDependency[AppContext]) -> Catalog:
     """Litestar dependency ``catalog``: the catalog loaded once by `create_app`."""
-    catalog: Catalog = state.catalog
-    return catalog
+    return context.catalog
 
 
 def _not_modified(etag: str) -> Response[Any]:
@@ -31,17 +30,15 @@ def _not_modified(etag: str) -> Response[Any]:
 
 
 _NOT_MODIFIED = ResponseSpec(data_container=None, description="Not modified: the If-None-Match ETag is current")
-_BAD_REQUEST = ResponseSpec(
-    data_container=Problem, media_type=PROBLEM_JSON, description="Invalid filter; `errors` names the parameter"
-)
-_NOT_FOUND = ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description="No item with this code")
+_BAD_REQUEST = problem_spec("Invalid filter; `errors` names the parameter")
+_NOT_FOUND = problem_spec("No item with this code")
 
 
 class CatalogController(Controller):
     path = "/api/v1/catalog"
     tags = ("catalog",)
     # The catalog is the district's published 办事指南: no personal data, readable without a token.
-    opt = MappingProxyType({EXCLUDE_KEY: True})
+    opt = {EXCLUDE_KEY: True}  # noqa: RUF012 - Litestar layer API (copied by the router: no mappingproxy)
 
     @get(
         "/items",
@@ -64,7 +61,7 @@ class CatalogController(Controller):
         include_all: Annotated[bool, QueryParameter(name="all", description="include concept / expired items")] = False,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[ItemList]:
-        today = services.district_today()
+        today = district_today()
         etag = services.list_etag(
             catalog, today=today, level=level, department=department, q=q, include_all=include_all
         )

@@ -1,4 +1,4 @@
-"""Catalog queries for the API: filtering, the district's "today", and ETags.
+"""Catalog queries for the API: filtering and ETags.
 
 The catalog is immutable once loaded, so a response is fully determined by the catalog's content hash, the
 query and (for lists of offered items) the date; the ETag is a hash of exactly those.
@@ -12,13 +12,6 @@ import hashlib
 from catalog.models import Catalog, Item, Level
 from gateway.catalog.schemas import ItemList
 from gateway.problems import BadRequest, FieldError
-
-#: China has one time zone and no daylight saving; "today" for validity is the district's date, not UTC's.
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-
-
-def district_today() -> dt.date:
-    return dt.datetime.now(CHINA_TZ).date()
 
 
 def list_items(

@@ -6,7 +6,8 @@
   ``save_cursor``): one transaction and one audit record per page, upsert by identifier, authentic revocations
   withdraw the stored copy.
 - `gateway.certificates.lookup.CertificateService` — ``await lookup(holder_id, types, purpose=..., actor=...)``:
-  store first, live pulls in parallel within one time budget, an `Outcome` per type; on ``app.state.certificates``.
+  store first, live pulls in parallel within one time budget, an `Outcome` per type; the application context's
+  ``certificates``.
 - `gateway.certificates.runtime` — department files (rebased onto the simulators on request), the lifespan that
   builds the pool and the service, the non-critical "departments" readiness check.
 - ``onewindow connectors sync|check`` lives in `gateway.commands.connectors`.

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from catalog.calendar import local_date, local_time
 from connectors.client import ConnectorPool
 from connectors.errors import ConnectorError
 from connectors.model import Certificate, FetchedCertificate
@@ -42,15 +43,13 @@ from gateway.storage import Database, utcnow
 
 log = logging.getLogger("onewindow.certificates")
 
-#: The district's local date decides whether a certificate is still within its validity.
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
 OutcomeState = Literal["found", "not_found", "unavailable"]
 OutcomeSource = Literal["store", "live"]
 
 
-class MaterialCertificate(msgspec.Struct, frozen=True, kw_only=True):
-    """What the window clerk sees of a certificate: the certificate as issued, minus the raw ID number."""
+class CertificateView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A certificate as the window shows it — from the lookup to the case's material, one shape: the issuer's
+    facts, the holder's name masked, no ID number."""
 
     identifier: str
     type_key: str
@@ -59,12 +58,15 @@ class MaterialCertificate(msgspec.Struct, frozen=True, kw_only=True):
     number: str
     issuer_name: str
     issue_date: dt.date
-    valid_until: dt.date | None
-    status: str
-    holder_name_masked: str
     valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    status: str = "01"
+    #: Masked (张*).
+    holder_name: str = ""
     department: str = ""
-    #: When this copy was fetched from the department.
+    #: ``store`` (the gateway's copy) or ``live`` (pulled from the department for this application).
+    source: str | None = None
+    #: When this copy was fetched from the department (Beijing time).
     fetched_at: dt.datetime | None = None
 
 
@@ -75,7 +77,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     department: str
     state: OutcomeState
     reason: str = ""
-    certificate: MaterialCertificate | None = None
+    certificate: CertificateView | None = None
     source: OutcomeSource | None = None
 
 
@@ -170,7 +172,7 @@ class CertificateService:
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
         deadline = started + max(budget, 0.0)
         now = utcnow()
-        today = now.astimezone(SHANGHAI).date()
+        today = local_date(now)
         types = list(dict.fromkeys(certificate_types))
         outcomes: dict[str, Outcome] = {}
         if not types:
@@ -311,7 +313,7 @@ class CertificateService:
             state="found",
             reason=reason,
             source="store",
-            certificate=MaterialCertificate(
+            certificate=CertificateView(
                 identifier=row.identifier,
                 type_key=row.type_key,
                 name=row.name,
@@ -321,9 +323,10 @@ class CertificateService:
                 valid_from=row.valid_from,
                 valid_until=row.valid_until,
                 status=row.status,
-                holder_name_masked=mask_name(name),
+                holder_name=mask_name(name),
                 department=row.department,
-                fetched_at=row.fetched_at,
+                source="store",
+                fetched_at=local_time(row.fetched_at),
             ),
         )
 
@@ -331,7 +334,7 @@ class CertificateService:
         """Unavailable — or the stale stored copy, saying why it could not be refreshed."""
         if stale is None:
             return Outcome(type_key=key, department=department, state="unavailable", reason=reason)
-        when = stale.fetched_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        when = local_time(stale.fetched_at).strftime("%Y-%m-%d %H:%M")
         return self._from_store(key, department, stale, reason=f"stored copy fetched {when}; {reason}")
 
     @staticmethod
@@ -354,7 +357,9 @@ class CertificateService:
                 department=department,
                 state="found",
                 source="live",
-                certificate=material(best.certificate, department=department, fetched_at=best.fetched_at),
+                certificate=certificate_view(
+                    best.certificate, department=department, source="live", fetched_at=best.fetched_at
+                ),
             )
         if of_type:
             return Outcome(
@@ -368,11 +373,11 @@ class CertificateService:
         )
 
 
-def material(
-    certificate: Certificate, *, department: str = "", fetched_at: dt.datetime | None = None
-) -> MaterialCertificate:
+def certificate_view(
+    certificate: Certificate, *, department: str = "", source: str | None = None, fetched_at: dt.datetime | None = None
+) -> CertificateView:
     """The clerk's view of a certificate as issued (holder name masked, ID number never shown)."""
-    return MaterialCertificate(
+    return CertificateView(
         identifier=certificate.identifier,
         type_key=certificate.type_key,
         name=certificate.name,
@@ -382,17 +387,18 @@ def material(
         valid_from=certificate.valid_from,
         valid_until=certificate.valid_until,
         status=certificate.status,
-        holder_name_masked=mask_name(certificate.holder_name),
+        holder_name=mask_name(certificate.holder_name),
         department=department,
-        fetched_at=fetched_at,
+        source=source,
+        fetched_at=local_time(fetched_at) if fetched_at is not None else None,
     )
 
 
 __all__ = [
     "CertificateService",
+    "CertificateView",
     "LookupResult",
-    "MaterialCertificate",
     "Outcome",
-    "material",
+    "certificate_view",
     "unavailable_reason",
 ]

@@ -1,5 +1,5 @@
 """Wiring the certificate side: department files (rebased onto the simulators when asked), the connector pool for
-lookups, the `CertificateService` on ``app.state.certificates`` and the "departments" readiness check.
+lookups, the `CertificateService` on the application context and the "departments" readiness check.
 
 Where the department systems are:
 
@@ -24,6 +24,7 @@ import msgspec
 from litestar import Litestar
 from yarl import URL
 
+from catalog.models import Catalog
 from connectors.breaker import breaker_store_for
 from connectors.client import ConnectorPool
 from connectors.registry import load_departments, load_trust, rebase
@@ -31,7 +32,8 @@ from connectors.spec import DepartmentSpec, SpecError
 from connectors.sync import probe
 from gateway.certificates.lookup import CertificateService
 from gateway.certificates.store import CertificateStore
-from gateway.health.controllers import Check, ReadinessCheck
+from gateway.context import context_of
+from gateway.health.checks import Check, ReadinessCheck
 from gateway.settings import Settings
 
 log = logging.getLogger("onewindow.certificates")
@@ -123,10 +125,9 @@ def lookup_specs(specs: Iterable[DepartmentSpec], budget_seconds: float) -> list
     return out
 
 
-def type_departments(catalog: Any) -> dict[str, str]:
-    """Certificate type key -> issuing department, from the catalog's registry (``catalog.certificate_types``)."""
-    types = getattr(catalog, "certificate_types", ()) or ()
-    return {t.key: t.issuing_department for t in types}
+def type_departments(catalog: Catalog) -> dict[str, str]:
+    """Certificate type key -> issuing department, from the catalog's registry."""
+    return {t.key: t.issuing_department for t in catalog.certificate_types}
 
 
 def departments_check(pool: ConnectorPool, *, ttl_seconds: float = 30.0, within: float = 2.0) -> ReadinessCheck:
@@ -164,13 +165,15 @@ def departments_check(pool: ConnectorPool, *, ttl_seconds: float = 30.0, within:
 
 @contextlib.asynccontextmanager
 async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Sets ``app.state.connectors`` (a `ConnectorPool`) and ``app.state.certificates`` (`CertificateService`).
+    """Sets the context's ``connectors`` (a `ConnectorPool`), ``certificate_store`` and ``certificates`` (the
+    `CertificateService`), sharing the context's Redis client for the circuit breakers.
 
-    Needs ``app.state.database`` and ``app.state.cipher``. An invalid department file is logged and the gateway
+    Needs the context's ``database``. An invalid department file is logged and the gateway
     starts without connectors (lookups answer "no connector for …"; readiness reports it): the windows keep
     working with uploaded scans.
     """
-    settings: Settings = app.state.settings
+    context = context_of(app)
+    settings = context.settings
     specs: list[DepartmentSpec] = []
     problem = ""
     try:
@@ -178,22 +181,22 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
     except (SpecError, ValueError) as exc:
         problem = str(exc)
         log.error("department files are invalid; starting without connectors:\n%s", problem)
-    store = CertificateStore(app.state.database, app.state.cipher)
+    store = CertificateStore(context.database, context.cipher)
     async with contextlib.AsyncExitStack() as stack:
-        breakers = breaker_store_for(settings.redis_url)
+        breakers = breaker_store_for(context.redis)
         stack.push_async_callback(breakers.aclose)
         pool = await stack.enter_async_context(
             ConnectorPool(
                 specs, data_dir=Path(settings.data_dir), breaker_store=breakers, trust=load_trust(settings.config_dir)
             )
         )
-        app.state.connectors = pool
-        app.state.certificate_store = store
-        app.state.certificates = CertificateService(
-            database=app.state.database,
+        context.connectors = pool
+        context.certificate_store = store
+        context.certificates = CertificateService(
+            database=context.database,
             store=store,
             pool=pool,
-            type_departments=type_departments(getattr(app.state, "catalog", None)),
+            type_departments=type_departments(context.catalog),
             budget_seconds=settings.lookup_budget_seconds,
             max_age_hours=settings.certificate_max_age_hours,
         )
@@ -202,9 +205,9 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
             async def broken() -> Check:
                 return Check(ok=False, critical=False, detail=f"department files invalid: {problem.splitlines()[0]}")
 
-            app.state.readiness["departments"] = broken
+            context.readiness["departments"] = broken
         else:
-            app.state.readiness["departments"] = departments_check(pool)
+            context.readiness["departments"] = departments_check(pool)
         yield
 
 

@@ -105,6 +105,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.certificates.runtime import department_specs
     from gateway.certificates.store import CertificateStore
     from gateway.privacy import FieldCipher, KeyRing, KeyRingError
+    from gateway.stores import redis_client
 
     try:
         specs = await department_specs(settings, simulators_url=args.simulators_url)
@@ -149,7 +150,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
 
     async with migrated_database(settings) as db:
         store = CertificateStore(db, cipher, actor=cli_actor(), purpose="sync")
-        breakers = breaker_store_for(settings.redis_url)
+        breakers = breaker_store_for(redis_client(settings.redis_url) if settings.redis_url else None, owns_client=True)
         try:
             async with ConnectorPool(
                 specs, data_dir=settings.data_dir, breaker_store=breakers, trust=trust, verify_processes=workers

@@ -200,11 +200,12 @@ async def sync_certificates(settings: Settings, db: Database, *, full: bool = Fa
     from gateway.certificates.runtime import department_specs
     from gateway.certificates.store import CertificateStore
     from gateway.privacy import FieldCipher, KeyRing
+    from gateway.stores import redis_client
 
     specs = await department_specs(settings)
     cipher = FieldCipher(KeyRing.load(settings.data_dir))
     store = CertificateStore(db, cipher, actor="demo", purpose="demo sync")
-    breakers = breaker_store_for(settings.redis_url)
+    breakers = breaker_store_for(redis_client(settings.redis_url) if settings.redis_url else None, owns_client=True)
     try:
         async with ConnectorPool(
             specs, data_dir=settings.data_dir, breaker_store=breakers, trust=load_trust(settings.config_dir)

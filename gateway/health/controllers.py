@@ -1,26 +1,19 @@
 """`/health/live` answers while the process serves; `/health/ready` checks what serving needs.
 
-Readiness checks are registered on ``app.state.readiness`` as ``name -> async callable`` returning a
+Readiness checks are registered in the application context's ``readiness`` as ``name -> async callable`` returning a
 `Check`; a check marked ``critical`` makes the probe answer 503 when it fails (the database), the others
 are reported in the body only (Redis, department systems).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
 
-
-class Check(msgspec.Struct, kw_only=True):
-    ok: bool
-    critical: bool = False
-    detail: str = ""
-
-
-ReadinessCheck = Callable[[], Awaitable[Check]]
+from gateway.context import context_of
+from gateway.health.checks import Check
 
 
 class Health(msgspec.Struct, kw_only=True):
@@ -35,7 +28,7 @@ def live() -> Health:
 
 @get("/health/ready", operation_id="healthReady", tags=["health"])
 async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
-    checks: dict[str, ReadinessCheck] = getattr(request.app.state, "readiness", {})
+    checks = context_of(request.app).readiness
     results: dict[str, Check] = {}
     for name, check in checks.items():
         try:

@@ -29,6 +29,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from gateway.context import context_of
 from gateway.identity.principal import Principal, Role
 from gateway.identity.tokens import hash_token, principal_for_token
 from gateway.problems import Forbidden, Unauthorized
@@ -99,7 +100,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
                 "Use the header 'Authorization: Bearer <token>'.",
                 headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_request"'},
             )
-        authenticator: TokenAuthenticator = connection.app.state.authenticator
+        authenticator = context_of(connection.app).authenticator
         principal = await authenticator.authenticate(token)
         if principal is None:
             raise Unauthorized(

@@ -1,4 +1,4 @@
-"""Sets ``app.state.authenticator`` (needs ``app.state.database``)."""
+"""Sets the context's ``authenticator`` (needs its ``database``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
+from gateway.context import context_of
 from gateway.identity.auth import TokenAuthenticator
 
 
 @contextlib.asynccontextmanager
 async def identity_lifespan(app: Litestar) -> AsyncIterator[None]:
-    app.state.authenticator = TokenAuthenticator(app.state.database)
+    context = context_of(app)
+    context.authenticator = TokenAuthenticator(context.database)
     yield

@@ -28,13 +28,14 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.engine import Row
 
+from catalog.calendar import local_time
 from connectors.model import STATUS_NAMES, Certificate
 from gateway import audit
+from gateway.cases.access import load_application
+from gateway.cases.history import actor_scope
+from gateway.cases.tables import application_materials
 from gateway.certificates.store import CertificateStore, IssuedCertificate
 from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import load_application, local_time
-from gateway.intake.tables import application_materials
-from gateway.lifecycle.history import actor_scope
 from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import FieldError, Forbidden, NotFound, Unprocessable
 from gateway.storage.database import Database

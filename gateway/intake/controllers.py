@@ -1,6 +1,6 @@
 """``/api/v1/applications``: filing (一窗受理), the list of cases, material uploads, acceptance and the audited reads
-of personal data. Thin: the logic is in `gateway.intake.services`, `gateway.intake.applicant` (personal data) and
-`gateway.lifecycle.services` (the list)."""
+of personal data. Thin: the logic is in `gateway.intake.services` and `gateway.intake.applicant` (personal data).
+The list of cases (``GET``) is the lifecycle's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Annotated
 from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, MultipartBody, QueryParameter
 
 from gateway.identity.auth import require_roles
@@ -23,32 +22,27 @@ from gateway.intake.applicant import (
     IssuedCertificateRecord,
     PersonalDataService,
 )
-from gateway.intake.cases import STATUS_READ_SCOPE
+from gateway.intake.deps import provide_intake, provide_personal_data
 from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
 from gateway.intake.services import IntakeService
-from gateway.lifecycle.deps import provide_intake, provide_lifecycle, provide_personal_data
-from gateway.lifecycle.schemas import Queue
-from gateway.lifecycle.services import LifecycleService
-from gateway.problems import PROBLEM_JSON, Problem
+from gateway.problems import problem_spec
 from gateway.settings import Settings
 
 #: Room for the multipart framing around the file itself (boundaries, part headers).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
-
-
 _ERRORS = {
-    400: _problem("Malformed JSON"),
-    403: _problem("Not a clerk at a street or community window"),
-    422: _problem("A field is invalid (`errors` names each), or required materials are missing (`materials.<key>`)"),
+    400: problem_spec("Malformed JSON"),
+    403: problem_spec("Not a clerk at a street or community window"),
+    422: problem_spec(
+        "A field is invalid (`errors` names each), or required materials are missing (`materials.<key>`)"
+    ),
 }
 _CASE_ERRORS = {
-    404: _problem("No such application in your scope (the same answer as a missing one)"),
-    409: _problem("The application's status does not allow this; `allowed` lists what it does allow"),
-    412: _problem("If-Match does not match the application's current ETag"),
+    404: problem_spec("No such application in your scope (the same answer as a missing one)"),
+    409: problem_spec("The application's status does not allow this; `allowed` lists what it does allow"),
+    412: problem_spec("If-Match does not match the application's current ETag"),
 }
 
 IfMatch = Annotated[
@@ -67,11 +61,7 @@ class MaterialFile:
 class IntakeController(Controller):
     path = "/api/v1/applications"
     tags = ("intake",)
-    # The collection resource: filing here, listing (the officers' queue) through the lifecycle service.
-    dependencies = {  # noqa: RUF012 - Litestar layer API
-        "intake": Provide(provide_intake, sync_to_thread=False),
-        "lifecycle": Provide(provide_lifecycle, sync_to_thread=False),
-    }
+    dependencies = {"intake": Provide(provide_intake, sync_to_thread=False)}  # noqa: RUF012 - Litestar layer API
 
     @post(
         "",
@@ -119,40 +109,6 @@ class IntakeController(Controller):
     ) -> Acceptance:
         return await intake.accept(principal, application_id, if_match)
 
-    @get(
-        "",
-        operation_id="listApplications",
-        summary="The caller's cases, earliest deadline first",
-        description=(
-            "Officers see their department's items, clerks their unit's filings and cases routed to it, "
-            "supervisors and admins everything, a system token with the `status:read` scope every case past the "
-            "draft stage (applicant masked, as everywhere). `status` takes one or more statuses "
-            "(comma-separated); `due=soon` keeps open cases with at least 80 % of the promised time used, "
-            "`due=overdue` those past their deadline; `tracking_number` finds the case with that number."
-        ),
-        guards=[require_roles(Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, scope=STATUS_READ_SCOPE)],
-        responses={
-            400: _problem("Unknown status or due filter, or not a tracking number"),
-            403: _problem("A system token without the status:read scope"),
-        },
-    )
-    async def queue(
-        self,
-        principal: NamedDependency[Principal],
-        lifecycle: NamedDependency[LifecycleService],
-        status: Annotated[str | None, QueryParameter(description="e.g. in_review or accepted,in_review")] = None,
-        due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
-        tracking_number: Annotated[
-            str | None, QueryParameter(description="办件编号, e.g. 430302202601050000014")
-        ] = None,
-    ) -> Queue:
-        statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
-        return await lifecycle.queue(
-            principal, statuses=statuses, due=due, limit=limit, offset=offset, tracking_number=tracking_number
-        )
-
 
 class MaterialUploadController(Controller):
     """Uploads live in their own controller so that its body limit follows ``Settings.upload_max_bytes``
@@ -176,8 +132,8 @@ class MaterialUploadController(Controller):
         responses={
             **_ERRORS,
             **_CASE_ERRORS,
-            413: _problem("The file is larger than the upload limit"),
-            415: _problem("Not a PDF, JPEG or PNG by content"),
+            413: problem_spec("The file is larger than the upload limit"),
+            415: problem_spec("Not a PDF, JPEG or PNG by content"),
         },
     )
     async def upload(
@@ -214,9 +170,9 @@ class PersonalDataController(Controller):
     }
     guards = [require_roles(*READER_ROLES)]  # noqa: RUF012 - Litestar layer API
     _responses = {  # noqa: RUF012 - shared by the two routes
-        403: _problem("Not a clerk, officer or supervisor (admins and systems do not read personal data)"),
-        404: _problem("No such application (or material, or prefilled certificate) in your scope"),
-        422: _problem("`purpose` is missing or not 2..200 characters"),
+        403: problem_spec("Not a clerk, officer or supervisor (admins and systems do not read personal data)"),
+        404: problem_spec("No such application (or material, or prefilled certificate) in your scope"),
+        422: problem_spec("`purpose` is missing or not 2..200 characters"),
     }
 
     @get(

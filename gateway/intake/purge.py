@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
+from gateway.context import context_of
+from gateway.intake.deps import provide_intake
 from gateway.intake.schemas import PurgeResult
-from gateway.lifecycle.deps import provide_intake
 
 log = logging.getLogger("onewindow.intake.purge")
 
@@ -30,7 +31,7 @@ def purge_interval(retention_hours: float) -> float:
 
 async def purge_drafts(app: Litestar) -> PurgeResult:
     """Purge expired drafts now (the same work the periodic task does)."""
-    return await provide_intake(app.state).purge_drafts()
+    return await provide_intake(context_of(app)).purge_drafts()
 
 
 async def _run(app: Litestar, interval: float) -> None:
@@ -47,7 +48,7 @@ async def _run(app: Litestar, interval: float) -> None:
 @contextlib.asynccontextmanager
 async def draft_purge_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Start the periodic purge after the database is up; stop it at shutdown."""
-    interval = purge_interval(app.state.settings.draft_retention_hours)
+    interval = purge_interval(context_of(app).settings.draft_retention_hours)
     task = asyncio.create_task(_run(app, interval), name="onewindow-draft-purge")
     try:
         yield

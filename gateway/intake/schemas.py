@@ -7,11 +7,10 @@ one 422 that names every problem (``applicant.id_number``, ``consent``, …), in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 import msgspec
 
-MaterialState = Literal["prefilled", "missing", "provided", "unavailable"]
+from gateway.cases.views import ApplicantView, FileView, ItemRef, MaterialState, MaterialView
 
 
 class ApplicantIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -36,60 +35,6 @@ class CreateApplication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     purpose: str | None = None
     #: Accept in the same transaction (or store nothing and answer 422 with the missing materials).
     accept: bool = False
-
-
-class ItemRef(msgspec.Struct, kw_only=True, omit_defaults=True):
-    code: str
-    name: str
-    department: str | None = None
-    department_name: str | None = None
-    promised_days: int | None = None
-
-
-class CertificateView(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A prefilled certificate as the window shows it: the issuer's facts, the holder masked, no ID number."""
-
-    identifier: str
-    type_key: str
-    name: str
-    #: As printed; an ID number inside it (a resident ID card's number is the ID number) is masked.
-    number: str
-    issuer_name: str
-    issue_date: dt.date
-    valid_from: dt.date | None = None
-    valid_until: dt.date | None = None
-    status: str = "01"
-    holder_name: str = ""
-    department: str = ""
-    #: ``store`` (the gateway's copy) or ``live`` (pulled from the department for this application).
-    source: str | None = None
-    fetched_at: dt.datetime | None = None
-
-
-class FileView(msgspec.Struct, kw_only=True):
-    sha256: str
-    content_type: str
-    size: int
-
-
-class MaterialView(msgspec.Struct, kw_only=True, omit_defaults=True):
-    key: str
-    name: str
-    required: bool
-    source: str
-    state: MaterialState
-    certificate_type: str | None = None
-    reason: str | None = None
-    certificate: CertificateView | None = None
-    file: FileView | None = None
-
-
-class ApplicantView(msgspec.Struct, kw_only=True):
-    """Masked: the full values are only ever decrypted for a stated purpose."""
-
-    name: str
-    id_number: str
-    phone: str
 
 
 class ApplicationCreated(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -146,14 +91,8 @@ class PurgeResult(msgspec.Struct, kw_only=True):
 __all__ = [
     "Acceptance",
     "ApplicantIn",
-    "ApplicantView",
     "ApplicationCreated",
-    "CertificateView",
     "CreateApplication",
-    "FileView",
-    "ItemRef",
-    "MaterialState",
     "MaterialUploaded",
-    "MaterialView",
     "PurgeResult",
 ]

@@ -23,58 +23,50 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.calendar import WorkingCalendar
+from catalog.calendar import WorkingCalendar, local_date, local_time
 from catalog.codes import citizen_id_problem, normalise_citizen_id
 from catalog.models import Catalog, Item, Unit
 from gateway import audit
-from gateway.identity.principal import Principal, Role
-from gateway.intake import uploads
-from gateway.intake.cases import (
-    audit_case,
-    check_if_match,
-    clock_columns,
-    load_application,
+from gateway.cases import clock, numbers
+from gateway.cases.access import audit_case, check_if_match, load_application
+from gateway.cases.clock import clock_columns
+from gateway.cases.history import record_status
+from gateway.cases.machine import allowed_targets
+from gateway.cases.tables import application_history, application_materials, applications
+from gateway.cases.views import (
+    ApplicantView,
+    FileView,
+    ItemRef,
+    MaterialView,
     load_materials,
-    local_date,
-    local_time,
     material_view,
     missing_required,
 )
+from gateway.certificates.lookup import CertificateService, Outcome
+from gateway.identity.principal import Principal, Role
+from gateway.intake import uploads
 from gateway.intake.schemas import (
     Acceptance,
     ApplicantIn,
-    ApplicantView,
     ApplicationCreated,
-    CertificateView,
     CreateApplication,
-    FileView,
-    ItemRef,
     MaterialUploaded,
-    MaterialView,
     PurgeResult,
 )
-from gateway.intake.tables import application_materials, applications, tracking_sequences
-from gateway.lifecycle import clock
-from gateway.lifecycle.history import record_status
-from gateway.lifecycle.machine import allowed_targets
-from gateway.lifecycle.tables import application_history
 from gateway.privacy import FieldCipher, mask_id_number, mask_name, mask_phone, mask_text
 from gateway.problems import Conflict, FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
-from gateway.tracking import numbers
 
 log = logging.getLogger("onewindow.intake")
 
@@ -89,32 +81,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NAME_MAX = 50
 ADDRESS_MAX = 200
 PURPOSE_MAX = 200
-
-
-# --- the certificate lookup, as intake uses it (gateway.certificates provides it) ---------------------------
-class CertificateOutcome(Protocol):
-    type_key: str
-    department: str
-    state: str  # "found" | "not_found" | "unavailable"
-    reason: str | None
-    certificate: Any
-    source: str | None
-
-
-class LookupResultLike(Protocol):
-    outcomes: Mapping[str, CertificateOutcome]
-
-
-class CertificateLookup(Protocol):
-    async def lookup(
-        self,
-        holder_id: str,
-        certificate_types: Sequence[str],
-        *,
-        purpose: str,
-        actor: str,
-        budget_seconds: float | None = None,
-    ) -> LookupResultLike: ...
 
 
 # --- input checks ----------------------------------------------------------------------------------------
@@ -217,37 +183,6 @@ def route(catalog: Catalog, window: Unit, item: Item) -> tuple[str | None, str |
     return window.code, None
 
 
-# --- certificates -----------------------------------------------------------------------------------------
-def _cert_attr(cert: Any, name: str, default: Any = None) -> Any:
-    if isinstance(cert, Mapping):
-        return cert.get(name, default)
-    return getattr(cert, name, default)
-
-
-def certificate_view(cert: Any, source: str | None) -> CertificateView:
-    """What the window sees of a prefilled certificate (`gateway.certificates.MaterialCertificate`, already
-    de-identified by the lookup: holder name masked, an ID number inside the certificate number masked)."""
-    return CertificateView(
-        identifier=str(_cert_attr(cert, "identifier", "")),
-        type_key=str(_cert_attr(cert, "type_key", "")),
-        name=str(_cert_attr(cert, "name", "")),
-        number=str(_cert_attr(cert, "number", "")),
-        issuer_name=str(_cert_attr(cert, "issuer_name", "")),
-        issue_date=_cert_attr(cert, "issue_date"),
-        valid_from=_cert_attr(cert, "valid_from"),
-        valid_until=_cert_attr(cert, "valid_until"),
-        status=str(_cert_attr(cert, "status", "01")),
-        holder_name=str(_cert_attr(cert, "holder_name_masked", "") or ""),
-        department=str(_cert_attr(cert, "department", "") or ""),
-        source=source,
-        fetched_at=local_time(fetched) if isinstance(fetched := _cert_attr(cert, "fetched_at"), dt.datetime) else None,
-    )
-
-
-def _reason(outcome: CertificateOutcome, default: str) -> str:
-    return outcome.reason or default
-
-
 # --- the service ------------------------------------------------------------------------------------------
 class IntakeService:
     """Intake operations over one database, catalog, calendar, cipher and certificate lookup."""
@@ -260,7 +195,7 @@ class IntakeService:
         calendar: WorkingCalendar,
         cipher: FieldCipher,
         settings: Settings,
-        certificates: CertificateLookup | None = None,
+        certificates: CertificateService | None = None,
         now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = database
@@ -443,7 +378,7 @@ class IntakeService:
     ) -> list[MaterialView]:
         """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call."""
         types = list(item.certificate_types)
-        outcomes: Mapping[str, CertificateOutcome] = {}
+        outcomes: Mapping[str, Outcome] = {}
         failure: str | None = None
         if types:
             if self.certificates is None:
@@ -480,13 +415,13 @@ class IntakeService:
                     view.reason = failure or "the department did not answer within the time budget"
                 elif outcome.state == "found" and outcome.certificate is not None:
                     view.state = "prefilled"
-                    view.certificate = certificate_view(outcome.certificate, outcome.source)
+                    view.certificate = outcome.certificate
                 elif outcome.state == "not_found":
                     view.state = "missing"
-                    view.reason = _reason(outcome, "the department holds no such certificate for the applicant")
+                    view.reason = outcome.reason or "the department holds no such certificate for the applicant"
                 else:
                     view.state = "unavailable"
-                    view.reason = _reason(outcome, "the department system is unavailable")
+                    view.reason = outcome.reason or "the department system is unavailable"
             out.append(view)
         return out
 
@@ -546,7 +481,7 @@ class IntakeService:
         self, conn: AsyncConnection, row: Row[Any], item: Item, principal: Principal, now: dt.datetime
     ) -> Acceptance:
         accepted_on = local_date(now)
-        sequence = await next_sequence(conn, accepted_on)
+        sequence = await numbers.next_sequence(conn, accepted_on)
         tracking = numbers.tracking_number(accepted_on, sequence)
         code = numbers.new_query_code()
         state = clock.start(self.calendar, accepted_on, item.promised_days)
@@ -747,31 +682,10 @@ class IntakeService:
         return PurgeResult(drafts=len(ids), files=removed)
 
 
-async def next_sequence(conn: AsyncConnection, day: dt.date) -> int:
-    """The next tracking-number sequence for ``day``, allocated in the caller's transaction.
-
-    One upsert statement: the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises concurrent
-    acceptances, and a rolled-back acceptance gives its number back.
-    """
-    key = f"{day:%Y%m%d}"
-    table = tracking_sequences
-    stmt: Any
-    if conn.dialect.name == "postgresql":
-        stmt = pg_insert(table).values(day=key, n=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
-    else:
-        stmt = sqlite_insert(table).values(day=key, n=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
-    value = (await conn.execute(stmt.returning(table.c.n))).scalar_one()
-    return int(value)
-
-
 __all__ = [
     "FILE_GRACE_SECONDS",
     "UPLOAD_STATUSES",
-    "CertificateLookup",
     "IntakeService",
-    "next_sequence",
     "normalise_phone",
     "phone_problem",
     "route",

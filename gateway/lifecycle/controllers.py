@@ -7,26 +7,22 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from gateway.cases.access import STATUS_READ_SCOPE, etag
 from gateway.identity.auth import require_roles
 from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import STATUS_READ_SCOPE, etag
-from gateway.lifecycle.deps import provide_lifecycle, provide_status_events
+from gateway.lifecycle.deps import provide_lifecycle, provide_status_events, provide_supervision
 from gateway.lifecycle.events import EVENTS_MAX_LIMIT, StatusEventFeed, StatusEventPage
-from gateway.lifecycle.schemas import ApplicationView, Summary, TransitionIn
+from gateway.lifecycle.schemas import ApplicationView, Queue, Summary, TransitionIn
 from gateway.lifecycle.services import LifecycleService
-from gateway.problems import PROBLEM_JSON, Problem
+from gateway.lifecycle.supervision import SupervisionService
+from gateway.problems import problem_spec
 
 _STAFF = (Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN)
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
-
-
-_NOT_FOUND = {404: _problem("No such application in your scope (the same answer as a missing one)")}
+_NOT_FOUND = {404: problem_spec("No such application in your scope (the same answer as a missing one)")}
 
 
 class ApplicationController(Controller):
@@ -45,7 +41,7 @@ class ApplicationController(Controller):
             "any case past the draft stage, without the free text (notes, result, purpose)."
         ),
         guards=[require_roles(*_STAFF, scope=STATUS_READ_SCOPE)],
-        responses={**_NOT_FOUND, 403: _problem("A system token without the status:read scope")},
+        responses={**_NOT_FOUND, 403: problem_spec("A system token without the status:read scope")},
     )
     async def read(
         self,
@@ -55,6 +51,40 @@ class ApplicationController(Controller):
     ) -> Response[ApplicationView]:
         view, row = await lifecycle.get(principal, application_id)
         return Response(view, headers={"ETag": etag(row), "Cache-Control": "no-store"})
+
+    @get(
+        "",
+        operation_id="listApplications",
+        summary="The caller's cases, earliest deadline first",
+        description=(
+            "Officers see their department's items, clerks their unit's filings and cases routed to it, "
+            "supervisors and admins everything, a system token with the `status:read` scope every case past the "
+            "draft stage (applicant masked, as everywhere). `status` takes one or more statuses "
+            "(comma-separated); `due=soon` keeps open cases with at least 80 % of the promised time used, "
+            "`due=overdue` those past their deadline; `tracking_number` finds the case with that number."
+        ),
+        guards=[require_roles(*_STAFF, scope=STATUS_READ_SCOPE)],
+        responses={
+            400: problem_spec("Unknown status or due filter, or not a tracking number"),
+            403: problem_spec("A system token without the status:read scope"),
+        },
+    )
+    async def queue(
+        self,
+        principal: NamedDependency[Principal],
+        lifecycle: NamedDependency[LifecycleService],
+        status: Annotated[str | None, QueryParameter(description="e.g. in_review or accepted,in_review")] = None,
+        due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        tracking_number: Annotated[
+            str | None, QueryParameter(description="办件编号, e.g. 430302202601050000014")
+        ] = None,
+    ) -> Queue:
+        statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
+        return await lifecycle.queue(
+            principal, statuses=statuses, due=due, limit=limit, offset=offset, tracking_number=tracking_number
+        )
 
     @post(
         "/{application_id:str}/transitions",
@@ -72,9 +102,11 @@ class ApplicationController(Controller):
         status_code=200,
         responses={
             **_NOT_FOUND,
-            409: _problem("Not allowed from the current status for your role; `allowed` lists the statuses that are"),
-            412: _problem("If-Match does not match the current ETag"),
-            422: _problem("Unknown status, or a required note / result is missing"),
+            409: problem_spec(
+                "Not allowed from the current status for your role; `allowed` lists the statuses that are"
+            ),
+            412: problem_spec("If-Match does not match the current ETag"),
+            422: problem_spec("Unknown status, or a required note / result is missing"),
         },
     )
     async def transition(
@@ -105,7 +137,7 @@ class StatusEventController(Controller):
             "(their own scope). No personal data and no notes."
         ),
         guards=[require_roles(*_STAFF, scope=STATUS_READ_SCOPE)],
-        responses={400: _problem("Bad cursor or page size"), 403: _problem("A system without status:read")},
+        responses={400: problem_spec("Bad cursor or page size"), 403: problem_spec("A system without status:read")},
     )
     async def events(
         self,
@@ -120,7 +152,7 @@ class StatusEventController(Controller):
 class SupervisionController(Controller):
     path = "/api/v1/supervision"
     tags = ("supervision",)
-    dependencies = {"lifecycle": Provide(provide_lifecycle, sync_to_thread=False)}  # noqa: RUF012 - Litestar API
+    dependencies = {"supervision": Provide(provide_supervision, sync_to_thread=False)}  # noqa: RUF012 - Litestar API
 
     @get(
         "/summary",
@@ -131,11 +163,11 @@ class SupervisionController(Controller):
     async def summary(
         self,
         principal: NamedDependency[Principal],
-        lifecycle: NamedDependency[LifecycleService],
+        supervision: NamedDependency[SupervisionService],
         unit: Annotated[str | None, QueryParameter(description="handling unit code")] = None,
         department: Annotated[str | None, QueryParameter(description="department code")] = None,
     ) -> Summary:
-        return await lifecycle.summary(principal, unit=unit, department=department)
+        return await supervision.summary(principal, unit=unit, department=department)
 
 
 __all__ = ["ApplicationController", "StatusEventController", "SupervisionController"]

@@ -25,13 +25,13 @@ from typing import Any
 import msgspec
 from sqlalchemy import and_, func, select
 
+from catalog.calendar import local_time
 from gateway.audit.tables import audit_records
+from gateway.cases.access import scope_filter
+from gateway.cases.machine import STATUS_NAMES
+from gateway.cases.tables import applications
+from gateway.cases.views import ItemRef
 from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import local_time
-from gateway.intake.schemas import ItemRef
-from gateway.intake.tables import applications
-from gateway.lifecycle.machine import STATUS_NAMES
-from gateway.lifecycle.services import scope_filter
 from gateway.problems import BadRequest, FieldError
 from gateway.storage.database import Database
 

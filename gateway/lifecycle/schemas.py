@@ -7,8 +7,9 @@ import datetime as dt
 
 import msgspec
 
-from gateway.intake.schemas import ApplicantView, ItemRef, MaterialView
-from gateway.lifecycle.history import HistoryEntry
+from gateway.cases.clock import ClockView
+from gateway.cases.history import HistoryEntry
+from gateway.cases.views import ApplicantView, ItemRef, MaterialView
 
 
 class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -20,21 +21,6 @@ class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     note: str | None = None
     #: The decision (审批结果) when completing: required for approved and denied.
     result: str | None = None
-
-
-class ClockOut(msgspec.Struct, kw_only=True):
-    """The promised-time clock as of today (working days)."""
-
-    promised_days: int
-    deadline: dt.date
-    deadline_estimated: bool
-    working_days_used: int
-    working_days_left: int
-    paused: bool
-    stopped: bool
-    #: At least 80 % of the promised time used and not yet overdue.
-    due_soon: bool
-    overdue: bool
 
 
 class ApplicationView(msgspec.Struct, kw_only=True):
@@ -59,7 +45,7 @@ class ApplicationView(msgspec.Struct, kw_only=True):
     accepted_at: dt.datetime | None = None
     deadline: dt.date | None = None
     deadline_estimated: bool = False
-    clock: ClockOut | None = None
+    clock: ClockView | None = None
     result: str | None = None
     #: Why the data is processed (stated at intake). Left out, with the notes and the result, for systems.
     purpose: str | None = None
@@ -76,7 +62,7 @@ class QueueEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     tracking_number: str | None = None
     accepted_at: dt.datetime | None = None
     deadline: dt.date | None = None
-    clock: ClockOut | None = None
+    clock: ClockView | None = None
 
 
 class Queue(msgspec.Struct, kw_only=True):
@@ -108,4 +94,4 @@ class Summary(msgspec.Struct, kw_only=True):
     totals: SummaryRow
 
 
-__all__ = ["ApplicationView", "ClockOut", "Queue", "QueueEntry", "Summary", "SummaryRow", "TransitionIn"]
+__all__ = ["ApplicationView", "Queue", "QueueEntry", "Summary", "SummaryRow", "TransitionIn"]

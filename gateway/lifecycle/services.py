@@ -1,5 +1,4 @@
-"""Case lifecycle: reading an application, moving it through `gateway.lifecycle.machine`, officers' queues and the
-supervisor's summary.
+"""Case lifecycle: reading an application, moving it through `gateway.cases.machine`, and officers' queues.
 
 A transition is one transaction: the status (with an optimistic version check), the clock, the status history
 and the audit record. Every refusal — unknown status (422), a move the table does not allow for this caller
@@ -11,36 +10,21 @@ applies to the version that was checked (the loser gets 409 and reloads).
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.calendar import WorkingCalendar
+from catalog.calendar import WorkingCalendar, local_date, local_time
 from catalog.models import Catalog
-from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import (
-    STATUS_READ_SCOPE,
-    audit_case,
-    check_if_match,
-    clock_columns,
-    clock_state,
-    load_application,
-    load_materials,
-    local_date,
-    local_time,
-    material_view,
-    missing_required,
-)
-from gateway.intake.schemas import ApplicantView, ItemRef
-from gateway.intake.tables import applications
-from gateway.lifecycle import clock
-from gateway.lifecycle.history import NOTE_MAX_CHARS, clean_note, load_history, record_status
-from gateway.lifecycle.machine import (
+from gateway.cases import clock
+from gateway.cases.access import audit_case, check_if_match, load_application, scope_filter
+from gateway.cases.clock import clock_columns, clock_state
+from gateway.cases.history import NOTE_MAX_CHARS, clean_note, load_history, record_status
+from gateway.cases.machine import (
     OPEN,
     STATUS_NAMES,
     STATUSES,
@@ -49,53 +33,23 @@ from gateway.lifecycle.machine import (
     is_status,
     transition,
 )
+from gateway.cases.numbers import normalise_tracking_number, tracking_number_problem
+from gateway.cases.tables import application_history, applications
+from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
+from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.schemas import (
     ApplicationView,
-    ClockOut,
     Queue,
     QueueEntry,
-    Summary,
-    SummaryRow,
     TransitionIn,
 )
-from gateway.lifecycle.tables import application_history
 from gateway.privacy.fields import FieldCipher
 from gateway.problems import BadRequest, Conflict, FieldError, Unprocessable
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
-from gateway.tracking.numbers import normalise_tracking_number, tracking_number_problem
 
 RESULT_MAX_CHARS = 2000
 QUEUE_MAX_LIMIT = 500
-
-DueFilter = str  # "soon" | "overdue"
-
-
-def clock_out(view: clock.ClockView) -> ClockOut:
-    return ClockOut(
-        promised_days=view.promised_days,
-        deadline=view.deadline,
-        deadline_estimated=view.deadline_estimated,
-        working_days_used=view.working_days_used,
-        working_days_left=view.working_days_left,
-        paused=view.paused,
-        stopped=view.stopped,
-        due_soon=view.due_soon,
-        overdue=view.overdue,
-    )
-
-
-def scope_filter(principal: Principal) -> ColumnElement[bool] | None:
-    """The SQL form of `Principal.can_see` for lists (None: district-wide)."""
-    if principal.is_district_wide:
-        return None
-    if principal.role is Role.CLERK and principal.unit:
-        return or_(applications.c.filing_unit == principal.unit, applications.c.handling_unit == principal.unit)
-    if principal.role is Role.OFFICER and principal.department:
-        return applications.c.department == principal.department
-    if principal.role is Role.SYSTEM and principal.has_scope(STATUS_READ_SCOPE):
-        return applications.c.status != "draft"
-    return applications.c.id.is_(None)  # sees nothing
 
 
 class LifecycleService:
@@ -126,18 +80,9 @@ class LifecycleService:
             promised_days=promised,
         )
 
-    def _clock(self, row: Row[Any], today: dt.date) -> ClockOut | None:
+    def _clock(self, row: Row[Any], today: dt.date) -> clock.ClockView | None:
         state = clock_state(row)
-        return None if state is None else clock_out(clock.view(self.calendar, state, today))
-
-    @staticmethod
-    def _applicant(row: Row[Any]) -> ApplicantView:
-        """Masked forms stored at intake: showing a case never decrypts personal data."""
-        return ApplicantView(
-            name=row.applicant_name_masked,
-            id_number=row.applicant_id_number_masked,
-            phone=row.applicant_phone_masked,
-        )
+        return None if state is None else clock.view(self.calendar, state, today)
 
     async def view_in(self, conn: AsyncConnection, row: Row[Any], principal: Principal) -> ApplicationView:
         today = local_date(self.now())
@@ -158,7 +103,7 @@ class LifecycleService:
             filing_unit=row.filing_unit,
             handling_unit=row.handling_unit,
             grid=row.grid,
-            applicant=self._applicant(row),
+            applicant=applicant_view(row),
             purpose=None if redact else row.purpose,
             materials=materials,
             history=history,
@@ -372,85 +317,5 @@ class LifecycleService:
             entries = entries[offset : offset + limit]
         return Queue(items=entries, total=total, limit=limit, offset=offset)
 
-    async def summary(self, principal: Principal, *, unit: str | None = None, department: str | None = None) -> Summary:
-        """Counts per item and handling unit: by status, open, overdue and due soon (drafts left out)."""
-        today = local_date(self.now())
-        conditions: list[ColumnElement[bool]] = [applications.c.status != "draft"]
-        scope = scope_filter(principal)
-        if scope is not None:
-            conditions.append(scope)
-        if unit:
-            conditions.append(applications.c.handling_unit == unit)
-        if department:
-            conditions.append(applications.c.department == department)
-        columns = [
-            applications.c.item_code,
-            applications.c.item_name,
-            applications.c.department,
-            applications.c.handling_unit,
-            applications.c.status,
-        ]
-        async with self.db.read() as conn:
-            counts = list(
-                await conn.execute(select(*columns, func.count().label("n")).where(*conditions).group_by(*columns))
-            )
-            open_rows: list[Row[Any]] = list(
-                await conn.execute(
-                    select(
-                        applications.c.item_code,
-                        applications.c.handling_unit,
-                        *[applications.c[c] for c in clock_columns_names()],
-                    ).where(*conditions, applications.c.status.in_(sorted(OPEN)))
-                )
-            )
-        rows: dict[tuple[str, str], SummaryRow] = {}
-        for r in counts:
-            key = (r.item_code, r.handling_unit)
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = SummaryRow(
-                    item_code=r.item_code,
-                    item_name=r.item_name,
-                    department=r.department,
-                    unit=r.handling_unit,
-                    total=0,
-                    by_status={},
-                    open=0,
-                    overdue=0,
-                    due_soon=0,
-                )
-            row.by_status[r.status] = row.by_status.get(r.status, 0) + int(r.n)
-            row.total += int(r.n)
-            if r.status in OPEN:
-                row.open += int(r.n)
-        for open_row in open_rows:
-            state = clock_state(open_row)
-            target = rows.get((open_row.item_code, open_row.handling_unit))
-            if state is None or target is None:
-                continue
-            v = clock.view(self.calendar, state, today)
-            target.overdue += int(v.overdue)
-            target.due_soon += int(v.due_soon)
-        ordered = sorted(rows.values(), key=lambda s: (s.unit, s.item_code))
-        by_status: Counter[str] = Counter()
-        for s in ordered:
-            by_status.update(s.by_status)
-        totals = SummaryRow(
-            item_code="*",
-            item_name="合计",
-            department="*",
-            unit=unit or "*",
-            total=sum(s.total for s in ordered),
-            by_status=dict(by_status),
-            open=sum(s.open for s in ordered),
-            overdue=sum(s.overdue for s in ordered),
-            due_soon=sum(s.due_soon for s in ordered),
-        )
-        return Summary(as_of=today, rows=ordered, totals=totals)
 
-
-def clock_columns_names() -> tuple[str, ...]:
-    return ("promised_days", "deadline", "deadline_estimated", "paused_on", "days_left_at_pause", "stopped_on")
-
-
-__all__ = ["LifecycleService", "clock_out", "scope_filter"]
+__all__ = ["QUEUE_MAX_LIMIT", "RESULT_MAX_CHARS", "LifecycleService"]

@@ -2,8 +2,8 @@
 
     from gateway.privacy import FieldCipher, KeyRing, mask_name, register_encrypted_column
 
-The application builds one `KeyRing` and one `FieldCipher` and puts them on ``app.state.keyring`` and
-``app.state.cipher``.
+The application builds one `KeyRing` and one `FieldCipher` and keeps them in its context (``keyring``,
+``cipher``; `gateway.context`).
 
 The key and cipher names (`cryptography`) load on first use: every ``onewindow`` command installs the log masking
 from here, and most never touch a key.

@@ -4,7 +4,7 @@ Public API::
 
     from gateway.storage import Database, DatabaseBusy, metadata, new_id, utcnow, UTCDateTime, IdType
 
-    db = Database.from_settings(settings)          # the app's is app.state.database
+    db = Database.from_settings(settings)          # the app's is context_of(app).database
     async with db.transaction() as conn: ...       # one write transaction (BEGIN IMMEDIATE on SQLite)
     async with db.read() as conn: ...              # reads only (READ ONLY on PostgreSQL)
     LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
-from gateway.health.controllers import Check, ReadinessCheck
-from gateway.settings import Settings
+from gateway.context import context_of
+from gateway.health.checks import Check, ReadinessCheck
 from gateway.storage.database import Database
 
 log = logging.getLogger("onewindow.storage")
@@ -30,8 +30,9 @@ def readiness_check(db: Database) -> ReadinessCheck:
 
 @contextlib.asynccontextmanager
 async def database_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Sets ``app.state.database`` (migrated) and registers the ``database`` readiness check."""
-    settings: Settings = app.state.settings
+    """Opens and migrates the context's ``database`` and registers the ``database`` readiness check."""
+    context = context_of(app)
+    settings = context.settings
     db = Database.from_settings(settings)
     try:
         await db.migrate()
@@ -39,8 +40,8 @@ async def database_lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.dispose()
         raise
     log.info("database ready: %s", db.describe())
-    app.state.database = db
-    app.state.readiness["database"] = readiness_check(db)
+    context.database = db
+    context.readiness["database"] = readiness_check(db)
     try:
         yield
     finally:

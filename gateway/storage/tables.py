@@ -14,8 +14,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.audit.tables",
     "gateway.certificates.tables",
     "gateway.identity.tables",
-    "gateway.intake.tables",
-    "gateway.lifecycle.tables",
+    "gateway.cases.tables",
     "gateway.tracking.tables",
 )
 

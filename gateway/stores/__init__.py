@@ -6,7 +6,7 @@ from gateway.stores import FailureLimiter, IdempotencyMiddleware, Stores, build_
 from gateway.stores.backends import AtomicMemoryStore, AtomicRedisStore, AtomicStore
 from gateway.stores.idempotency import IdempotencyMiddleware, idempotency_middleware
 from gateway.stores.ratelimit import FailureLimiter
-from gateway.stores.registry import PURPOSES, Stores, build_stores
+from gateway.stores.registry import PURPOSES, Stores, build_stores, redis_client
 
 __all__ = [
     "PURPOSES",
@@ -18,4 +18,5 @@ __all__ = [
     "Stores",
     "build_stores",
     "idempotency_middleware",
+    "redis_client",
 ]

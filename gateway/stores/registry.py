@@ -1,30 +1,29 @@
 """The gateway's stores, one per purpose: in memory by default, in Redis when ``Settings.redis_url`` is set.
 
-    stores = build_stores(settings.redis_url)
-    Litestar(..., stores=stores.registry, on_shutdown=[stores.close])   # or lifespan=[stores.lifespan]
-    stores.idempotency / stores.rate_limit / stores.cache      # AtomicStore each
+    stores = build_stores(redis_client(settings.redis_url) if settings.redis_url else None)
+    Litestar(..., stores=stores.registry, on_shutdown=[stores.close])
+    stores.idempotency / stores.rate_limit      # AtomicStore each
 
-Redis keys are ``<namespace>_<purpose>:<key>`` (default namespace ``onewindow``). One Redis client serves all
-stores of a process and is closed when the application stops. Any other store name Litestar asks for (e.g.
-its response cache) gets the same backend under its own namespace.
+Redis keys are ``<namespace>_<purpose>:<key>`` (default namespace ``onewindow``). One Redis client (`redis_client`:
+bounded connect and call times) serves all stores of a process — and the connectors' circuit breakers, which borrow
+it — and `Stores.close` closes it when the application stops. Any other store name Litestar asks for gets the same
+backend under its own namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from litestar.stores.base import Store
 from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
 
-from gateway.health.controllers import Check
+from gateway.health.checks import Check
 from gateway.stores.backends import AtomicMemoryStore, AtomicRedisStore, AtomicStore
 
-PURPOSES = ("idempotency", "rate_limit", "cache")
+PURPOSES = ("idempotency", "rate_limit")
 #: Seconds a Redis call may take before it fails (a slow Redis must not hang intake).
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -36,14 +35,13 @@ class Stores:
     backend: Literal["memory", "redis"]
     idempotency: AtomicStore
     rate_limit: AtomicStore
-    cache: AtomicStore
     redis: Redis | None = None
     namespace: str = "onewindow"
     registry: StoreRegistry = field(init=False)
 
     def __post_init__(self) -> None:
         self.registry = StoreRegistry(
-            {"idempotency": self.idempotency, "rate_limit": self.rate_limit, "cache": self.cache},
+            {"idempotency": self.idempotency, "rate_limit": self.rate_limit},
             default_factory=self._new_store,
         )
 
@@ -66,14 +64,6 @@ class Stores:
         if self.redis is not None:
             await self.redis.aclose()
 
-    @asynccontextmanager
-    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
-        """Litestar lifespan: closes the Redis client when the application stops."""
-        try:
-            yield
-        finally:
-            await self.close()
-
 
 def redis_client(url: str) -> Redis:
     """A Redis client (bytes in, bytes out) with bounded connect and call times."""
@@ -87,24 +77,18 @@ def redis_client(url: str) -> Redis:
     return client
 
 
-def build_stores(redis_url: str = "", *, namespace: str = "onewindow") -> Stores:
-    """Memory stores when ``redis_url`` is empty, else Redis stores under ``<namespace>_<purpose>``."""
-    if not redis_url:
+def build_stores(redis: Redis | None = None, *, namespace: str = "onewindow") -> Stores:
+    """Memory stores without a Redis client, else Redis stores under ``<namespace>_<purpose>`` (closing the stores
+    closes the client)."""
+    if redis is None:
         return Stores(
-            backend="memory",
-            idempotency=AtomicMemoryStore(),
-            rate_limit=AtomicMemoryStore(),
-            cache=AtomicMemoryStore(),
-            namespace=namespace,
+            backend="memory", idempotency=AtomicMemoryStore(), rate_limit=AtomicMemoryStore(), namespace=namespace
         )
-    client = redis_client(redis_url)
-    by_purpose = {p: AtomicRedisStore(client, namespace=f"{namespace}_{p}") for p in PURPOSES}
     return Stores(
         backend="redis",
-        idempotency=by_purpose["idempotency"],
-        rate_limit=by_purpose["rate_limit"],
-        cache=by_purpose["cache"],
-        redis=client,
+        idempotency=AtomicRedisStore(redis, namespace=f"{namespace}_idempotency"),
+        rate_limit=AtomicRedisStore(redis, namespace=f"{namespace}_rate_limit"),
+        redis=redis,
         namespace=namespace,
     )
 

@@ -3,18 +3,18 @@ Thin: the logic is in `gateway.tracking.services`."""
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from gateway.context import context_of
 from gateway.identity.auth import EXCLUDE_KEY, require_roles
 from gateway.identity.principal import Principal, Role
-from gateway.lifecycle.deps import provide_tracking
-from gateway.problems import PROBLEM_JSON, Problem
+from gateway.problems import problem_spec
+from gateway.tracking.deps import provide_rectifications, provide_tracking
+from gateway.tracking.rectifications import RectificationService
 from gateway.tracking.schemas import (
     CloseRectification,
     EvaluationIn,
@@ -25,14 +25,9 @@ from gateway.tracking.schemas import (
 )
 from gateway.tracking.services import TrackingService
 
-
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
-
-
 _PUBLIC_ERRORS = {
-    404: _problem("Unknown tracking number or wrong query code (one answer for both)"),
-    429: _problem("Too many failed lookups from this address; `Retry-After` says when to try again"),
+    404: problem_spec("Unknown tracking number or wrong query code (one answer for both)"),
+    429: problem_spec("Too many failed lookups from this address; `Retry-After` says when to try again"),
 }
 
 Code = Annotated[str | None, QueryParameter(description="the query code printed on the receipt")]
@@ -43,26 +38,15 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 
 
 def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:
-    """The app's `TrackingService` for the public routes: built once (and again if the database, cipher or
-    limiter it was built on is replaced), instead of per request through dependency injection — the public lookup
-    is the gateway's hottest route, and resolving a dependency costs more than its database read."""
-    state = request.app.state
-    service: TrackingService | None = state.get("public_tracking")
-    if (
-        service is None
-        or service.db is not state.database
-        or service.cipher is not state.cipher
-        or service.limiter is not state.get("tracking_limiter")
-    ):
-        service = state.public_tracking = provide_tracking(state)
-    return service
+    """The `TrackingService` of the public routes, built without dependency injection (see `provide_tracking`)."""
+    return provide_tracking(context_of(request.app))
 
 
 class TrackingController(Controller):
     path = "/api/v1/track"
     tags = ("tracking",)
     # Citizens have no token: the tracking number and the query code are the credential.
-    opt = MappingProxyType({EXCLUDE_KEY: True})
+    opt = {EXCLUDE_KEY: True}  # noqa: RUF012 - Litestar layer API (copied by the router: no mappingproxy)
     security = [{}]  # noqa: RUF012 - Litestar layer API
 
     @get(
@@ -94,8 +78,8 @@ class TrackingController(Controller):
         status_code=201,
         responses={
             **_PUBLIC_ERRORS,
-            409: _problem("Not completed yet, or already evaluated"),
-            422: _problem("level missing or outside 1..5; a dimension outside 1..5"),
+            409: problem_spec("Not completed yet, or already evaluated"),
+            422: problem_spec("level missing or outside 1..5; a dimension outside 1..5"),
         },
         opt={EXCLUDE_KEY: True},
     )
@@ -112,7 +96,7 @@ class TrackingController(Controller):
 class RectificationController(Controller):
     path = "/api/v1/supervision/rectifications"
     tags = ("supervision",)
-    dependencies = {"tracking": Provide(provide_tracking, sync_to_thread=False)}  # noqa: RUF012 - Litestar API
+    dependencies = {"rectifications": Provide(provide_rectifications, sync_to_thread=False)}  # noqa: RUF012
 
     @get(
         "",
@@ -123,10 +107,10 @@ class RectificationController(Controller):
     async def list_rectifications(
         self,
         principal: NamedDependency[Principal],
-        tracking: NamedDependency[TrackingService],
+        rectifications: NamedDependency[RectificationService],
         status: Annotated[str, QueryParameter(description="open, closed or all")] = "open",
     ) -> Rectifications:
-        return await tracking.rectifications(principal, status=status)
+        return await rectifications.list(principal, status=status)
 
     @post(
         "/{rectification_id:str}/close",
@@ -140,9 +124,9 @@ class RectificationController(Controller):
         rectification_id: FromPath[str],
         data: JSONBody[CloseRectification],
         principal: NamedDependency[Principal],
-        tracking: NamedDependency[TrackingService],
+        rectifications: NamedDependency[RectificationService],
     ) -> RectificationView:
-        return await tracking.close_rectification(principal, rectification_id, data)
+        return await rectifications.close(principal, rectification_id, data)
 
 
 __all__ = ["RectificationController", "TrackingController", "client_address", "public_tracking"]

@@ -6,7 +6,7 @@ import datetime as dt
 
 import msgspec
 
-from gateway.intake.schemas import ItemRef
+from gateway.cases.views import ItemRef
 
 #: GB/T 39734: 5 非常满意 … 1 非常不满意.
 LEVEL_NAMES: dict[int, str] = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, ForeignKey, Index, Integer, String, Table, Text
 
-from gateway.intake.tables import applications
+from gateway.cases.tables import applications
 from gateway.storage.metadata import IdType, UTCDateTime, metadata
 
 evaluations = Table(

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
 from connectors.breaker import Breaker, BreakerStore, MemoryBreakerStore, RedisBreakerStore, breaker_store_for
 from connectors.errors import CircuitOpen
@@ -24,7 +25,9 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def store(redis_url: str, clock: FakeClock) -> AsyncIterator[BreakerStore]:
     if redis_url:
-        redis_store = RedisBreakerStore(redis_url, prefix=f"test:breaker:{uuid.uuid4().hex}:", clock=clock)
+        redis_store = RedisBreakerStore(
+            Redis.from_url(redis_url), owns_client=True, prefix=f"test:breaker:{uuid.uuid4().hex}:", clock=clock
+        )
         try:
             yield redis_store
         finally:
@@ -119,8 +122,8 @@ async def test_processes_sharing_redis_agree(redis_url: str, clock: FakeClock) -
     if not redis_url:
         pytest.skip("in-memory breakers are per process by design")
     prefix = f"test:breaker:{uuid.uuid4().hex}:"
-    one = RedisBreakerStore(redis_url, prefix=prefix, clock=clock)
-    two = RedisBreakerStore(redis_url, prefix=prefix, clock=clock)
+    one = RedisBreakerStore(Redis.from_url(redis_url), owns_client=True, prefix=prefix, clock=clock)
+    two = RedisBreakerStore(Redis.from_url(redis_url), owns_client=True, prefix=prefix, clock=clock)
     try:
         first, second = one.breaker("health", POLICY), two.breaker("health", POLICY)
         await fail(first, 2)
@@ -142,6 +145,13 @@ async def test_processes_sharing_redis_agree(redis_url: str, clock: FakeClock) -
         await two.aclose()
 
 
-def test_store_factory() -> None:
-    assert isinstance(breaker_store_for(""), MemoryBreakerStore)
-    assert isinstance(breaker_store_for("redis://127.0.0.1:6379/15"), RedisBreakerStore)
+async def test_store_factory(redis_url: str) -> None:
+    assert isinstance(breaker_store_for(None), MemoryBreakerStore)
+    if not redis_url:
+        return
+    client = Redis.from_url(redis_url)
+    shared = breaker_store_for(client)
+    assert isinstance(shared, RedisBreakerStore) and shared.redis is client
+    await shared.aclose()
+    assert await client.ping()  # the caller's client stays open for its other users
+    await client.aclose()

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from redis.asyncio import Redis
 
 from connectors.breaker import Breaker, BreakerState, MemoryBreakerStore, RedisBreakerStore
 from connectors.client import ConnectorPool, Page, parse_retry_after
@@ -345,7 +346,9 @@ async def test_breaker_shared_through_redis_across_pools(
     )
     clock = FakeClock()
     prefix = f"test:breaker:{uuid.uuid4().hex}:"
-    stores = [RedisBreakerStore(redis_url, prefix=prefix, clock=clock) for _ in range(2)]
+    stores = [
+        RedisBreakerStore(Redis.from_url(redis_url), owns_client=True, prefix=prefix, clock=clock) for _ in range(2)
+    ]
     try:
         async with (
             ConnectorPool([spec], data_dir=tmp_path, trust=trust, breaker_store=stores[0]) as one,

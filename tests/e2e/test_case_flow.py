@@ -20,6 +20,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.audit import log as audit_log
+from gateway.context import context_of
 from gateway.identity import create_token
 from gateway.privacy import mask_name
 from gateway.settings import Settings
@@ -49,9 +50,9 @@ async def test_a_case_from_window_to_evaluation(db_settings: Settings) -> None:
     with simulators_in_thread(db_settings.data_dir) as sims:
         settings = msgspec.structs.replace(db_settings, simulator_base_host=sims.control_url, lookup_budget_seconds=3.0)
         async with serve(settings) as (base_url, app):
-            clerk, _ = await create_token(app.state.database, role="clerk", unit=STREET)
-            officer, _ = await create_token(app.state.database, role="officer", department="civil_affairs")
-            supervisor, _ = await create_token(app.state.database, role="supervisor")
+            clerk, _ = await create_token(context_of(app).database, role="clerk", unit=STREET)
+            officer, _ = await create_token(context_of(app).database, role="officer", department="civil_affairs")
+            supervisor, _ = await create_token(context_of(app).database, role="supervisor")
             citizen = next(
                 c
                 for c in sorted(sims.citizens, key=lambda c: c.id_number)
@@ -175,9 +176,9 @@ async def test_a_case_from_window_to_evaluation(db_settings: Settings) -> None:
                 assert rectifications["items"] == []
 
             # 8. Every step is in the audit log, and the chain is intact.
-            result = await audit_log.verify(app.state.database, [app.state.audit_signer.public_key])
+            result = await audit_log.verify(context_of(app).database, [context_of(app).audit_signer.public_key])
             assert result.ok, result.summary()
-            async with app.state.database.read() as conn:
+            async with context_of(app).database.read() as conn:
                 actions = [
                     r.action for r in await audit_log.history(conn, object_type="application", object_id=application_id)
                 ]

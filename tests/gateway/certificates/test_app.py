@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from connectors.simulators import Simulators, run_simulators
 from gateway.app import create_app
 from gateway.certificates.lookup import CertificateService
+from gateway.context import context_of
 from gateway.settings import Settings
 
 
@@ -47,9 +48,10 @@ async def test_app_state_and_readiness(db_settings: Settings, threaded_sims: Sim
     settings = msgspec.structs.replace(db_settings, simulator_base_host=sims.control_url)
     app = create_app(settings)
     async with AsyncTestClient(app) as client:
-        service = app.state.certificates
+        service = context_of(app).certificates
         assert isinstance(service, CertificateService)
-        assert sorted(app.state.connectors.codes) == sorted(sims.urls)
+        pool = context_of(app).connectors
+        assert pool is not None and sorted(pool.codes) == sorted(sims.urls)
         assert service.type_departments["business_license"] == "market_regulation"
         body = (await client.get("/health/ready")).json()
         assert body["checks"]["departments"] == {"ok": True, "critical": False, "detail": "6/6 reachable"}

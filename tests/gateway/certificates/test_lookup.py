@@ -63,8 +63,8 @@ async def test_store_miss_pulls_live_and_stores(
         assert (outcome.state, outcome.source) == ("found", "live"), outcome
         assert outcome.certificate is not None and outcome.certificate.type_key == key
         assert citizen.id_number not in outcome.certificate.number  # never the raw ID number
-        assert outcome.certificate.holder_name_masked[0] == citizen.name[0]
-        assert outcome.certificate.holder_name_masked != citizen.name
+        assert outcome.certificate.holder_name[0] == citizen.name[0]
+        assert outcome.certificate.holder_name != citizen.name
     async with store.db.read() as conn:
         stored = await store.holder_certificates(conn, citizen.id_number, types)
     assert {r.type_key for r in stored} == set(types)
@@ -84,7 +84,7 @@ async def test_store_hit_answers_without_asking_the_department(
     result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert (outcome.state, outcome.source) == ("found", "store")
-    assert outcome.certificate is not None and outcome.certificate.holder_name_masked.startswith(citizen.name[0])
+    assert outcome.certificate is not None and outcome.certificate.holder_name.startswith(citizen.name[0])
     assert result.elapsed_ms < 500
     records = await audit_actions(store.db)
     reads = [r for r in records if r.action == "personal_data.read"]

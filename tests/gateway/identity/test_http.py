@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.params import FromPath
 
 from gateway.app import create_app
+from gateway.context import AppContext, context_of
 from gateway.identity import CurrentPrincipal, Role, TokenAuthenticator, create_token, require_roles, revoke_token
 from gateway.identity.auth import auth_middleware, provide_principal
 from gateway.problems import EXCEPTION_HANDLERS, NotFound
@@ -50,14 +51,16 @@ def public() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
+async def client(database: Database, db_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = Litestar(
         route_handlers=[clerks_only, oversight, status, unit_object, public],
         middleware=[auth_middleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
     )
-    app.state.authenticator = TokenAuthenticator(database, cache_seconds=60)
+    context = AppContext.from_settings(db_settings)
+    context.install(app)
+    context.authenticator = TokenAuthenticator(database, cache_seconds=60)
     async with asgi_client(app) as c:
         yield c
 
@@ -118,7 +121,7 @@ async def test_revocation_applies_after_forget_or_cache_expiry(client: httpx.Asy
     token, record = await create_token(database, role="clerk", unit=UNIT)
     assert (await client.get("/clerks", headers=_bearer(token))).status_code == 200
     await revoke_token(database, record.id)
-    authenticator: TokenAuthenticator = client._transport.app.state.authenticator  # type: ignore[attr-defined]
+    authenticator: TokenAuthenticator = context_of(client._transport.app).authenticator  # type: ignore[attr-defined]
     assert (await client.get("/clerks", headers=_bearer(token))).status_code == 200  # cached for a moment
     authenticator.forget(record.id)
     assert (await client.get("/clerks", headers=_bearer(token))).status_code == 401

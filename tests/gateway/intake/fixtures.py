@@ -27,9 +27,9 @@ from connectors.simulators import Simulators, run_simulators
 from connectors.simulators.seed import Citizen
 from gateway.app import create_app
 from gateway.audit.tables import audit_records
+from gateway.cases.tables import application_history, application_materials, applications, tracking_sequences
+from gateway.context import context_of
 from gateway.identity import create_token
-from gateway.intake.tables import application_materials, applications, tracking_sequences
-from gateway.lifecycle.tables import application_history
 from gateway.settings import Settings
 from gateway.storage import Database
 from gateway.tracking.tables import evaluations, rectifications
@@ -75,7 +75,7 @@ class Gateway:
 
     @property
     def db(self) -> Database:
-        database: Database = self.app.state.database
+        database: Database = context_of(self.app).database
         return database
 
     def auth(self, who: str) -> dict[str, str]:
@@ -225,7 +225,7 @@ async def gateway(db_settings: Settings) -> AsyncIterator[Gateway]:
         async with asgi_client(app) as client:
             gw = Gateway(app=app, client=client, settings=settings, sims=sims)
             for name, spec in TOKENS.items():
-                token, _ = await create_token(app.state.database, **spec)
+                token, _ = await create_token(context_of(app).database, **spec)
                 gw.tokens[name] = token
             yield gw
 

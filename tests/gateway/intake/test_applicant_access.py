@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from connectors.simulators.seed import Citizen
 from gateway.audit import log as audit_log
 from gateway.audit.tables import audit_records
+from gateway.context import context_of
 from tests.gateway.intake.fixtures import GRID, Gateway
 
 ADDRESS = "湖南省湘潭市雨湖区雨湖路街道雨湖社区3栋2单元"
@@ -68,7 +69,7 @@ async def token_actor(gateway: Gateway, who: str) -> str:
 
 
 async def assert_chain_intact(gateway: Gateway) -> None:
-    result = await audit_log.verify(gateway.db, [gateway.app.state.audit_signer.public_key])
+    result = await audit_log.verify(gateway.db, [context_of(gateway.app).audit_signer.public_key])
     assert result.ok, result.summary()
 
 

@@ -16,8 +16,9 @@ import pytest
 
 from catalog.codes import mod37_36_check_char
 from catalog.models import Catalog
+from gateway.context import context_of
 from gateway.intake import purge
-from gateway.lifecycle.deps import provide_intake
+from gateway.intake.deps import provide_intake
 from tests.gateway.intake.fixtures import (
     BIRTH_ITEM,
     CARE_ITEM,
@@ -91,8 +92,9 @@ async def test_create_with_accept_is_one_transaction(gateway: Gateway) -> None:
     assert number.startswith("430302" + today_local().strftime("%Y%m%d"))
     assert len(number) == 21 and number[-1] == mod37_36_check_char(number[:-1])
     assert len(body["query_code"]) == 8
-    item = gateway.app.state.catalog.item(ONE_CERT_ITEM)
-    calendar = provide_intake(gateway.app.state).calendar
+    item = context_of(gateway.app).catalog.item(ONE_CERT_ITEM)
+    assert item is not None
+    calendar = provide_intake(context_of(gateway.app)).calendar
     assert body["deadline"] == calendar.deadline(today_local(), item.promised_days).date.isoformat()
     view = (await gateway.get(body["id"])).json()
     assert [h["status"] for h in view["history"]] == ["draft", "accepted"]
@@ -119,12 +121,12 @@ async def test_bad_input_names_the_field_and_writes_nothing(gateway: Gateway) ->
     citizen = gateway.citizen("resident_id_card")
     good = gateway.body(citizen, item=ONE_CERT_ITEM)
     # A concept (unpublished) item and an expired one, added to the loaded catalog.
-    catalog: Catalog = gateway.app.state.catalog
+    catalog: Catalog = context_of(gateway.app).catalog
     base = catalog.item(ONE_CERT_ITEM)
     assert base is not None
     concept = msgspec.structs.replace(base, code="0720099100", status="concept")
     expired = msgspec.structs.replace(base, code="0720098100", valid_until=today_local() - dt.timedelta(days=1))
-    gateway.app.state.catalog = Catalog(
+    context_of(gateway.app).catalog = Catalog(
         items=(*catalog.items, concept, expired),
         departments=catalog.departments,
         certificate_types=catalog.certificate_types,
@@ -218,13 +220,13 @@ async def test_uploads_are_sniffed_capped_deduplicated(gateway: Gateway) -> None
     )
     assert response.status_code in (400, 422)
     # Over the configured cap: 413.
-    settings = gateway.app.state.settings
-    gateway.app.state.settings = msgspec.structs.replace(settings, upload_max_bytes=1024)
+    settings = context_of(gateway.app).settings
+    context_of(gateway.app).settings = msgspec.structs.replace(settings, upload_max_bytes=1024)
     try:
         response = await gateway.upload(application_id, "application_form", PDF + b"\x00" * 2048)
         assert response.status_code == 413, response.text
     finally:
-        gateway.app.state.settings = settings
+        context_of(gateway.app).settings = settings
     # Beyond the request limit itself (the cap plus multipart framing): 413 before the body is read.
     response = await gateway.upload(
         application_id, "application_form", PDF + b"\x00" * (settings.upload_max_bytes + 70_000)
@@ -278,7 +280,7 @@ async def test_accept_assigns_number_code_and_deadline(gateway: Gateway) -> None
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "accepted" and body["id"] == application_id
-    calendar = provide_intake(gateway.app.state).calendar
+    calendar = provide_intake(context_of(gateway.app)).calendar
     assert body["deadline"] == calendar.deadline(today_local(), 15).date.isoformat()
     assert body.get("deadline_estimated", False) is False
     # Accepting twice: 409 naming what is allowed; uploads are closed.
@@ -329,7 +331,7 @@ async def test_drafts_are_purged_with_their_uploads(gateway: Gateway) -> None:
     kept, _ = await gateway.accepted_case()  # uploads PDF; accepted cases are never purged
     shared = (await gateway.create(gateway.body(citizen))).json()["id"]
     assert (await gateway.upload(shared, "application_form", PDF)).status_code == 200
-    service = provide_intake(gateway.app.state)
+    service = provide_intake(context_of(gateway.app))
     # Not yet expired: nothing happens.
     result = await service.purge_drafts(file_grace_seconds=0)
     assert (result.drafts, result.files) == (0, 0)
@@ -344,7 +346,7 @@ async def test_drafts_are_purged_with_their_uploads(gateway: Gateway) -> None:
 
 
 async def test_no_plaintext_personal_data_in_the_database_file(gateway: Gateway) -> None:
-    if gateway.app.state.database.dialect != "sqlite":
+    if context_of(gateway.app).database.dialect != "sqlite":
         pytest.skip("reads the SQLite file's bytes")
     citizen = gateway.citizen("resident_id_card", "disability_certificate", "household_register")
     address = "湖南省湘潭市雨湖区雨湖路街道白石古莲城7栋301室"
@@ -372,8 +374,8 @@ async def test_the_periodic_purge_task_runs(gateway: Gateway) -> None:
     assert purge.purge_interval(0.001) == purge.MIN_INTERVAL_SECONDS
     citizen = gateway.citizen("resident_id_card")
     draft = (await gateway.create(gateway.body(citizen, item=ONE_CERT_ITEM))).json()["id"]
-    settings = gateway.app.state.settings
-    gateway.app.state.settings = msgspec.structs.replace(settings, draft_retention_hours=0.0)
+    settings = context_of(gateway.app).settings
+    context_of(gateway.app).settings = msgspec.structs.replace(settings, draft_retention_hours=0.0)
     try:
         task = asyncio.create_task(purge._run(gateway.app, 0.01))
         for _ in range(200):
@@ -384,6 +386,6 @@ async def test_the_periodic_purge_task_runs(gateway: Gateway) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
-        gateway.app.state.settings = settings
+        context_of(gateway.app).settings = settings
     assert (await gateway.get(draft)).status_code == 404
     assert (await purge.purge_drafts(gateway.app)).drafts == 0

@@ -8,13 +8,14 @@ import datetime as dt
 import msgspec
 from sqlalchemy import select
 
-from catalog.calendar import WorkingCalendar
+from catalog.calendar import DISTRICT_TZ, WorkingCalendar
 from catalog.loader import cached_catalog
+from gateway.cases.access import load_application
+from gateway.cases.numbers import next_sequence
+from gateway.cases.tables import tracking_sequences
 from gateway.identity.principal import Principal, Role
-from gateway.intake.cases import LOCAL_TZ, load_application
 from gateway.intake.schemas import ApplicantIn, CreateApplication
-from gateway.intake.services import IntakeService, next_sequence, normalise_phone, phone_problem, route
-from gateway.intake.tables import tracking_sequences
+from gateway.intake.services import IntakeService, normalise_phone, phone_problem, route
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.settings import Settings
 from gateway.storage import Database
@@ -61,7 +62,7 @@ async def test_deadline_in_a_year_without_a_known_calendar_is_flagged(
     catalog = cached_catalog(db_settings.config_dir)
     # Package years end in 2026 here: a late-December 2026 acceptance with 15 working days runs into 2027.
     calendar = WorkingCalendar(package_years=range(2004, 2027))
-    now = dt.datetime(2026, 12, 21, 10, 0, tzinfo=LOCAL_TZ)
+    now = dt.datetime(2026, 12, 21, 10, 0, tzinfo=DISTRICT_TZ)
     service = IntakeService(
         database=database,
         catalog=catalog,

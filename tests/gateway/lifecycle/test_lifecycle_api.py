@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import update
 
-from gateway.intake.tables import applications
+from gateway.cases.tables import applications
+from gateway.context import context_of
 from gateway.lifecycle.deps import provide_lifecycle
 from tests.gateway.intake.fixtures import CARE_ITEM, ONE_CERT_ITEM, STREET, Gateway, today_local
 
@@ -51,7 +52,7 @@ async def test_officer_review_correction_resubmission_completion(gateway: Gatewa
     assert response.status_code == 200, response.text
     resumed = response.json()
     assert resumed["clock"]["paused"] is False
-    calendar = provide_lifecycle(gateway.app.state).calendar
+    calendar = provide_lifecycle(context_of(gateway.app)).calendar
     assert resumed["deadline"] == calendar.deadline(today_local(), 15).date.isoformat()
     # Completion needs the result.
     response = await gateway.move(application_id, "approved")
@@ -176,7 +177,7 @@ async def test_scope_out_of_scope_is_404(gateway: Gateway) -> None:
 
 
 async def test_queue_sorted_by_deadline_with_due_filters(gateway: Gateway) -> None:
-    calendar = provide_lifecycle(gateway.app.state).calendar
+    calendar = provide_lifecycle(context_of(gateway.app)).calendar
     today = today_local()
     ids = [(await gateway.accepted_case())[0] for _ in range(3)]
     # Make the first overdue and the second due soon (13 of 15 working days used), straight in the database.

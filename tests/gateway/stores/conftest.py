@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.stores import Stores, build_stores
+from gateway.stores import PURPOSES, Stores, build_stores, redis_client
 
 
 @pytest.fixture
@@ -22,14 +22,14 @@ async def make_stores(redis_url: str, namespace: str) -> AsyncIterator[Callable[
     built: list[Stores] = []
 
     def make() -> Stores:
-        stores = build_stores(redis_url, namespace=namespace)
+        stores = build_stores(redis_client(redis_url) if redis_url else None, namespace=namespace)
         built.append(stores)
         return stores
 
     yield make
     if built and built[0].redis is not None:
-        cleaner = build_stores(redis_url, namespace=namespace)
-        for purpose in ("idempotency", "rate_limit", "cache"):
+        cleaner = build_stores(redis_client(redis_url) if redis_url else None, namespace=namespace)
+        for purpose in PURPOSES:
             await getattr(cleaner, purpose).delete_all()
         await cleaner.close()
     for stores in built:

@@ -5,23 +5,22 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.stores import AtomicRedisStore, Stores, build_stores
+from gateway.stores import AtomicRedisStore, Stores, build_stores, redis_client
 
 
 async def test_backend_follows_settings(stores: Stores, redis_url: str) -> None:
     assert stores.backend == ("redis" if redis_url else "memory")
     assert stores.registry.get("idempotency") is stores.idempotency
     assert stores.registry.get("rate_limit") is stores.rate_limit
-    assert stores.registry.get("cache") is stores.cache
-    # Any other name gets the same kind of backend.
+    # Any other name (Litestar's response cache, say) gets the same kind of backend.
     other = stores.registry.get("response_cache")
-    assert type(other) is type(stores.cache)
+    assert type(other) is type(stores.idempotency)
     check = await stores.check()
     assert check.ok and not check.critical
 
 
 async def test_store_api_round_trip_and_expiry(stores: Stores) -> None:
-    cache = stores.cache
+    cache = stores.registry.get("response_cache")
     await cache.set("a", "值")
     assert await cache.get("a") == "值".encode()
     assert await cache.exists("a")
@@ -84,14 +83,14 @@ async def test_sliding_window_events(stores: Stores) -> None:
 
 
 async def test_namespaces_keep_purposes_apart(stores: Stores) -> None:
-    await stores.cache.set("same", b"cache")
+    await stores.rate_limit.set("same", b"rate")
     assert await stores.idempotency.get("same") is None
-    if isinstance(stores.cache, AtomicRedisStore):
-        assert stores.cache.key("same").endswith("_cache:same")
+    if isinstance(stores.rate_limit, AtomicRedisStore):
+        assert stores.rate_limit.key("same").endswith("_rate_limit:same")
 
 
 async def test_unreachable_redis_is_reported_not_critical() -> None:
-    stores = build_stores("redis://127.0.0.1:1/15")
+    stores = build_stores(redis_client("redis://127.0.0.1:1/15"))
     try:
         check = await stores.check()
         assert not check.ok and not check.critical

@@ -17,9 +17,10 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, JSONBody
 
+from gateway.context import context_of
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.problems import EXCEPTION_HANDLERS, Conflict, Unprocessable
-from gateway.stores import IdempotencyMiddleware, Stores, build_stores, idempotency_middleware
+from gateway.stores import IdempotencyMiddleware, Stores, build_stores, idempotency_middleware, redis_client
 from tests.gateway.stores.http import asgi_client
 
 KEY = "Idempotency-Key"
@@ -273,7 +274,7 @@ async def test_records_expire_after_the_ttl(stores: Stores) -> None:
 
 
 async def test_unreachable_store_answers_503_only_for_keyed_posts() -> None:
-    broken = build_stores("redis://127.0.0.1:1/15")
+    broken = build_stores(redis_client("redis://127.0.0.1:1/15"))
     try:
         app, seen = make_app(broken)
         async with asgi_client(app) as client:
@@ -331,9 +332,9 @@ def test_create_app_installs_idempotency_stores_and_limiter(
     app = create_app(msgspec.structs.replace(settings, redis_url=redis_url))
     assert getattr(logging.getLogRecordFactory(), "_onewindow_masking", False)  # log masking is on
     assert any(isinstance(m, IdempotencyMiddleware) for m in app.middleware)
-    assert isinstance(app.state.tracking_limiter, FailureLimiter)
-    assert isinstance(app.state.cipher, FieldCipher)
-    assert app.stores.get("idempotency") is app.state.stores.idempotency
+    assert isinstance(context_of(app).tracking_limiter, FailureLimiter)
+    assert isinstance(context_of(app).cipher, FieldCipher)
+    assert app.stores.get("idempotency") is context_of(app).stores.idempotency
     with TestClient(app) as client:
         ready = client.get("/health/ready").json()
         # A real POST route (the public evaluation): a retry replays the first answer, another request is 422.

@@ -11,7 +11,7 @@ from litestar import Litestar, Request, get
 from litestar.params import FromPath, FromQuery
 
 from gateway.problems import EXCEPTION_HANDLERS, NotFound, TooManyRequests
-from gateway.stores import FailureLimiter, Stores, build_stores
+from gateway.stores import FailureLimiter, Stores, build_stores, redis_client
 from tests.gateway.stores.http import asgi_client
 
 
@@ -76,7 +76,7 @@ async def test_processes_share_one_count_through_redis(make_stores: Callable[[],
 
 
 async def test_unreachable_store_does_not_close_the_lookup(caplog: pytest.LogCaptureFixture) -> None:
-    broken = build_stores("redis://127.0.0.1:1/15")
+    broken = build_stores(redis_client("redis://127.0.0.1:1/15"))
     try:
         limiter = FailureLimiter(broken.rate_limit, limit=1)
         assert await limiter.record_failure("x") is None

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from catalog.codes import mod37_36_check_char
-from gateway.lifecycle.deps import provide_tracking
+from gateway.context import context_of
 from gateway.privacy import mask_name
+from gateway.tracking.deps import provide_tracking
 from tests.gateway.intake.fixtures import Gateway, today_local
 
 
@@ -90,7 +91,7 @@ async def test_failed_lookups_are_limited_correct_ones_never(gateway: Gateway) -
     response = await evaluate(gateway, number, "ZZZZZZZZ", {"level": 5, "comment": ""})
     assert response.status_code == 429
     # Once the failures are forgotten (the window passes; here: reset), the address may look up again.
-    await gateway.app.state.tracking_limiter.reset("127.0.0.1")
+    await context_of(gateway.app).tracking_limiter.reset("127.0.0.1")
     assert (await track(gateway, number, code)).status_code == 200
 
 
@@ -151,7 +152,7 @@ async def test_bad_review_opens_a_rectification_for_the_supervisor(gateway: Gate
     assert created["level_name"] == "不满意"
     assert "13812345678" not in created["comment"]  # phone numbers typed into comments are masked
     rectification = created["rectification"]
-    calendar = provide_tracking(gateway.app.state).calendar
+    calendar = provide_tracking(context_of(gateway.app)).calendar
     assert rectification["due_on"] == calendar.deadline(today_local(), 15).date.isoformat()
 
     listing = await gateway.client.get("/api/v1/supervision/rectifications", headers=gateway.auth("supervisor"))

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from gateway.lifecycle.deps import provide_tracking
+from gateway.context import context_of
 from gateway.problems import TooManyRequests
-from gateway.stores import FailureLimiter, build_stores
+from gateway.stores import FailureLimiter, build_stores, redis_client
 from gateway.stores.backends import AtomicMemoryStore, AtomicRedisStore
+from gateway.tracking.deps import provide_tracking
 from gateway.tracking.services import NoMatch, TrackingService
 from tests.gateway.intake.fixtures import Gateway
 from tests.gateway.tracking.test_tracking_api import evaluate, track
@@ -67,7 +68,7 @@ async def test_correct_lookups_leave_an_in_process_limiter_store_alone(
     calls.clear()
     assert (await track(gateway, number, code)).status_code == 200
     assert calls == ["count_events"]  # a recent failure: the correct lookup asks whether the client is blocked
-    await gateway.app.state.tracking_limiter.reset("127.0.0.1")
+    await context_of(gateway.app).tracking_limiter.reset("127.0.0.1")
 
 
 async def test_failed_evaluations_block_lookups_too(gateway: Gateway) -> None:
@@ -80,8 +81,8 @@ async def test_failed_evaluations_block_lookups_too(gateway: Gateway) -> None:
     assert (await track(gateway, number, code)).status_code == 429
     # So do services built per request (the supervisor routes' way) on the same limiter.
     with pytest.raises(TooManyRequests):
-        await provide_tracking(gateway.app.state).track(number, code, client="127.0.0.1")
-    await gateway.app.state.tracking_limiter.reset("127.0.0.1")
+        await provide_tracking(context_of(gateway.app)).track(number, code, client="127.0.0.1")
+    await context_of(gateway.app).tracking_limiter.reset("127.0.0.1")
     assert (await track(gateway, number, code)).status_code == 200
 
 
@@ -94,11 +95,11 @@ async def test_with_a_shared_store_a_client_blocked_elsewhere_is_blocked_here_fr
     _, acceptance = await gateway.accepted_case()
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     scope = f"tracking-test-{uuid.uuid4().hex[:8]}"
-    stores = [build_stores(redis_url), build_stores(redis_url)]
+    stores = [build_stores(redis_client(redis_url) if redis_url else None) for _ in range(2)]
     limiters = [FailureLimiter(s.rate_limit, limit=3, scope=scope) for s in stores]
-    calendar = provide_tracking(gateway.app.state).calendar
+    calendar = provide_tracking(context_of(gateway.app)).calendar
     one, other = (
-        TrackingService(database=gateway.db, calendar=calendar, cipher=gateway.app.state.cipher, limiter=limiter)
+        TrackingService(database=gateway.db, calendar=calendar, cipher=context_of(gateway.app).cipher, limiter=limiter)
         for limiter in limiters
     )
     asked: list[str] = []

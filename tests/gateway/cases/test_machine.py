@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.lifecycle.machine import (
+from gateway.cases.machine import (
     CLOCK_PAUSED,
     FINAL,
     STATUSES,

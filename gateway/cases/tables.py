@@ -1,10 +1,11 @@
-"""Intake tables: applications (one case each), their materials, and the per-day tracking-number counter.
+"""The case's tables: applications (one case each), their materials, their status history, and the per-day
+tracking-number counter.
 
 Personal data (the applicant's ID number, name, phone and address) is stored only as
 `gateway.privacy.FieldCipher` tokens bound to table, column and row. The blind index of the ID number allows
 lookups by ID number; the masked forms (张*, 430302********123X, 138****5678) are kept so that showing a case —
 to a window, an officer or the public tracking page — never decrypts anything.
-The clock columns hold `gateway.lifecycle.clock.ClockState`.
+The clock columns hold `gateway.cases.clock.ClockState`.
 """
 
 from __future__ import annotations
@@ -110,4 +111,23 @@ tracking_sequences = Table(
     Column("n", Integer, nullable=False),
 )
 
-__all__ = ["application_materials", "applications", "tracking_sequences"]
+application_history = Table(
+    "application_history",
+    metadata,
+    Column("id", IdType(), primary_key=True),
+    Column("application_id", IdType(), ForeignKey(applications.c.id, ondelete="CASCADE"), nullable=False),
+    #: 1, 2, 3 … per application, in the order the statuses were reached.
+    Column("position", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("from_status", String(24), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    #: ``token:<id>`` of the caller, or ``system``.
+    Column("actor", String(100), nullable=False),
+    Column("actor_role", String(16), nullable=True),
+    #: Where the actor works: a unit code for clerks, a department code for officers.
+    Column("actor_scope", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("application_id", "position"),
+)
+
+__all__ = ["application_history", "application_materials", "applications", "tracking_sequences"]

@@ -12,8 +12,8 @@ import msgspec
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.cases.tables import application_history
 from gateway.identity.principal import Principal, Role
-from gateway.lifecycle.tables import application_history
 from gateway.privacy import mask_text
 from gateway.storage.metadata import new_id
 

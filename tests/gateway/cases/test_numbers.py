@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalog.codes import mod37_36_check_char
+from gateway.cases import numbers
 from gateway.privacy import FieldCipher, KeyRing
-from gateway.tracking import numbers
 
 
 def test_layout_and_check_char() -> None:

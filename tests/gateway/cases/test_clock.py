@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from catalog.calendar import WorkingCalendar
-from gateway.lifecycle import clock
+from gateway.cases import clock
 
 D = dt.date
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+from typing import Any
 
 import msgspec
 
 from catalog.calendar import CalendarEstimateWarning, WorkingCalendar
 
-log = logging.getLogger("onewindow.lifecycle.clock")
+log = logging.getLogger("onewindow.cases.clock")
 
 #: Share of the promised time after which a case is "due soon".
 DUE_SOON_SHARE = (4, 5)  # 80 %, kept as a fraction so the comparison stays exact in integers
@@ -43,7 +44,7 @@ class ClockState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ClockView(msgspec.Struct, frozen=True, kw_only=True):
-    """The clock as shown on a given day."""
+    """The promised-time clock as shown on a given day (working days); cases answer with it as ``clock``."""
 
     promised_days: int
     deadline: dt.date
@@ -52,6 +53,7 @@ class ClockView(msgspec.Struct, frozen=True, kw_only=True):
     working_days_left: int
     paused: bool
     stopped: bool
+    #: At least 80 % of the promised time used and not yet overdue.
     due_soon: bool
     overdue: bool
 
@@ -144,4 +146,47 @@ def view(calendar: WorkingCalendar, state: ClockState, today: dt.date) -> ClockV
     )
 
 
-__all__ = ["DUE_SOON_SHARE", "ClockState", "ClockView", "pause", "resume", "start", "stop", "view"]
+# --- as stored on the application row ----------------------------------------------------------------------
+#: The application columns that hold a `ClockState`.
+COLUMNS: tuple[str, ...] = (
+    "promised_days",
+    "deadline",
+    "deadline_estimated",
+    "paused_on",
+    "days_left_at_pause",
+    "stopped_on",
+)
+
+
+def clock_state(row: Any) -> ClockState | None:
+    """The clock stored on an application row (or any row with `COLUMNS`), or None before acceptance."""
+    if row.deadline is None or row.promised_days is None:
+        return None
+    return ClockState(
+        promised_days=row.promised_days,
+        deadline=row.deadline,
+        deadline_estimated=bool(row.deadline_estimated),
+        paused_on=row.paused_on,
+        days_left_at_pause=row.days_left_at_pause,
+        stopped_on=row.stopped_on,
+    )
+
+
+def clock_columns(state: ClockState) -> dict[str, Any]:
+    """The column values that store ``state``."""
+    return {name: getattr(state, name) for name in COLUMNS}
+
+
+__all__ = [
+    "COLUMNS",
+    "DUE_SOON_SHARE",
+    "ClockState",
+    "ClockView",
+    "clock_columns",
+    "clock_state",
+    "pause",
+    "resume",
+    "start",
+    "stop",
+    "view",
+]

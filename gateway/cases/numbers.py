@@ -3,7 +3,8 @@
 A tracking number is 21 characters: the district's division code (GB/T 2260, ``430302``), the acceptance date
 ``YYYYMMDD``, a 6-digit sequence within that day, and one ISO 7064 MOD 37,36 check character over the first 20
 (the same scheme as e-certificate identifiers, so a mistyped digit is caught before any database lookup).
-The sequence comes from a database counter (`gateway.intake.services`), so numbers are unique across processes.
+The sequence comes from a database counter (`next_sequence`: one row per day, incremented in the accepting
+transaction), so numbers are unique across processes.
 
 A query code is 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L). It is shown once on the
 receipt; only a keyed hash is stored (`query_code_hash`), so a database copy does not open the public lookup.
@@ -15,9 +16,14 @@ import datetime as dt
 import hmac
 import re
 import secrets
-from typing import Final
+from typing import Any, Final
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.codes import mod37_36_check_char
+from gateway.cases.tables import tracking_sequences
 from gateway.privacy import FieldCipher
 
 DIVISION_CODE: Final = "430302"
@@ -90,6 +96,24 @@ def query_code_matches(cipher: FieldCipher, tracking: str, code: str, stored_has
     return hmac.compare_digest(query_code_hash(cipher, tracking, code), stored_hash)
 
 
+async def next_sequence(conn: AsyncConnection, day: dt.date) -> int:
+    """The next tracking-number sequence for ``day``, allocated in the caller's transaction.
+
+    One upsert statement: the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises concurrent
+    acceptances, and a rolled-back acceptance gives its number back.
+    """
+    key = f"{day:%Y%m%d}"
+    table = tracking_sequences
+    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(table)
+        .values(day=key, n=1)
+        .on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
+    )
+    value = (await conn.execute(stmt.returning(table.c.n))).scalar_one()
+    return int(value)
+
+
 __all__ = [
     "DIVISION_CODE",
     "MAX_SEQUENCE",
@@ -99,6 +123,7 @@ __all__ = [
     "SequenceExhausted",
     "is_query_code",
     "new_query_code",
+    "next_sequence",
     "normalise_query_code",
     "normalise_tracking_number",
     "query_code_hash",

@@ -1,0 +1,167 @@
+"""`AppContext`: what one gateway process holds for its lifetime, typed — instead of an untyped state bag.
+
+`create_app` builds it from the settings (keys, catalog, calendar, the one Redis client, stores, the tracking
+failure limiter) and puts it on the application; the lifespans then fill in what needs the event loop, in order:
+
+    database_lifespan      context.database          (migrated)
+    audit_lifespan         context.audit_signer      (and the checkpoint task)
+    identity_lifespan      context.authenticator
+    certificates_lifespan  context.connectors, context.certificate_store, context.certificates
+
+Route handlers and dependency providers read it with ``context_of(request.app)``; each domain's ``deps.py`` builds
+its services from it. Readiness checks register themselves in ``context.readiness``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from catalog.calendar import WorkingCalendar, cached_calendar
+from catalog.loader import cached_catalog
+from catalog.models import Catalog
+from gateway.health.checks import ReadinessCheck
+from gateway.privacy import FieldCipher, KeyRing
+from gateway.settings import Settings
+from gateway.stores import FailureLimiter, Stores, build_stores, redis_client
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from connectors.client import ConnectorPool
+    from gateway.audit.keys import AuditSigner
+    from gateway.certificates.lookup import CertificateService
+    from gateway.certificates.store import CertificateStore
+    from gateway.identity.auth import TokenAuthenticator
+    from gateway.storage import Database
+
+#: Where the context lives on the Litestar application (``app.state``).
+STATE_KEY = "context"
+
+
+class NotStarted(RuntimeError):
+    """A part of the context that a lifespan provides was used before that lifespan ran."""
+
+
+class AppContext:
+    """The process's parts (a plain class, not a dataclass or Struct: Litestar hands it to dependency providers and
+    must not try to convert it)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        catalog: Catalog,
+        calendar: WorkingCalendar,
+        keyring: KeyRing,
+        cipher: FieldCipher,
+        stores: Stores,
+        tracking_limiter: FailureLimiter,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.calendar = calendar
+        self.keyring = keyring
+        self.cipher = cipher
+        #: The idempotency and rate-limit stores; ``stores.redis`` is the process's one Redis client (or None).
+        self.stores = stores
+        self.tracking_limiter = tracking_limiter
+        #: name -> check, shown by ``GET /health/ready``.
+        self.readiness: dict[str, ReadinessCheck] = {}
+        # Filled in by the lifespans (see the module docstring).
+        self._database: Database | None = None
+        self._authenticator: TokenAuthenticator | None = None
+        self._audit_signer: AuditSigner | None = None
+        self.connectors: ConnectorPool | None = None
+        self.certificate_store: CertificateStore | None = None
+        #: The intake's certificate lookup; None when the certificates lifespan is not part of the app.
+        self.certificates: CertificateService | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        """Everything that needs no event loop: keys, catalog, calendar, the Redis client, stores, the limiter.
+
+        Refuses to build — saying why — with malformed or weak keys, or a catalog with problems (`CatalogError`
+        lists each), so `onewindow serve` does not start on them.
+        """
+        keyring = KeyRing.load(settings.data_dir)
+        cipher = FieldCipher(keyring)
+        catalog = cached_catalog(settings.config_dir)
+        # One Redis client per process (bounded connect and call times), shared by the stores, the tracking
+        # failure limiter and the connectors' circuit breakers.
+        stores = build_stores(redis_client(settings.redis_url) if settings.redis_url else None)
+        context = cls(
+            settings=settings,
+            catalog=catalog,
+            calendar=cached_calendar(settings.config_dir),
+            keyring=keyring,
+            cipher=cipher,
+            stores=stores,
+            tracking_limiter=FailureLimiter(
+                stores.rate_limit,
+                limit=settings.tracking_failures_per_minute,
+                hasher=lambda client: cipher.blind_index(client, kind="client_address"),
+            ),
+        )
+        if stores.redis is not None:
+            context.readiness["redis"] = stores.check
+        return context
+
+    def install(self, app: Litestar) -> None:
+        """Make this the context of ``app`` (`create_app` passes it as the app's state instead)."""
+        app.state[STATE_KEY] = self
+
+    @property
+    def redis(self) -> Redis | None:
+        return self.stores.redis
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            raise NotStarted("the database is opened by database_lifespan, which has not run")
+        return self._database
+
+    @database.setter
+    def database(self, database: Database) -> None:
+        self._database = database
+
+    @property
+    def authenticator(self) -> TokenAuthenticator:
+        if self._authenticator is None:
+            raise NotStarted("tokens are checked by identity_lifespan's authenticator, which has not run")
+        return self._authenticator
+
+    @authenticator.setter
+    def authenticator(self, authenticator: TokenAuthenticator) -> None:
+        self._authenticator = authenticator
+
+    @property
+    def audit_signer(self) -> AuditSigner:
+        if self._audit_signer is None:
+            raise NotStarted("audit checkpoints are signed by audit_lifespan's signer, which has not run")
+        return self._audit_signer
+
+    @audit_signer.setter
+    def audit_signer(self, signer: AuditSigner) -> None:
+        self._audit_signer = signer
+
+    async def close(self) -> None:
+        """Release what the context itself opened (the Redis client, through the stores)."""
+        await self.stores.close()
+
+
+def context_of(app: Litestar) -> AppContext:
+    """The application's context (set by `create_app`)."""
+    context: AppContext = app.state[STATE_KEY]
+    return context
+
+
+def provide_context(state: State) -> AppContext:
+    """Litestar dependency ``context``: each domain's providers (``deps.py``) take it."""
+    context: AppContext = state[STATE_KEY]
+    return context
+
+
+__all__ = ["STATE_KEY", "AppContext", "NotStarted", "context_of", "provide_context"]

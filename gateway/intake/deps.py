@@ -1,0 +1,30 @@
+"""Dependency providers of the intake routes: services built per request from the application context."""
+
+from __future__ import annotations
+
+from litestar.di import NamedDependency
+
+from gateway.certificates.store import CertificateStore
+from gateway.context import AppContext
+from gateway.intake.applicant import PersonalDataService
+from gateway.intake.services import IntakeService
+
+
+def provide_intake(context: NamedDependency[AppContext]) -> IntakeService:
+    return IntakeService(
+        database=context.database,
+        catalog=context.catalog,
+        calendar=context.calendar,
+        cipher=context.cipher,
+        settings=context.settings,
+        certificates=context.certificates,
+    )
+
+
+def provide_personal_data(context: NamedDependency[AppContext]) -> PersonalDataService:
+    # An app without the certificates lifespan (some tests) still reads stored certificates.
+    store = context.certificate_store or CertificateStore(context.database, context.cipher)
+    return PersonalDataService(database=context.database, cipher=context.cipher, store=store)
+
+
+__all__ = ["provide_intake", "provide_personal_data"]
