@@ -19,8 +19,8 @@ A date is a TOML date or a ``YYYY-MM-DD`` string; a range is ``"A..B"`` or ``[A,
 Dates lie in the table's year, or in December of the year before (a notice often starts with New Year's Eve).
 A year with a table is known; listing a date changes only that date, other dates keep the package's answer.
 
-Deadlines count working days from the day after ``start`` (FACTS.md §6): ``deadline(start, 1)`` is the first
-working day after ``start``.
+Deadlines count working days from the day after ``start`` (docs/domain.md#working-days): ``deadline(start, 1)``
+is the first working day after ``start``.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from catalog.models import (
     Unit,
 )
 
-#: Items per level the district publishes (FACTS.md §1), used when the data has no manifest.
+#: Items per level the district publishes (docs/domain.md#the-district), used when the data has no manifest.
 DEFAULT_COUNTS: dict[str, int] = {"street": 59, "community": 45}
 
 CATALOG_DIR = "catalog"

@@ -3,7 +3,7 @@
 
 Every Struct is frozen and refuses unknown fields, so a typo in a data file is an error, not a silently
 ignored key. `Item` is what the data files hold (政务服务事项实施清单); `PublicItem` is the shape the API and
-`onewindow catalog export` give out (CONTRACT.md's item fields plus a few more).
+`onewindow catalog export` give out (the item fields docs/api.md#catalog fixes, plus a few more).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ UnitLevel = Literal["district", "street", "community", "grid"]
 
 LEVELS: tuple[Level, ...] = ("street", "community")
 
-#: 事项类型 codes from the national implementation-list standard (FACTS.md §3). Items store the code.
+#: 事项类型 codes of the national implementation lists (docs/domain.md#service-items). Items store the code.
 ITEM_TYPES: dict[str, str] = {
     "01": "行政许可",
     "05": "行政给付",
@@ -169,7 +169,7 @@ class PublicMaterial(msgspec.Struct, kw_only=True):
 
 
 class PublicItem(msgspec.Struct, kw_only=True):
-    """An item as the API and the export show it: CONTRACT.md's fields first, then extras."""
+    """An item as the API and the export show it: the fields docs/api.md#catalog fixes first, then extras."""
 
     code: str
     name: str

@@ -56,7 +56,7 @@ class SyncProgress(Protocol):
 
 
 class SyncReport(msgspec.Struct, kw_only=True):
-    """One department's outcome; the first five fields are CONTRACT.md's ``connectors sync --json`` entry."""
+    """One department's outcome; the first five fields are the ``connectors sync --json`` entry (docs/api.md)."""
 
     code: str
     fetched: int = 0

@@ -1,4 +1,4 @@
-"""Response shapes of the catalog API. Items are `catalog.models.PublicItem` (CONTRACT.md's fields)."""
+"""Response shapes of the catalog API. Items are `catalog.models.PublicItem` (fields fixed in docs/api.md#catalog)."""
 
 from __future__ import annotations
 

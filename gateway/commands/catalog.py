@@ -2,7 +2,7 @@
 
 ``check`` prints every problem as ``file:item:field: message`` on stdout (one per line, so it can be piped or
 diffed) and exits 1; a clean catalog prints a one-line summary and exits 0. ``export`` writes every item's public
-fields (CONTRACT.md) to stdout, as a JSON array or as CSV with the materials flattened into two columns.
+fields (docs/api.md#catalog) to stdout, as a JSON array or as CSV with the materials flattened into two columns.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 * ``sync [DEPT…] [--full] [--json]`` — every (or the named) department, concurrently: incremental from the stored
   cursor unless ``--full``; a progress bar per department on stderr (only on a terminal, never with ``--json``);
-  a summary table. With ``--json`` the last line of stdout is CONTRACT.md's
+  a summary table. With ``--json`` the last line of stdout has the shape docs/api.md#command-line fixes,
   ``{"departments": [{"code", "fetched", "stored", "rejected", "errors"}…], "stored": N}``.
 * ``check [--json]`` — each department file decoded and checked, then its health endpoint and one authenticated
   list call. An invalid file is named with the field (``file: field: message``).
@@ -69,7 +69,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 class _DepartmentLine(msgspec.Struct):
-    """CONTRACT.md's per-department entry of ``connectors sync --json``."""
+    """The per-department entry of ``connectors sync --json`` (fixed in docs/api.md#command-line)."""
 
     code: str
     fetched: int

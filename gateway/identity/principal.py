@@ -1,8 +1,8 @@
 """Roles and the `Principal` a bearer token resolves to, with the scope rules domain services apply.
 
-Scope rule (CONTRACT.md): an object outside the caller's scope answers 404, exactly as a missing one does. Guards
-(`require_roles`) decide whether a role may call an operation at all (403); services decide whether *this* object
-is visible to *this* principal with `Principal.can_see` and raise `NotFound` when it is not.
+Scope rule (docs/api.md#auth-and-scope): an object outside the caller's scope answers 404, exactly as a missing one
+does. Guards (`require_roles`) decide whether a role may call an operation at all (403); services decide whether
+*this* object is visible to *this* principal with `Principal.can_see` and raise `NotFound` when it is not.
 
     clerk       bound to one unit (street or community code): sees applications filed at or routed to that unit
     officer     bound to one department code: sees applications for that department's items

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for every POST (CONTRACT.md): a double click or a client retry never files twice.
+"""``Idempotency-Key`` for every POST (docs/api.md#idempotency): a double click or a client retry never files twice.
 
 A POST carrying ``Idempotency-Key: <1-255 visible ASCII characters>``:
 

@@ -1,4 +1,5 @@
-"""The working-day calendar: 2026 fixed points (FACTS.md §7), estimates beyond known years, overrides, properties.
+"""The working-day calendar: 2026 fixed points (docs/domain.md#working-days), estimates beyond known years,
+overrides, properties.
 
 Expected dates are derived by hand from the 2026 arrangement: 2026-01-01 is a Thursday, so Feb 1 is a Sunday,
 May 1 a Friday, Jun 1 a Monday, Sep 1 a Tuesday and Oct 1 a Thursday; 2027-01-01 is a Friday.

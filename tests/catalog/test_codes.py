@@ -1,4 +1,4 @@
-"""GB 11643 citizen ID, GB 32100 USCC and GB/T 36904 identifier: published vectors (FACTS.md §4-5) and properties."""
+"""GB 11643 citizen ID, GB 32100 USCC and GB/T 36904 identifier: published vectors (docs/domain.md) and properties."""
 
 from __future__ import annotations
 

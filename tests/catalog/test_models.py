@@ -1,4 +1,4 @@
-"""Models: strict decoding, offering by status and validity, the public (CONTRACT.md) shape."""
+"""Models: strict decoding, offering by status and validity, the public shape (docs/api.md#catalog)."""
 
 from __future__ import annotations
 

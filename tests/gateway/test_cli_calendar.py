@@ -1,4 +1,4 @@
-"""`onewindow calendar deadline` and `onewindow calendar check` (CONTRACT.md command line)."""
+"""`onewindow calendar deadline` and `onewindow calendar check` (docs/api.md#command-line)."""
 
 from __future__ import annotations
 

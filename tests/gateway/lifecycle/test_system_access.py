@@ -58,7 +58,7 @@ async def test_system_reads_a_case_masked_and_without_free_text(gateway: Gateway
     body = response.json()
     assert body["status"] == "correction_required" and body["tracking_number"] == tracking
     assert [h["status"] for h in body["history"]] == ["draft", "accepted", "in_review", "correction_required"]
-    assert all(h["note"] is None for h in body["history"])  # the key stays (CONTRACT.md), the text never
+    assert all(h["note"] is None for h in body["history"])  # the key stays (docs/api.md), the text never
     assert body["purpose"] is None and body["result"] is None  # present as null for every reader, filled for staff
     assert body["applicant"]["name"].count("*") >= 1 and "*" in body["applicant"]["id_number"]
     assert body["allowed_transitions"] == []
