@@ -1,9 +1,9 @@
 """The promised-time clock (承诺时限) of one case, in working days.
 
 The clock starts at acceptance: the deadline is the ``promised_days``-th working day after the acceptance date
-(FACTS.md §6). A correction request or a special procedure stops it; the working days left at that moment are kept,
-and when the case goes back into review the deadline becomes the same number of working days after the resume
-date. Completion (approved, denied) or withdrawal stops it for good.
+(docs/domain.md#the-clock). A correction request or a special procedure stops it; the working days left at that
+moment are kept, and when the case goes back into review the deadline becomes the same number of working days
+after the resume date. Completion (approved, denied) or withdrawal stops it for good.
 
 What a case stores (`ClockState`) is small and never depends on "today"; `view` computes what is shown — days
 used and left, paused, due soon (at least 80 % of the promised time used) and overdue — for a given day.

@@ -1,7 +1,7 @@
 """The case state machine, as data: `TRANSITIONS` lists every allowed move, who may make it and what it does
 to the working-day clock.
 
-Statuses are CONTRACT.md's. The flow (FACTS.md §6)::
+Statuses are the fixed ones of docs/api.md#statuses. The flow (docs/domain.md#case-statuses)::
 
     draft ──accept──▶ accepted ──▶ in_review ──▶ approved ──▶ delivered
       │                  │            │  ▲   └──▶ denied ────▶ delivered
@@ -40,7 +40,7 @@ ClockEffect = Literal["none", "start", "pause", "resume", "stop"]
 #: Which endpoint makes the move.
 Via = Literal["transitions", "accept"]
 
-#: Chinese names as windows and citizens read them (FACTS.md §6).
+#: Chinese names as windows and citizens read them (docs/domain.md#case-statuses).
 STATUS_NAMES: Final[dict[Status, str]] = {
     "draft": "已接件",
     "accepted": "已受理",

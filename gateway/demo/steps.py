@@ -6,7 +6,7 @@
 4. `sync_certificates`  every department's certificates pulled into the store
 5. `choose_scenario`    two street windows, the item and department the demo shows, the listed citizens
 6. `create_demo_tokens` one bearer token per role (the previous run's demo tokens are revoked)
-7. `write_demo_file`    ``<data dir>/demo.json`` (CONTRACT.md), mode 0600
+7. `write_demo_file`    ``<data dir>/demo.json`` (docs/api.md#demojson), mode 0600
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ DEMO_FILE = "demo.json"
 #: The same synthetic population every run, and the same as a plain `onewindow simulate` serves.
 DEMO_SEED = DEFAULT_SEED
 DEMO_POPULATION = DEFAULT_CITIZENS
-#: How many citizens demo.json lists (CONTRACT.md: at least five).
+#: How many citizens demo.json lists (docs/api.md#demojson: at least five).
 DEMO_CITIZEN_COUNT = 6
 #: The simulators' control port sits this far above the gateway's port; the departments follow it (+1 … +6).
 SIMULATOR_PORT_OFFSET = 100
-#: The two street windows of the demo clerks: units the source article names (窑湾街道, 昭潭街道).
+#: The two street windows of the demo clerks: real units the district has named (窑湾街道, 昭潭街道;
+#: docs/domain.md#the-district).
 PREFERRED_STREETS = ("430302006000", "430302007000")
 #: Label prefix of the demo's tokens, so a re-run can revoke the previous run's.
 TOKEN_LABEL_PREFIX = "demo:"  # noqa: S105 - a label, not a secret
@@ -69,7 +70,7 @@ class PopulationInfo(msgspec.Struct, kw_only=True):
 
 
 class DemoFile(msgspec.Struct, kw_only=True):
-    """``demo.json``: CONTRACT.md's fields first, then extras (clients ignore what they do not know)."""
+    """``demo.json``: the fields docs/api.md#demojson fixes first, then extras (clients ignore unknown ones)."""
 
     base_url: str
     tokens: dict[str, str]

@@ -15,7 +15,7 @@ from gateway.cases.views import ApplicantView, ItemRef, MaterialView
 class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/applications/{id}/transitions``."""
 
-    #: The status to move to (CONTRACT.md's statuses).
+    #: The status to move to (one of the statuses in docs/api.md#statuses).
     to: str = ""
     #: Why: required when refusing, asking for correction, opening a special procedure or denying.
     note: str | None = None

@@ -12,7 +12,7 @@ from gateway.cases.views import ItemRef
 LEVEL_NAMES: dict[int, str] = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
 #: Reviews at or below this level are bad (差评) and open a rectification task.
 BAD_REVIEW_MAX_LEVEL = 2
-#: Bad reviews are verified and rectified within this many working days (FACTS.md §8).
+#: Bad reviews are verified and rectified within this many working days (docs/domain.md#evaluation).
 RECTIFICATION_WORKING_DAYS = 15
 COMMENT_MAX_CHARS = 500
 

@@ -42,7 +42,7 @@ rectifications = Table(
     Column("department", String(64), nullable=False),
     Column("handling_unit", String(64), nullable=False),
     Column("opened_at", UTCDateTime, nullable=False),
-    #: 15 working days after the bad review (FACTS.md §8).
+    #: 15 working days after the bad review (docs/domain.md#evaluation).
     Column("due_on", Date, nullable=False),
     Column("due_estimated", Boolean, nullable=False),
     Column("closed_at", UTCDateTime, nullable=True),

@@ -82,7 +82,7 @@ def downgrade() -> None:
 
 
 def _create_append_only_triggers() -> None:
-    """The database itself refuses to change or remove audit rows (level-3 systems must; FACTS.md §9)."""
+    """The database itself refuses to change or remove audit rows (level-3 systems must; docs/domain.md#audit-log)."""
     if op.get_context().dialect.name == "postgresql":
         op.execute(
             """
