@@ -110,7 +110,9 @@ async def run(data_dir: Path, control_url: str, lookups: int) -> tuple[list[floa
             )
             for n, (id_number, wanted) in enumerate(plans):
                 started = time.perf_counter()
-                result = await service.lookup(id_number, wanted, purpose=f"bench:{n}", actor="bench")
+                result = await service.lookup(
+                    service.store.holder(id_number), wanted, purpose=f"bench:{n}", actor="bench"
+                )
                 elapsed = (time.perf_counter() - started) * 1000
                 if n < WARMUP:
                     continue

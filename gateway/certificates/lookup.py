@@ -1,6 +1,6 @@
 """The intake's certificate lookup: store first, then a live pull in parallel, all within one time budget.
 
-``await service.lookup(holder_id, ["resident_id_card", "marriage_certificate"], purpose="application:…",
+``await service.lookup(holder, ["resident_id_card", "marriage_certificate"], purpose="application:…",
 actor="token:…")`` answers one `Outcome` per certificate type:
 
 1. **Store.** The holder's stored certificates are found by the blind index of the ID number. A valid one of the
@@ -37,7 +37,7 @@ from connectors.errors import ConnectorError
 from connectors.model import Certificate, FetchedCertificate
 from connectors.sync import fetch_holder
 from gateway import audit
-from gateway.certificates.store import HOLDER_INDEX_KIND, CertificateStore, StoredCertificate, display_number
+from gateway.certificates.store import CertificateStore, Holder, StoredCertificate, display_number
 from gateway.privacy import mask_name
 from gateway.storage import Database, utcnow
 
@@ -116,9 +116,9 @@ def unavailable_reason(error: BaseException) -> str:
 def _rejection_reason(fetched: FetchedCertificate, today: dt.date) -> str:
     """Why a certificate the department sent cannot be used (never naming the holder)."""
     v = fetched.verification
-    if v.ok:
-        if fetched.certificate.valid_from > today:
-            return f"the department's certificate is valid only from {fetched.certificate.valid_from.isoformat()}"
+    if v.ok:  # verified, so only its start date can be the reason
+        return f"the department's certificate is valid only from {fetched.certificate.valid_from.isoformat()}"
+    if v.status == "wrong_holder":
         return "the department's certificate names another holder"
     return f"the department's certificate was rejected: {v.status}" + (f" ({v.reason})" if v.reason else "")
 
@@ -160,7 +160,7 @@ class CertificateService:
 
     async def lookup(
         self,
-        holder_id: str,
+        holder: Holder,
         certificate_types: Sequence[str],
         *,
         purpose: str,
@@ -177,11 +177,9 @@ class CertificateService:
         outcomes: dict[str, Outcome] = {}
         if not types:
             return LookupResult(outcomes={}, elapsed_ms=0.0)
-        holder_index = self.store.cipher.blind_index(holder_id, kind=HOLDER_INDEX_KIND)
-
         # 1. The store.
         async with self.db.read() as conn:
-            rows = await self.store.holder_certificates(conn, holder_id, types)
+            rows = await self.store.holder_certificates(conn, holder, types)
         fresh: dict[str, StoredCertificate] = {}
         stale: dict[str, StoredCertificate] = {}
         for row in sorted(rows, key=lambda r: (r.issue_date, r.fetched_at)):
@@ -211,7 +209,7 @@ class CertificateService:
         pulled: dict[str, list[FetchedCertificate]] = {}
         failures: dict[str, str] = {}
         if wanted:
-            pulled, failures = await self._pull(holder_id, wanted, deadline, budget)
+            pulled, failures = await self._pull(holder.id_number, wanted, deadline, budget)
         live_batch: list[FetchedCertificate] = []
         for department, keys in wanted.items():
             if department in failures:
@@ -223,10 +221,10 @@ class CertificateService:
             results = pulled.get(department, [])
             live_batch.extend(results)
             for key in keys:
-                outcomes[key] = self._from_live(key, department, results, holder_id, today)
+                outcomes[key] = self._from_live(key, department, results, today)
 
         # 3. One transaction: what came back, the audit of every pull and of every stored read.
-        prepared = self.store.prepare(live_batch) if live_batch else None
+        prepared = self.store.prepare(live_batch, holder=holder) if live_batch else None
         async with self.db.transaction() as conn:
             if prepared is not None:
                 await self.store.write(conn, prepared)
@@ -246,7 +244,7 @@ class CertificateService:
                     actor=actor,
                     action="certificate.pulled",
                     object_type="certificate_holder",
-                    object_id=holder_index,
+                    object_id=holder.index,
                     purpose=purpose,
                     detail={"departments": pulls},
                 )
@@ -256,7 +254,7 @@ class CertificateService:
                     actor=actor,
                     action="personal_data.read",
                     object_type="certificate_holder",
-                    object_id=holder_index,
+                    object_id=holder.index,
                     purpose=purpose,
                     detail={"certificates": [r.identifier for r in read], "fields": ["holder_name"]},
                 )
@@ -338,18 +336,10 @@ class CertificateService:
         return self._from_store(key, department, stale, reason=f"stored copy fetched {when}; {reason}")
 
     @staticmethod
-    def _from_live(
-        key: str, department: str, results: Sequence[FetchedCertificate], holder_id: str, today: dt.date
-    ) -> Outcome:
+    def _from_live(key: str, department: str, results: Sequence[FetchedCertificate], today: dt.date) -> Outcome:
         of_type = [f for f in results if f.certificate.type_key == key]
-        wanted_holder = holder_id.strip().upper()
-        valid = [
-            f
-            for f in of_type
-            if f.verification.ok
-            and f.certificate.holder_code.strip().upper() == wanted_holder
-            and f.certificate.valid_from <= today
-        ]
+        # The connectors verified each against the holder asked for (another holder's is ``wrong_holder``).
+        valid = [f for f in of_type if f.verification.ok and f.certificate.valid_from <= today]
         if valid:
             best = max(valid, key=lambda f: f.certificate.issue_date)
             return Outcome(

@@ -62,6 +62,14 @@ class AcceptCounts(StoredCounts, frozen=True, kw_only=True):
     withdrawn: int = 0
 
 
+class Holder(msgspec.Struct, frozen=True, kw_only=True):
+    """A certificate holder as the gateway looks them up: the ID number and its keyed blind index, computed once
+    per filing (`CertificateStore.holder`) and used for the store read, the stored rows and the audit records."""
+
+    id_number: str
+    index: str
+
+
 class StoredCertificate(msgspec.Struct, frozen=True, kw_only=True):
     """One row of the store as the lookup reads it (personal data still encrypted)."""
 
@@ -321,11 +329,19 @@ class CertificateStore:
 
     # -- the two halves of accept (the lookup uses them inside its own transaction) ------------------------
 
-    def prepare(self, batch: Sequence[FetchedCertificate], *, now: dt.datetime | None = None) -> PreparedBatch:
-        """Rows for a batch: blind index, encryption and payload per certificate. No I/O."""
+    def holder(self, id_number: str) -> Holder:
+        """The holder with their blind index (one HMAC)."""
+        return Holder(id_number=id_number, index=self.cipher.blind_index(id_number, kind=HOLDER_INDEX_KIND))
+
+    def prepare(
+        self, batch: Sequence[FetchedCertificate], *, now: dt.datetime | None = None, holder: Holder | None = None
+    ) -> PreparedBatch:
+        """Rows for a batch: blind index, encryption and payload per certificate. No I/O. ``holder``: the one
+        holder a lookup's batch is about, whose index is known already."""
         now = now or utcnow()
         cipher = self.cipher
-        indexes: dict[str, str] = {}  # a holder has several certificates: one HMAC each
+        # A holder has several certificates: one HMAC each.
+        indexes: dict[str, str] = {holder.id_number: holder.index} if holder is not None else {}
         seal_code = _sealer(cipher, self._sealers, "holder_code_enc")
         seal_name = _sealer(cipher, self._sealers, "holder_name_enc")
         seal_payload = _sealer(cipher, self._sealers, "payload_enc")
@@ -451,12 +467,11 @@ class CertificateStore:
     # -- reading -------------------------------------------------------------------------------------------
 
     async def holder_certificates(
-        self, conn: AsyncConnection, holder_id: str, type_keys: Sequence[str]
+        self, conn: AsyncConnection, holder: Holder, type_keys: Sequence[str]
     ) -> list[StoredCertificate]:
         """Every stored certificate of one holder among ``type_keys`` (personal data still encrypted)."""
         if not type_keys:
             return []
-        holder_index = self.cipher.blind_index(holder_id, kind=HOLDER_INDEX_KIND)
         c = certificates.c
         rows = await conn.execute(
             select(
@@ -475,7 +490,7 @@ class CertificateStore:
                 c.verification_reason,
                 c.holder_name_enc,
                 c.fetched_at,
-            ).where(c.holder_index == holder_index, c.type_key.in_(list(type_keys)))
+            ).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
         )
         return [StoredCertificate(**dict(row._mapping)) for row in rows]
 
@@ -569,6 +584,7 @@ __all__ = [
     "WITHDRAWN_STATUSES",
     "AcceptCounts",
     "CertificateStore",
+    "Holder",
     "IssuedCertificate",
     "PreparedBatch",
     "StoredCertificate",

@@ -51,6 +51,7 @@ from gateway.cases.views import (
     missing_required,
 )
 from gateway.certificates.lookup import CertificateService, Outcome
+from gateway.certificates.store import HOLDER_INDEX_KIND, Holder
 from gateway.identity.principal import Principal, Role
 from gateway.intake import uploads
 from gateway.intake.schemas import (
@@ -247,12 +248,16 @@ class IntakeService:
         purpose = purpose or f"办理{item.name}"
 
         application_id = new_id()
-        views = await self._prefill(item, applicant.id_number, application_id, principal)
+        # The blind index of the ID number, once: the certificate lookup, its audit records and the application row.
+        holder = Holder(
+            id_number=applicant.id_number, index=self.cipher.blind_index(applicant.id_number, kind=HOLDER_INDEX_KIND)
+        )
+        views = await self._prefill(item, holder, application_id, principal)
         if body.accept:
             self._require_complete(views)
 
         values = self._application_values(
-            application_id, item, window, handling_unit, applicant, purpose, principal, now
+            application_id, item, window, handling_unit, applicant, holder.index, purpose, principal, now
         )
         async with self.db.transaction() as conn:
             await conn.execute(applications.insert().values(**values))
@@ -317,6 +322,7 @@ class IntakeService:
         window: Unit,
         handling_unit: str,
         applicant: ValidApplicant,
+        id_index: str,
         purpose: str,
         principal: Principal,
         now: dt.datetime,
@@ -336,7 +342,7 @@ class IntakeService:
             "status": "draft",
             "version": 1,
             "applicant_id_number": enc("applicant_id_number", applicant.id_number),
-            "applicant_id_index": self.cipher.blind_index(applicant.id_number, kind="citizen_id"),
+            "applicant_id_index": id_index,
             "applicant_name": enc("applicant_name", applicant.name),
             "applicant_name_masked": mask_name(applicant.name),
             "applicant_id_number_masked": mask_id_number(applicant.id_number),
@@ -374,7 +380,7 @@ class IntakeService:
         }
 
     async def _prefill(
-        self, item: Item, id_number: str, application_id: str, principal: Principal
+        self, item: Item, holder: Holder, application_id: str, principal: Principal
     ) -> list[MaterialView]:
         """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call."""
         types = list(item.certificate_types)
@@ -386,7 +392,7 @@ class IntakeService:
             else:
                 try:
                     result = await self.certificates.lookup(
-                        id_number,
+                        holder,
                         types,
                         purpose=f"application:{application_id}",
                         actor=principal.actor,

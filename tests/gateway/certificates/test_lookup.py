@@ -57,7 +57,7 @@ async def test_store_miss_pulls_live_and_stores(
 ) -> None:
     citizen = citizen_with(sims, "public_security", "civil_affairs")
     types = [type_from(sims, citizen, "public_security"), type_from(sims, citizen, "civil_affairs")]
-    result = await service.lookup(citizen.id_number, types, purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), types, purpose=PURPOSE, actor=ACTOR)
     for key in types:
         outcome = result.outcomes[key]
         assert (outcome.state, outcome.source) == ("found", "live"), outcome
@@ -66,7 +66,7 @@ async def test_store_miss_pulls_live_and_stores(
         assert outcome.certificate.holder_name[0] == citizen.name[0]
         assert outcome.certificate.holder_name != citizen.name
     async with store.db.read() as conn:
-        stored = await store.holder_certificates(conn, citizen.id_number, types)
+        stored = await store.holder_certificates(conn, store.holder(citizen.id_number), types)
     assert {r.type_key for r in stored} == set(types)
     pulls = [r for r in await audit_actions(store.db) if r.action == "certificate.pulled"]
     assert len(pulls) == 1 and set(pulls[0].detail["departments"]) == {"public_security", "civil_affairs"}
@@ -81,7 +81,7 @@ async def test_store_hit_answers_without_asking_the_department(
     citizen = citizen_with(sims, "public_security")
     key = type_from(sims, citizen, "public_security")
     sims.set_faults("public_security", "hang=1")  # asking it now would time out
-    result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert (outcome.state, outcome.source) == ("found", "store")
     assert outcome.certificate is not None and outcome.certificate.holder_name.startswith(citizen.name[0])
@@ -101,7 +101,11 @@ async def test_hanging_department_is_unavailable_within_the_budget(
     sims.set_faults("civil_affairs", "hang=1")
     budget = 0.6
     result = await service.lookup(
-        citizen.id_number, [hanging, answering], purpose=PURPOSE, actor=ACTOR, budget_seconds=budget
+        service.store.holder(citizen.id_number),
+        [hanging, answering],
+        purpose=PURPOSE,
+        actor=ACTOR,
+        budget_seconds=budget,
     )
     assert result.elapsed_ms < (budget + 0.25) * 1000
     assert result.outcomes[answering].state == "found"
@@ -117,7 +121,7 @@ async def test_failing_department_is_unavailable_with_the_http_status(
     key = type_from(sims, citizen, "human_resources")
     sims.set_faults("human_resources", "error_rate=1")
     # The lookup pool's retries fit inside the budget, so the department's own last answer is reported.
-    result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert outcome.state == "unavailable"
     assert outcome.reason.startswith("HTTP 503"), outcome.reason
@@ -130,7 +134,9 @@ async def test_failing_department_is_unavailable_with_the_http_status(
 
 async def test_type_without_connector_and_unknown_type(sims: Simulators, service: CertificateService) -> None:
     citizen = citizen_with(sims, "public_security")
-    result = await service.lookup(citizen.id_number, ["business_license", "no_such_type"], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(
+        service.store.holder(citizen.id_number), ["business_license", "no_such_type"], purpose=PURPOSE, actor=ACTOR
+    )
     assert result.outcomes["business_license"].state == "unavailable"
     assert result.outcomes["business_license"].reason == "no connector for market_regulation"
     assert result.outcomes["no_such_type"].state == "unavailable"
@@ -140,7 +146,7 @@ async def test_not_held_is_not_found(sims: Simulators, service: CertificateServi
     citizen = citizen_with(sims, "public_security")
     held = {c.type_key for c in citizen.certificates}
     missing = next(k for k in sims.departments["civil_affairs"].info.types if k not in held)
-    result = await service.lookup(citizen.id_number, [missing], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), [missing], purpose=PURPOSE, actor=ACTOR)
     assert result.outcomes[missing].state == "not_found"
 
 
@@ -154,11 +160,11 @@ async def test_revoked_live_answer_is_not_found_and_withdraws_the_stored_copy(
     async with store.db.transaction() as conn:
         await conn.execute(certificates.update().values(fetched_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
     sims.set_faults("public_security", "revoked=1")
-    result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert outcome.state == "not_found" and "revoked" in outcome.reason
     async with store.db.read() as conn:
-        rows = await store.holder_certificates(conn, citizen.id_number, [key])
+        rows = await store.holder_certificates(conn, store.holder(citizen.id_number), [key])
     assert rows and all(r.verification_status == "revoked" for r in rows)
 
 
@@ -168,7 +174,9 @@ async def test_circuit_open_reads_as_such(sims: Simulators, service: Certificate
     sims.set_faults("public_security", "error_rate=1")
     reasons = []
     for _ in range(4):  # each lookup's retries count as failures; the breaker opens after five in a row
-        result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR, budget_seconds=1.0)
+        result = await service.lookup(
+            service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR, budget_seconds=1.0
+        )
         reasons.append(result.outcomes[key].reason)
     assert reasons[0].startswith("HTTP 503")
     assert reasons[-1].startswith("circuit open"), reasons
@@ -193,16 +201,18 @@ async def test_stale_copy_is_refreshed_live_or_served_when_the_department_is_dow
     async with store.db.transaction() as conn:
         await conn.execute(certificates.update().values(fetched_at=old))
     # Stale: asked again, answered live, and the stored copy is fresh again.
-    result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR)
+    result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     assert (result.outcomes[key].state, result.outcomes[key].source) == ("found", "live")
     async with store.db.read() as conn:
-        rows = await store.holder_certificates(conn, citizen.id_number, [key])
+        rows = await store.holder_certificates(conn, store.holder(citizen.id_number), [key])
     assert rows and max(r.fetched_at for r in rows) > old
     # Stale and the department hangs: the stored copy, saying how old it is and why it was not refreshed.
     async with store.db.transaction() as conn:
         await conn.execute(certificates.update().values(fetched_at=old))
     sims.set_faults("public_security", "hang=1")
-    result = await service.lookup(citizen.id_number, [key], purpose=PURPOSE, actor=ACTOR, budget_seconds=0.4)
+    result = await service.lookup(
+        service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR, budget_seconds=0.4
+    )
     outcome = result.outcomes[key]
     assert (outcome.state, outcome.source) == ("found", "store")
     assert outcome.reason.startswith("stored copy fetched 2020-01-01") and "timed out" in outcome.reason

@@ -73,7 +73,7 @@ async def test_stored_certificate_reads_back_whole(store: CertificateStore, popu
     original = batch[0].certificate
     async with store.db.read() as conn:
         back = await store.certificate(conn, original.identifier)
-        rows = await store.holder_certificates(conn, original.holder_code, [original.type_key])
+        rows = await store.holder_certificates(conn, store.holder(original.holder_code), [original.type_key])
     assert back == original
     assert TRUST.verify(back, today=AS_OF).ok  # the stored payload still carries a verifiable signature
     mine = [r for r in rows if r.identifier == original.identifier]

@@ -13,13 +13,16 @@ from catalog.loader import cached_catalog
 from gateway.cases.access import load_application
 from gateway.cases.numbers import next_sequence
 from gateway.cases.tables import tracking_sequences
+from gateway.certificates.lookup import CertificateService
+from gateway.certificates.runtime import type_departments
+from gateway.certificates.store import CertificateStore
 from gateway.identity.principal import Principal, Role
 from gateway.intake.schemas import ApplicantIn, CreateApplication
 from gateway.intake.services import IntakeService, normalise_phone, phone_problem, route
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.settings import Settings
 from gateway.storage import Database
-from tests.gateway.intake.fixtures import COMMUNITY, STREET
+from tests.gateway.intake.fixtures import COMMUNITY, ONE_CERT_ITEM, STREET
 
 
 async def test_sequences_are_unique_across_processes(db_settings: Settings, database: Database) -> None:
@@ -116,3 +119,49 @@ def test_routing(settings: Settings) -> None:
     assert route(catalog, community, on_behalf) == (STREET, None)
     handling, problem = route(catalog, street, community_item)
     assert handling is None and problem
+
+
+class CountingCipher(FieldCipher):
+    """Counts the blind indexes it computes, by kind."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        super().__init__(keyring)
+        self.indexes: list[str] = []
+
+    def blind_index(self, value: str, *, kind: str) -> str:
+        self.indexes.append(kind)
+        return super().blind_index(value, kind=kind)
+
+
+async def test_a_filing_computes_the_applicants_blind_index_once(db_settings: Settings, database: Database) -> None:
+    """The application row, the certificate store read and the lookup's audit records share one HMAC."""
+    catalog = cached_catalog(db_settings.config_dir)
+    cipher = CountingCipher(KeyRing.generate())
+    store = CertificateStore(database, cipher)
+    service = IntakeService(
+        database=database,
+        catalog=catalog,
+        calendar=WorkingCalendar(),
+        cipher=cipher,
+        settings=db_settings,
+        certificates=CertificateService(
+            database=database, store=store, pool=None, type_departments=type_departments(catalog)
+        ),
+    )
+    clerk = Principal(token_id="t1", role=Role.CLERK, unit=STREET)
+    item = catalog.item(ONE_CERT_ITEM)
+    assert item is not None and item.certificate_types
+    created = await service.create(
+        clerk,
+        CreateApplication(
+            item_code=ONE_CERT_ITEM,
+            applicant=ApplicantIn(id_number="11010519491231002X", name="张三", phone="13812345678"),
+            consent=True,
+        ),
+    )
+    assert cipher.indexes == ["citizen_id"]
+    # The lookup ran (no connectors here: each certificate material says why it is unavailable).
+    assert {m.state for m in created.materials if m.source == "certificate"} == {"unavailable"}
+    async with database.read() as conn:
+        row = await load_application(conn, created.id, clerk)
+    assert row.applicant_id_index == FieldCipher(cipher.keyring).blind_index("11010519491231002X", kind="citizen_id")
