@@ -128,7 +128,7 @@ class CountingCipher(FieldCipher):
         super().__init__(keyring)
         self.indexes: list[str] = []
 
-    def blind_index(self, value: str, *, kind: str) -> str:
+    def blind_index(self, value: str, *, kind: str = "citizen_id") -> str:
         self.indexes.append(kind)
         return super().blind_index(value, kind=kind)
 
