@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
+from demokit.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
 from gateway.settings import SettingsError, load_settings
 
 PROG = "onewindow simulate"
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from connectors.simulators.faults import FaultSpecError, parse_fault_spec
-    from connectors.simulators.registry import DEPARTMENT_CODES
+    from demokit.simulators.faults import FaultSpecError, parse_fault_spec
+    from demokit.simulators.registry import DEPARTMENT_CODES
 
     try:
         parse_fault_spec(args.faults)
@@ -75,7 +75,7 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from connectors.simulators.runner import run_simulators
+    from demokit.simulators.runner import run_simulators
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ deterministic synthetic citizens (`seed`) and certificates signed with each issu
 request (`faults`). Start them with `run_simulators`.
 
 The servers and the seeding (aiohttp, cryptography) load on first use of one of their names, not on import of this
-package: the command line imports `connectors.simulators.defaults` on every start.
+package: the command line imports `demokit.simulators.defaults` on every start.
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
-from connectors.simulators.faults import Faults, FaultSpecError, parse_fault_spec
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
+from demokit.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
+from demokit.simulators.faults import Faults, FaultSpecError, parse_fault_spec
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
 
 if TYPE_CHECKING:
-    from connectors.simulators.runner import Simulators, build_simulators, run_simulators
-    from connectors.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
+    from demokit.simulators.runner import Simulators, build_simulators, run_simulators
+    from demokit.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
 
 #: Names served lazily, by the module that defines them.
 _LAZY = {
-    "Simulators": "connectors.simulators.runner",
-    "build_simulators": "connectors.simulators.runner",
-    "run_simulators": "connectors.simulators.runner",
-    "Citizen": "connectors.simulators.seed",
-    "Population": "connectors.simulators.seed",
-    "demo_citizens": "connectors.simulators.seed",
-    "generate_citizens": "connectors.simulators.seed",
-    "generate_population": "connectors.simulators.seed",
+    "Simulators": "demokit.simulators.runner",
+    "build_simulators": "demokit.simulators.runner",
+    "run_simulators": "demokit.simulators.runner",
+    "Citizen": "demokit.simulators.seed",
+    "Population": "demokit.simulators.seed",
+    "demo_citizens": "demokit.simulators.seed",
+    "generate_citizens": "demokit.simulators.seed",
+    "generate_population": "demokit.simulators.seed",
 }
 
 

@@ -23,10 +23,10 @@ from aiohttp import web
 
 from catalog.codes import citizen_id_problem, normalise_citizen_id
 from connectors.model import Certificate
-from connectors.simulators.faults import NO_FAULTS, Faults, FaultSpecError, faults_from_mapping, parse_fault_list
-from connectors.simulators.registry import DEPARTMENTS, DepartmentInfo
-from connectors.simulators.seed import SHANGHAI
-from connectors.simulators.store import CertificateStore, StoredCertificate
+from demokit.simulators.faults import NO_FAULTS, Faults, FaultSpecError, faults_from_mapping, parse_fault_list
+from demokit.simulators.registry import DEPARTMENTS, DepartmentInfo
+from demokit.simulators.seed import SHANGHAI
+from demokit.simulators.store import CertificateStore, StoredCertificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

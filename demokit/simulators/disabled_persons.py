@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
@@ -23,7 +23,7 @@ from connectors.simulators.base import (
     page_count,
     page_size_param,
 )
-from connectors.simulators.seed import SHANGHAI
+from demokit.simulators.seed import SHANGHAI
 
 APP_KEY = "demo-disabled-persons-key"
 DEFAULT_PAGE_SIZE = 100

@@ -30,8 +30,8 @@ import msgspec
 
 from catalog.codes import certificate_identifier, citizen_id_check_char
 from connectors.model import Certificate, CertificateStatus, Signature, SignatureAlgorithm, canonical_bytes
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
 from connectors.trust import IssuerPrivateKey, issuer_algorithm, issuer_key_id, issuer_private_key, sign_bytes
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 DIVISION = "430302"

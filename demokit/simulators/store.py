@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from connectors.model import Certificate, CertificateStatus, Signature, canonical_bytes
-from connectors.simulators.seed import SHANGHAI, SeededCertificate
 from connectors.trust import IssuerPrivateKey, issuer_algorithm, issuer_key_id, issuer_private_key, sign_bytes
+from demokit.simulators.seed import SHANGHAI, SeededCertificate
 
 #: Above every identifier: ``(t, _AFTER_ALL)`` sorts after every key with the same time.
 _AFTER_ALL = "\U0010ffff"
