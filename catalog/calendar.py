@@ -40,6 +40,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_CONFIG_DIR",
+    "DISTRICT_TZ",
     "OVERRIDES_FILE",
     "CalendarConfigError",
     "CalendarEstimateWarning",
@@ -56,6 +57,8 @@ __all__ = [
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 #: Where the override file lives, relative to a config dir.
 OVERRIDES_FILE = Path("calendar") / "overrides.toml"
+#: The district's civil time (UTC+8, no daylight saving): what "today" means for windows and deadlines.
+DISTRICT_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 # A range longer than this is almost certainly a typo (the longest official break is 9 days).
 _MAX_RANGE_DAYS = 31

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import msgspec
 
 from catalog.models import Catalog, Item
-from demokit.simulators.runner import DEFAULT_CITIZENS, DEFAULT_SEED, Simulators
+from demokit.simulators.runner import Simulators
+from gateway.commands.simulate import DEFAULT_CITIZENS, DEFAULT_SEED
 from gateway.settings import Settings
 from gateway.storage.database import Database
 

@@ -4,10 +4,11 @@ Six real HTTP servers (aiohttp), each in the API style of a system of its kind (
 (JSON, API key, cursor), civil affairs (HMAC-signed requests, offset), human resources (OAuth2 client credentials,
 pages), disabled persons' federation (legacy XML), health (mutual TLS) and veterans affairs (plain JSON). They serve
 deterministic synthetic citizens (`seed`) and certificates signed with each issuer's demo key, and inject faults on
-request (`faults`). Start them with `run_simulators`.
+request (`faults`). Start them with `run_simulators`; its defaults (seed, population) are those of
+``onewindow simulate`` (`gateway.commands.simulate`).
 
 The servers and the seeding (aiohttp, cryptography) load on first use of one of their names, not on import of this
-package: the command line imports `demokit.simulators.defaults` on every start.
+package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from demokit.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
 from demokit.simulators.faults import Faults, FaultSpecError, parse_fault_spec
 from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
 
@@ -47,9 +47,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CERTIFICATE_TYPES",
-    "DEFAULT_CITIZENS",
-    "DEFAULT_PORT",
-    "DEFAULT_SEED",
     "DEPARTMENTS",
     "DEPARTMENT_CODES",
     "Citizen",

@@ -27,9 +27,6 @@ from aiohttp import web
 
 from demokit.simulators.base import DepartmentSimulator, json_response
 from demokit.simulators.civil_affairs import CivilAffairsSimulator
-from demokit.simulators.defaults import DEFAULT_CITIZENS as DEFAULT_CITIZENS  # re-exported: older import path
-from demokit.simulators.defaults import DEFAULT_PORT as DEFAULT_PORT
-from demokit.simulators.defaults import DEFAULT_SEED as DEFAULT_SEED
 from demokit.simulators.disabled_persons import DisabledPersonsSimulator
 from demokit.simulators.faults import NO_FAULTS, Faults, faults_from_mapping, parse_fault_list, parse_fault_spec
 from demokit.simulators.health import HealthSimulator
@@ -40,6 +37,7 @@ from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES
 from demokit.simulators.seed import Citizen, Population, demo_citizens, generate_population
 from demokit.simulators.store import CertificateStore
 from demokit.simulators.veterans import VeteransSimulator
+from gateway.commands.simulate import DEFAULT_CITIZENS, DEFAULT_SEED
 
 PKI_SUBDIR = Path("simulators") / "pki"
 #: aiohttp waits this long for in-flight handlers at shutdown before cancelling them.
