@@ -40,8 +40,9 @@ from sqlalchemy import event
 from bench.asgi import asgi_request
 from bench.harness import AsgiServer, ServerFlags, machine, percentile
 from bench.prepare import PHONE, bench_settings, server_env
+from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
-from catalog.models import Catalog, Item
+from catalog.models import Item
 from demokit.demo.steps import choose_scenario, create_demo_tokens, prepare_database
 from demokit.simulators import Citizen, run_simulators
 from demokit.simulators.registry import CERTIFICATE_TYPES

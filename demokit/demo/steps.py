@@ -6,7 +6,7 @@
 4. `sync_certificates`  every department's certificates pulled into the store
 5. `choose_scenario`    two street windows, the item and department the demo shows, the listed citizens
 6. `create_demo_tokens` one bearer token per role (the previous run's demo tokens are revoked)
-7. `write_demo_file`    ``<data dir>/demo.json`` (CONTRACT.md), mode 0600
+7. `write_demo_file`    ``<data dir>/demo.json`` (its fields: README.md), mode 0600
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from catalog.models import Catalog, Item
+from catalog.catalog import Catalog
+from catalog.models import Item
 from demokit.simulators.runner import Simulators
 from gateway.commands.simulate import DEFAULT_CITIZENS, DEFAULT_SEED
 from gateway.settings import Settings
@@ -32,7 +33,7 @@ DEMO_FILE = "demo.json"
 #: The same synthetic population every run, and the same as a plain `onewindow simulate` serves.
 DEMO_SEED = DEFAULT_SEED
 DEMO_POPULATION = DEFAULT_CITIZENS
-#: How many citizens demo.json lists (CONTRACT.md: at least five).
+#: How many citizens demo.json lists (at least five).
 DEMO_CITIZEN_COUNT = 6
 #: The simulators' control port sits this far above the gateway's port; the departments follow it (+1 … +6).
 SIMULATOR_PORT_OFFSET = 100
@@ -70,7 +71,7 @@ class PopulationInfo(msgspec.Struct, kw_only=True):
 
 
 class DemoFile(msgspec.Struct, kw_only=True):
-    """``demo.json``: CONTRACT.md's fields first, then extras (clients ignore what they do not know)."""
+    """``demo.json``: the agreed fields first, then extras (clients ignore what they do not know)."""
 
     base_url: str
     tokens: dict[str, str]

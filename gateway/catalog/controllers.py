@@ -11,7 +11,8 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
-from catalog.models import Catalog, Level, PublicItem
+from catalog.catalog import Catalog
+from catalog.models import Level, PublicItem
 from gateway.catalog import services
 from gateway.catalog.schemas import ItemList
 from gateway.identity.auth import EXCLUDE_KEY

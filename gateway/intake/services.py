@@ -34,8 +34,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import WorkingCalendar
+from catalog.catalog import Catalog
 from catalog.codes import citizen_id_problem, normalise_citizen_id
-from catalog.models import Catalog, Item, Unit
+from catalog.models import Item, Unit
 from gateway import audit
 from gateway.identity.principal import Principal, Role
 from gateway.intake import uploads

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.calendar import WorkingCalendar
-from catalog.models import Catalog
+from catalog.catalog import Catalog
 from gateway.identity.principal import Principal, Role
 from gateway.intake.cases import (
     STATUS_READ_SCOPE,
