@@ -7,12 +7,15 @@
 
 Every form counts: ``import x``, ``from x import y``, relative imports, imports under ``TYPE_CHECKING`` or inside
 functions, and ``importlib.import_module("x")`` / ``__import__("x")`` with a literal name.
+
+Within the production packages no two modules need each other, not even through an import inside a function or
+under ``TYPE_CHECKING`` (such a pair is one module split in two, or a type in the wrong place).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -49,22 +52,6 @@ def _resolve(module: str, is_package: bool, level: int, target: str | None) -> s
     return ".".join([*base, target] if target else base)
 
 
-def imported_names(tree: ast.AST, module: str, *, is_package: bool = False) -> Iterator[tuple[int, str]]:
-    """``(line, absolute module name)`` for every import in ``tree``."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom):
-            yield node.lineno, _resolve(module, is_package, node.level, node.module)
-        elif isinstance(node, ast.Call) and node.args:
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            first = node.args[0]
-            if name in _DYNAMIC_IMPORTERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
-                yield node.lineno, first.value
-
-
 def _is_type_checking(node: ast.AST) -> bool:
     test = node.test if isinstance(node, ast.If) else None
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
@@ -72,20 +59,46 @@ def _is_type_checking(node: ast.AST) -> bool:
     )
 
 
-def import_time_lines(tree: ast.Module) -> set[int]:
-    """Lines of the statements that run when the module is imported: outside functions and ``TYPE_CHECKING``."""
-    lines: set[int] = set()
-    stack: list[ast.AST] = list(tree.body)
+def _nodes(tree: ast.Module, *, in_functions: bool = True, type_checking: bool = True) -> Iterator[ast.AST]:
+    """Every node of ``tree``; without function bodies or ``if TYPE_CHECKING:`` blocks when asked."""
+    stack: list[ast.AST] = list(reversed(tree.body))
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or _is_type_checking(node):
-            if isinstance(node, ast.If):
-                stack.extend(node.orelse)
+        if not in_functions and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             continue
-        if isinstance(node, ast.stmt | ast.expr):
-            lines.add(node.lineno)
-        stack.extend(ast.iter_child_nodes(node))
-    return lines
+        if not type_checking and isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(reversed(node.orelse))
+            continue
+        yield node
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def imported_names(
+    tree: ast.Module, module: str, *, is_package: bool = False, type_checking: bool = True
+) -> Iterator[tuple[int, str, tuple[str, ...]]]:
+    """``(line, absolute module name, names taken from it)`` for every import in ``tree``."""
+    for node in _nodes(tree, type_checking=type_checking):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, ()
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(alias.name for alias in node.names)
+            yield node.lineno, _resolve(module, is_package, node.level, node.module), names
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            first = node.args[0]
+            if name in _DYNAMIC_IMPORTERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield node.lineno, first.value, ()
+
+
+def import_time_lines(tree: ast.Module) -> set[int]:
+    """Lines of the code that runs when the module is imported: outside functions and ``TYPE_CHECKING``."""
+    return {
+        node.lineno
+        for node in _nodes(tree, in_functions=False, type_checking=False)
+        if isinstance(node, ast.stmt | ast.expr)
+    }
 
 
 def violations(source: str, path: str, module: str, *, is_package: bool = False) -> list[str]:
@@ -95,7 +108,7 @@ def violations(source: str, path: str, module: str, *, is_package: bool = False)
     tree = ast.parse(source, filename=path)
     at_import_time = import_time_lines(tree)
     found: list[str] = []
-    for line, name in imported_names(tree, module, is_package=is_package):
+    for line, name, _ in imported_names(tree, module, is_package=is_package):
         top = name.split(".")[0]
         if top not in forbidden:
             continue
@@ -110,6 +123,64 @@ def violations(source: str, path: str, module: str, *, is_package: bool = False)
         )
         found.append(f"{path}:{line}: {module} imports {name}: {why}")
     return found
+
+
+def import_graph(sources: Mapping[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Module -> the modules of ``sources`` (name -> (source, is_package)) it imports, in any of the forms above.
+
+    ``from p import m`` counts as importing ``p.m`` when that is a module, else ``p``; ``import p.m`` as the
+    longest known prefix."""
+    graph: dict[str, set[str]] = {}
+    for module, (source, is_package) in sources.items():
+        targets: set[str] = set()
+        for _, name, names in imported_names(ast.parse(source), module, is_package=is_package):
+            submodules = {f"{name}.{n}" for n in names if f"{name}.{n}" in sources}
+            if submodules:
+                targets |= submodules
+                continue
+            parts = name.split(".")
+            while parts and ".".join(parts) not in sources:
+                parts.pop()
+            if parts:
+                targets.add(".".join(parts))
+        targets.discard(module)
+        graph[module] = targets
+    return graph
+
+
+def import_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other (strongly connected components of two or more), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group: list[str] = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(groups)
 
 
 def production_modules() -> list[Path]:
@@ -131,6 +202,37 @@ def test_production_imports_respect_the_layers() -> None:
             is_package=path.name == "__init__.py",
         )
     assert not problems, "forbidden imports:\n" + "\n".join(problems)
+
+
+def test_production_modules_do_not_need_each_other() -> None:
+    sources = {
+        module_name(path): (path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        for path in production_modules()
+    }
+    cycles = import_cycles(import_graph(sources))
+    assert not cycles, "modules that import each other (inside functions and under TYPE_CHECKING too):\n" + "\n".join(
+        " <-> ".join(group) for group in cycles
+    )
+
+
+def test_a_cycle_through_a_function_and_type_checking_is_found() -> None:
+    sources = {
+        "catalog": ("", True),
+        "catalog.models": (
+            "class Catalog:\n    def __init__(self):\n        from catalog.search import Index\n",
+            False,
+        ),
+        "catalog.search": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from catalog.models import I\n",
+            False,
+        ),
+        "catalog.loader": ("from catalog import models\nfrom . import search\n", False),
+        "gateway.app": ("import catalog.loader\nimport gateway.app\n", False),
+    }
+    graph = import_graph(sources)
+    assert graph["catalog.loader"] == {"catalog.models", "catalog.search"}
+    assert graph["gateway.app"] == {"catalog.loader"}
+    assert import_cycles(graph) == [["catalog.models", "catalog.search"]]
 
 
 @pytest.mark.parametrize(
