@@ -40,12 +40,13 @@ from sqlalchemy import event
 from bench.asgi import asgi_request
 from bench.harness import AsgiServer, ServerFlags, machine, percentile
 from bench.prepare import PHONE, bench_settings, server_env
+from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
-from catalog.models import Catalog, Item
-from connectors.simulators import Citizen, run_simulators
-from connectors.simulators.registry import CERTIFICATE_TYPES
+from catalog.models import Item
+from demokit.demo.steps import choose_scenario, create_demo_tokens, prepare_database
+from demokit.simulators import Citizen, run_simulators
+from demokit.simulators.registry import CERTIFICATE_TYPES
 from gateway.context import context_of
-from gateway.demo.steps import choose_scenario, create_demo_tokens, prepare_database
 
 TARGET_MS = 200.0
 ITEM_CODE = "0107001100"  # 出生登记: public security + health required, civil affairs optional

@@ -14,8 +14,7 @@ import msgspec
 from litestar.testing import AsyncTestClient
 
 from catalog.loader import cached_catalog
-from gateway.app import create_app
-from gateway.demo.steps import (
+from demokit.demo.steps import (
     Scenario,
     choose_scenario,
     create_demo_tokens,
@@ -24,6 +23,7 @@ from gateway.demo.steps import (
     start_simulators,
     sync_certificates,
 )
+from gateway.app import create_app
 from gateway.settings import Settings, load_settings
 
 PHONE = "13800000000"

@@ -61,7 +61,6 @@ __all__ = [
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 #: Where the override file lives, relative to a config dir.
 OVERRIDES_FILE = Path("calendar") / "overrides.toml"
-
 #: The district keeps Beijing time (UTC+8, no daylight saving). Acceptance dates, deadlines, certificate validity
 #: and every time shown to people are in it; the database stores UTC.
 DISTRICT_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")

@@ -28,12 +28,12 @@ from typing import Any, TypeVar, get_args, get_origin
 
 import msgspec
 
+from catalog.catalog import Catalog
 from catalog.codes import uscc_problem
 from catalog.models import (
     HOLDER_CODE_TYPES,
     ITEM_TYPES,
     LEVELS,
-    Catalog,
     CertificateType,
     Department,
     Item,

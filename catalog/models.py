@@ -4,6 +4,8 @@
 Every Struct is frozen and refuses unknown fields, so a typo in a data file is an error, not a silently
 ignored key. `Item` is what the data files hold (政务服务事项实施清单); `PublicItem` is the shape the API and
 `onewindow catalog export` give out (the item fields docs/api.md#catalog fixes, plus a few more).
+
+Value types only: the loaded catalog with its lookups and search index is `catalog.catalog.Catalog`.
 """
 
 from __future__ import annotations
@@ -229,100 +231,3 @@ class Unit(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kind: str
     parent: str | None = None
     uscc: str | None = None
-
-
-class Catalog:
-    """The loaded catalog and registries, indexed once. Built by `catalog.loader.load_catalog`.
-
-    A plain class rather than a Struct: it is a read-only view with lookup tables and a search index, never
-    serialised as a whole.
-    """
-
-    __slots__ = (
-        "_certificate_types",
-        "_children",
-        "_departments",
-        "_items",
-        "_search",
-        "_units",
-        "certificate_types",
-        "departments",
-        "etag",
-        "items",
-        "units",
-    )
-
-    def __init__(
-        self,
-        *,
-        items: tuple[Item, ...],
-        departments: tuple[Department, ...],
-        certificate_types: tuple[CertificateType, ...],
-        units: tuple[Unit, ...],
-        etag: str,
-    ) -> None:
-        from catalog.search import SearchIndex  # search only needs Item's attributes; import here avoids a cycle
-
-        self.items = items
-        self.departments = departments
-        self.certificate_types = certificate_types
-        self.units = units
-        #: Stable hash of the loaded content; changes whenever any item or registry entry changes.
-        self.etag = etag
-        self._items = {i.code: i for i in items}
-        self._departments = {d.code: d for d in departments}
-        self._certificate_types = {c.key: c for c in certificate_types}
-        self._units = {u.code: u for u in units}
-        children: dict[str, list[Unit]] = {}
-        for u in units:
-            if u.parent is not None:
-                children.setdefault(u.parent, []).append(u)
-        self._children = {k: tuple(v) for k, v in children.items()}
-        self._search = SearchIndex(items)
-
-    def __repr__(self) -> str:
-        return f"<Catalog {len(self.items)} items, etag {self.etag}>"
-
-    def item(self, code: str) -> Item | None:
-        return self._items.get(code)
-
-    def offered(self, today: dt.date) -> list[Item]:
-        """Items a window may offer on ``today``: published and valid."""
-        return [i for i in self.items if i.is_offered(today)]
-
-    def search(self, query: str, *, limit: int | None = None) -> list[Item]:
-        """Items matching ``query`` by Chinese substring or pinyin (full or initials), best first."""
-        return self._search.search(query, limit=limit)
-
-    def department(self, code: str) -> Department | None:
-        return self._departments.get(code)
-
-    def department_name(self, code: str) -> str:
-        d = self._departments.get(code)
-        return d.name if d else ""
-
-    def certificate_type(self, key: str) -> CertificateType | None:
-        return self._certificate_types.get(key)
-
-    def unit(self, code: str) -> Unit | None:
-        """A unit by code; a 6-digit division code (``430302``) is read as its 12-digit form."""
-        if len(code) == 6 and code.isdigit():
-            code += "000000"
-        return self._units.get(code)
-
-    def children(self, code: str) -> tuple[Unit, ...]:
-        return self._children.get(code, ())
-
-    def units_at(self, level: UnitLevel) -> list[Unit]:
-        return [u for u in self.units if u.level == level]
-
-    def public(self, item: Item) -> PublicItem:
-        """The item as the API shows it, with its department's name."""
-        return item.to_public(self.department_name(item.department))
-
-    def counts(self) -> dict[str, int]:
-        """Number of items per level."""
-        out: dict[str, int] = dict.fromkeys(LEVELS, 0)
-        for i in self.items:
-            out[i.level] = out.get(i.level, 0) + 1
-        return out

@@ -15,12 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
-from pypinyin import Style, lazy_pinyin
-
-if TYPE_CHECKING:
-    from catalog.models import Item
+from catalog.models import Item
 
 _EXACT, _PREFIX, _TEXT_SUBSTRING, _PINYIN_SUBSTRING, _ALL_TERMS = range(5)
 #: Everything that is not a letter, digit or CJK ideograph is ignored on both sides.
@@ -34,9 +30,17 @@ def normalise(text: str) -> str:
     return _NOISE.sub("", folded.lower())
 
 
+def _pinyin(text: str) -> list[str]:
+    # pypinyin takes ~0.3 s to import (its phrase tables): paid when the first index is built, not by every
+    # module that imports the catalog's types.
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(text, style=Style.NORMAL)
+
+
 @lru_cache(maxsize=8192)
 def _character_reading(ch: str) -> tuple[str, ...]:
-    return tuple(lazy_pinyin(ch, style=Style.NORMAL))
+    return tuple(_pinyin(ch))
 
 
 def _syllables(text: str, *, per_character: bool) -> list[str]:
@@ -45,7 +49,7 @@ def _syllables(text: str, *, per_character: bool) -> list[str]:
         for ch in text:
             out.extend(_character_reading(ch))
     else:
-        out = lazy_pinyin(text, style=Style.NORMAL)
+        out = _pinyin(text)
     return [s for s in (normalise(x) for x in out) if s]
 
 

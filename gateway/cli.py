@@ -7,8 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: Sub-command modules, in help order. A module that is missing is skipped (work in progress never
-#: breaks the other commands).
+#: Sub-command modules, in help order. Each one must import: a broken or missing module stops the command line
+#: with an `ImportError` naming it, rather than silently dropping a command.
 COMMAND_MODULES = (
     "serve",
     "demo",
@@ -26,12 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onewindow", description="OneWindow (一窗通) government-services gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
+        module_name = f"gateway.commands.{name}"
         try:
-            module = importlib.import_module(f"gateway.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gateway.commands.{name}":
-                continue
-            raise
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ImportError(
+                f"onewindow: the {name!r} command cannot be loaded: importing {module_name} failed: {exc}",
+                name=exc.name,
+                path=exc.path,
+            ) from exc
         module.register(sub)
     return parser
 

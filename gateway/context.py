@@ -20,8 +20,8 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from catalog.calendar import WorkingCalendar, cached_calendar
+from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
-from catalog.models import Catalog
 from gateway.health.checks import ReadinessCheck
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.settings import Settings
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from gateway.audit.keys import AuditSigner
     from gateway.certificates.lookup import CertificateService
     from gateway.certificates.store import CertificateStore
-    from gateway.identity.auth import TokenAuthenticator
+    from gateway.identity.authenticator import TokenAuthenticator
     from gateway.storage import Database
 
 #: Where the context lives on the Litestar application (``app.state``).

@@ -10,7 +10,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from catalog.calendar import district_today
-from catalog.models import Catalog, Level, PublicItem
+from catalog.catalog import Catalog
+from catalog.models import Level, PublicItem
 from gateway.catalog import services
 from gateway.catalog.schemas import ItemList
 from gateway.context import AppContext

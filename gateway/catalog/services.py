@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from catalog.models import Catalog, Item, Level
+from catalog.catalog import Catalog
+from catalog.models import Item, Level
 from gateway.catalog.schemas import ItemList
 from gateway.problems import BadRequest, FieldError
 

@@ -24,7 +24,7 @@ import msgspec
 from litestar import Litestar
 from yarl import URL
 
-from catalog.models import Catalog
+from catalog.catalog import Catalog
 from connectors.breaker import breaker_store_for
 from connectors.client import ConnectorPool
 from connectors.registry import load_departments, load_trust, rebase

@@ -19,7 +19,8 @@ import msgspec
 from gateway.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:  # the command line starts fast: the catalog loads when a command runs
-    from catalog.models import Catalog, PublicItem
+    from catalog.catalog import Catalog
+    from catalog.models import PublicItem
 
 _JSON = msgspec.json.Encoder()
 

@@ -34,7 +34,7 @@ def _loop_factory() -> object | None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.demo.runner import DemoError, StopFlag, run_demo
+    from demokit.demo.runner import DemoError, StopFlag, run_demo
     from gateway.settings import SettingsError, load_settings
 
     try:

@@ -1,4 +1,9 @@
-"""`onewindow simulate`: the six simulated department systems, until Ctrl-C or SIGTERM."""
+"""`onewindow simulate`: the six simulated department systems, until Ctrl-C or SIGTERM.
+
+The servers live in `demokit.simulators`, imported only when the command runs; the defaults below are what the
+parser shows on every start, and `demokit` uses them too (``run_simulators()`` serves what a plain
+``onewindow simulate`` serves).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,14 @@ import signal
 import sys
 from pathlib import Path
 
-from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
 from gateway.settings import SettingsError, load_settings
 
 PROG = "onewindow simulate"
+#: Seed of the synthetic citizens; the demo and the connector tests use it too.
+DEFAULT_SEED = 20200501
+DEFAULT_CITIZENS = 500
+#: Control port; the departments listen on the next six ports (docs/simulators.md).
+DEFAULT_PORT = 8100
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,8 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from connectors.simulators.faults import FaultSpecError, parse_fault_spec
-    from connectors.simulators.registry import DEPARTMENT_CODES
+    from demokit.simulators.faults import FaultSpecError, parse_fault_spec
+    from demokit.simulators.registry import DEPARTMENT_CODES
 
     try:
         parse_fault_spec(args.faults)
@@ -75,7 +84,7 @@ async def _serve(args: argparse.Namespace, data_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from connectors.simulators.runner import run_simulators
+    from demokit.simulators.runner import run_simulators
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,11 +15,11 @@ from gateway.identity.auth import (
     EXCLUDE_KEY,
     BearerAuthMiddleware,
     CurrentPrincipal,
-    TokenAuthenticator,
     auth_middleware,
     provide_principal,
     require_roles,
 )
+from gateway.identity.authenticator import TokenAuthenticator
 from gateway.identity.principal import KNOWN_SCOPES, Principal, Role
 from gateway.identity.tokens import (
     TOKEN_PREFIX,

@@ -9,14 +9,12 @@ The middleware resolves the token to a `Principal` (``request.user``) or answers
     async def create(data: NewApplication, principal: CurrentPrincipal) -> ...:
         ...  # out-of-scope objects: raise NotFound, never 403 (see gateway.identity.principal)
 
-Resolved tokens are cached in-process for a few seconds (`TokenAuthenticator`), so a revocation takes effect
-everywhere within ``cache_seconds``, immediately in the process that revoked it.
+Tokens are resolved by the context's `gateway.identity.authenticator.TokenAuthenticator` (cached a few seconds).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -31,9 +29,7 @@ from litestar.routes import HTTPRoute
 
 from gateway.context import context_of
 from gateway.identity.principal import Principal, Role
-from gateway.identity.tokens import hash_token, principal_for_token
 from gateway.problems import Forbidden, Unauthorized
-from gateway.storage.database import Database
 
 #: Paths that never need a token (regular expressions, as Litestar's ``exclude``).
 PUBLIC_PATHS = ("^/health/", "^/schema")
@@ -44,46 +40,6 @@ BEARER_SCHEME_NAME = "bearer"
 BEARER_SECURITY: list[SecurityRequirement] = [{BEARER_SCHEME_NAME: []}]
 
 _CHALLENGE = 'Bearer realm="onewindow"'
-
-
-class TokenAuthenticator:
-    """Resolves bearer tokens to principals, with a short in-process cache of positive answers."""
-
-    def __init__(self, db: Database, *, cache_seconds: float = 5.0, max_entries: int = 10_000) -> None:
-        self.db = db
-        self.cache_seconds = cache_seconds
-        self.max_entries = max_entries
-        self._cache: dict[str, tuple[float, Principal]] = {}
-
-    async def authenticate(self, token: str) -> Principal | None:
-        now = time.monotonic()
-        key = hash_token(token)  # the cache never holds a usable token
-        hit = self._cache.get(key)
-        if hit is not None:
-            if hit[0] > now:
-                return hit[1]
-            del self._cache[key]
-        principal = await principal_for_token(self.db, token)
-        if principal is not None and self.cache_seconds > 0:
-            if len(self._cache) >= self.max_entries:
-                self._evict(now)
-            self._cache[key] = (now + self.cache_seconds, principal)
-        return principal
-
-    def forget(self, token_id: str | None = None) -> None:
-        """Drop cached answers (for one token id, or all): call after revoking in this process."""
-        if token_id is None:
-            self._cache.clear()
-            return
-        for key in [k for k, (_, p) in self._cache.items() if p.token_id == token_id]:
-            del self._cache[key]
-
-    def _evict(self, now: float) -> None:
-        expired = [k for k, (until, _) in self._cache.items() if until <= now]
-        for key in expired:
-            del self._cache[key]
-        while len(self._cache) >= self.max_entries:  # still full: drop the oldest insertions
-            del self._cache[next(iter(self._cache))]
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -190,7 +146,6 @@ __all__ = [
     "PUBLIC_PATHS",
     "BearerAuthMiddleware",
     "CurrentPrincipal",
-    "TokenAuthenticator",
     "auth_middleware",
     "document_public_operations",
     "provide_principal",

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from gateway.context import context_of
-from gateway.identity.auth import TokenAuthenticator
+from gateway.identity.authenticator import TokenAuthenticator
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 
-from catalog.models import Catalog
+from catalog.catalog import Catalog
 from gateway import audit
 from gateway.identity.principal import SCOPE_PATTERN, Principal, Role
 from gateway.identity.tables import tokens

@@ -32,8 +32,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import WorkingCalendar, local_date, local_time
+from catalog.catalog import Catalog
 from catalog.codes import citizen_id_problem, normalise_citizen_id
-from catalog.models import Catalog, Item, Unit
+from catalog.models import Item, Unit
 from gateway import audit
 from gateway.cases import clock, numbers
 from gateway.cases.access import audit_case, check_if_match, load_application

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.calendar import WorkingCalendar, local_date, local_time
-from catalog.models import Catalog
+from catalog.catalog import Catalog
 from gateway.cases import clock
 from gateway.cases.access import audit_case, check_if_match, load_application, scope_filter
 from gateway.cases.clock import clock_columns, clock_state

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
+from catalog.catalog import Catalog
 from catalog.codes import is_valid_uscc
 from catalog.loader import cached_catalog
-from catalog.models import ITEM_TYPES, Catalog
+from catalog.models import ITEM_TYPES
 from gateway.settings import DEFAULT_CONFIG_DIR
 
 #: Certificate types the department simulators serve.

@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
+from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
-from catalog.models import Catalog, Item, Material
+from catalog.models import Item, Material
 from catalog.search import SearchIndex, normalise, pinyin_forms
 from gateway.settings import DEFAULT_CONFIG_DIR
 

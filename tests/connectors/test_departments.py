@@ -19,10 +19,10 @@ from connectors.breaker import MemoryBreakerStore
 from connectors.client import ConnectorPool
 from connectors.errors import CircuitOpen, ServerError
 from connectors.registry import load_department_dir
-from connectors.simulators import Simulators, run_simulators
 from connectors.spec import BreakerPolicy, DepartmentSpec, RetryPolicy, Timeouts
 from connectors.sync import fetch_holder, probe, sync_department
 from connectors.trust import TrustStore, demo_trust_file_text
+from demokit.simulators import Simulators, run_simulators
 from tests.connectors.helpers import CONFIG_DIR, FakeClock, InMemorySink
 
 SEED = 424242

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connectors.simulators import Simulators, run_simulators
+from demokit.simulators import Simulators, run_simulators
 from gateway.settings import DEFAULT_CONFIG_DIR, Settings
 
 ONEWINDOW = [sys.executable, "-m", "gateway.cli"]

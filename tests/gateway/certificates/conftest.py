@@ -13,8 +13,8 @@ import pytest
 from catalog.loader import cached_catalog
 from connectors.client import ConnectorPool
 from connectors.registry import load_departments, load_trust, rebase
-from connectors.simulators import Simulators, run_simulators
 from connectors.spec import DepartmentSpec
+from demokit.simulators import Simulators, run_simulators
 from gateway.certificates.lookup import CertificateService
 from gateway.certificates.runtime import lookup_specs, type_departments
 from gateway.certificates.store import CertificateStore

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from connectors.simulators import Simulators, run_simulators
+from demokit.simulators import Simulators, run_simulators
 from gateway.app import create_app
 from gateway.certificates.lookup import CertificateService
 from gateway.context import context_of

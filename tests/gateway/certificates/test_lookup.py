@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.client import ConnectorPool
-from connectors.simulators import Citizen, Simulators
 from connectors.sync import sync_department
+from demokit.simulators import Citizen, Simulators
 from gateway import audit
 from gateway.certificates.lookup import CertificateService, unavailable_reason
 from gateway.certificates.store import CertificateStore

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.model import Certificate, FetchedCertificate
-from connectors.simulators.seed import Population, generate_population
 from connectors.trust import TrustStore, sign_as_department
+from demokit.simulators.seed import Population, generate_population
 from gateway import audit
 from gateway.audit.tables import audit_records
 from gateway.certificates.store import CertificateStore, display_number

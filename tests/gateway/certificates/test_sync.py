@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from connectors.client import ConnectorPool
 from connectors.registry import load_trust
-from connectors.simulators import Simulators
 from connectors.sync import sync_all, sync_department
+from demokit.simulators import Simulators
 from gateway import audit
 from gateway.certificates.store import CertificateStore
 from gateway.certificates.tables import certificate_rejections, certificates

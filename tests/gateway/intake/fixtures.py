@@ -23,8 +23,8 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import func, select
 
-from connectors.simulators import Simulators, run_simulators
-from connectors.simulators.seed import Citizen
+from demokit.simulators import Simulators, run_simulators
+from demokit.simulators.seed import Citizen
 from gateway.app import create_app
 from gateway.audit.tables import audit_records
 from gateway.cases.tables import application_history, application_materials, applications, tracking_sequences

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 from sqlalchemy import func, select
 
-from connectors.simulators.seed import Citizen
+from demokit.simulators.seed import Citizen
 from gateway.audit import log as audit_log
 from gateway.audit.tables import audit_records
 from gateway.context import context_of

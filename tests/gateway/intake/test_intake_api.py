@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from catalog.catalog import Catalog
 from catalog.codes import mod37_36_check_char
-from catalog.models import Catalog
 from gateway.context import context_of
 from gateway.intake import purge
 from gateway.intake.deps import provide_intake

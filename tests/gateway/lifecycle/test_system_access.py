@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from catalog.codes import mod37_36_check_char
-from connectors.simulators.seed import Citizen
+from demokit.simulators.seed import Citizen
 from gateway.identity import create_token
 from tests.gateway.intake.fixtures import CARE_ITEM, GRID, ONE_CERT_ITEM, Gateway
 

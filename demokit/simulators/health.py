@@ -1,6 +1,6 @@
 """湘潭市雨湖区卫生健康局 — JSON over mutual TLS, start/count (docs/simulators.md §5).
 
-Types: 出生医学证明, 独生子女父母光荣证. The TLS layer (see `connectors.simulators.pki`) refuses any client without a
+Types: 出生医学证明, 独生子女父母光荣证. The TLS layer (see `demokit.simulators.pki`) refuses any client without a
 certificate from the simulator's CA, so the handlers need no further authentication.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     DepartmentSimulator,
     RecordLayout,

@@ -15,10 +15,10 @@ import pytest
 from yarl import URL
 
 from connectors.model import Certificate
-from connectors.simulators import Simulators
 from connectors.trust import TrustStore
-from tests.connectors.simulators import wire
-from tests.connectors.simulators.conftest import AS_OF
+from demokit.simulators import Simulators
+from tests.demokit.simulators import wire
+from tests.demokit.simulators.conftest import AS_OF
 
 PS_KEY = {"X-Api-Key": "demo-public-security-key"}
 DP_KEY = {"AppKey": "demo-disabled-persons-key"}

@@ -14,7 +14,7 @@ import hmac
 import msgspec
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from catalog.models import Catalog, Item
-from connectors.simulators.runner import DEFAULT_CITIZENS, DEFAULT_SEED, Simulators
+from catalog.catalog import Catalog
+from catalog.models import Item
+from demokit.simulators.runner import Simulators
+from gateway.commands.simulate import DEFAULT_CITIZENS, DEFAULT_SEED
 from gateway.settings import Settings
 from gateway.storage.database import Database
 
@@ -143,7 +145,7 @@ async def start_simulators(
     host: str, gateway_port: int, data_dir: Path, *, seed: int = DEMO_SEED, citizens: int = DEMO_POPULATION
 ) -> AsyncIterator[Simulators]:
     """The six department simulators on P+100 … P+106, or on ephemeral ports when those are taken."""
-    from connectors.simulators import run_simulators
+    from demokit.simulators import run_simulators
 
     base = simulator_base_port(gateway_port)
     if base and not _ports_free(host, range(base, base + 7)):

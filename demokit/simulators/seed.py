@@ -28,12 +28,12 @@ from typing import Literal
 
 import msgspec
 
+from catalog.calendar import DISTRICT_TZ
 from catalog.codes import certificate_identifier, citizen_id_check_char
 from connectors.model import Certificate, CertificateStatus, Signature, SignatureAlgorithm, canonical_bytes
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
 from connectors.trust import IssuerPrivateKey, issuer_algorithm, issuer_key_id, issuer_private_key, sign_bytes
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 DIVISION = "430302"
 _EARLIEST_BIRTH = dt.date(1930, 1, 1)
 _LATEST_BIRTH = dt.date(2024, 12, 31)
@@ -255,7 +255,7 @@ class _Generator:
     def updated_at(self, issued: dt.date) -> dt.datetime:
         day = self.between(max(issued, _DEPOSIT_START), self.last_day)
         seconds = 8 * 3600 + 1800 + int(self.rng.random() * 9.5 * 3600)
-        return dt.datetime.combine(day, dt.time(), SHANGHAI) + dt.timedelta(seconds=seconds)
+        return dt.datetime.combine(day, dt.time(), DISTRICT_TZ) + dt.timedelta(seconds=seconds)
 
     # people -----------------------------------------------------------------------------------------------------
     def id_number(self, division: str, birth: dt.date, gender: Gender) -> str:
@@ -798,7 +798,7 @@ def _sign_all(
 
 
 def today_in_shanghai() -> dt.date:
-    return dt.datetime.now(SHANGHAI).date()
+    return dt.datetime.now(DISTRICT_TZ).date()
 
 
 def generate_population(seed: int, citizens: int, *, as_of: dt.date | None = None) -> Population:

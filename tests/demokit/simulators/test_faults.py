@@ -11,11 +11,11 @@ import msgspec
 import pytest
 from yarl import URL
 
-from connectors.simulators import FaultSpecError, Simulators, parse_fault_spec, run_simulators
-from connectors.simulators.faults import Faults
 from connectors.trust import TrustStore
-from tests.connectors.simulators import wire
-from tests.connectors.simulators.conftest import AS_OF
+from demokit.simulators import FaultSpecError, Simulators, parse_fault_spec, run_simulators
+from demokit.simulators.faults import Faults
+from tests.demokit.simulators import wire
+from tests.demokit.simulators.conftest import AS_OF
 
 PS_KEY = {"X-Api-Key": "demo-public-security-key"}
 

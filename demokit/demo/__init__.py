@@ -1,12 +1,12 @@
 """`onewindow demo`: the department simulators and the gateway together, with demo data, tokens and ``demo.json``.
 
-Each start-up step is a function in `gateway.demo.steps` (the benchmarks reuse them to prepare their data);
-`gateway.demo.runner.run_demo` strings them together and serves the gateway until Ctrl-C / SIGTERM.
+Each start-up step is a function in `demokit.demo.steps` (the benchmarks reuse them to prepare their data);
+`demokit.demo.runner.run_demo` strings them together and serves the gateway until Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
-from gateway.demo.steps import (
+from demokit.demo.steps import (
     DEMO_FILE,
     DemoCitizen,
     DemoFile,

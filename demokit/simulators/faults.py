@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.simulators.registry import DEPARTMENT_CODES
+from demokit.simulators.registry import DEPARTMENT_CODES
 
 #: Delays (milliseconds) are capped so a typo cannot hang a test run for hours.
 MAX_DELAY_MS = 600_000.0

@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,

@@ -1,4 +1,4 @@
-"""`run_demo`: the steps of `gateway.demo.steps` in order, then the gateway served until Ctrl-C or SIGTERM.
+"""`run_demo`: the steps of `demokit.demo.steps` in order, then the gateway served until Ctrl-C or SIGTERM.
 
 The simulators and the gateway share one event loop in one process, so stopping is one thing: uvicorn's graceful
 shutdown (the app's lifespan closes its connectors and database), then the simulators' context exits.
@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from gateway.demo.steps import (
+from demokit.demo.steps import (
     DEMO_CITIZEN_COUNT,
     DemoFile,
     Scenario,

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from connectors.simulators import Simulators, run_simulators
 from connectors.trust import TrustStore
+from demokit.simulators import Simulators, run_simulators
 
 SEED = 424242
 #: The population's reference day; verification uses it too, so expiry does not drift with the calendar.

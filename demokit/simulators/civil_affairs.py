@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,

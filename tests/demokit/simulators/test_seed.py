@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 
 from catalog.codes import is_valid_certificate_identifier, is_valid_citizen_id
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
-from connectors.simulators.seed import UNITS, Population, demo_citizens, generate_population
 from connectors.trust import TrustStore
-from tests.connectors.simulators.conftest import AS_OF
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENTS
+from demokit.simulators.seed import UNITS, Population, demo_citizens, generate_population
+from tests.demokit.simulators.conftest import AS_OF
 
 
 @pytest.fixture(scope="module")

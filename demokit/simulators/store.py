@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from catalog.calendar import DISTRICT_TZ
 from connectors.model import Certificate, CertificateStatus, Signature, canonical_bytes
-from connectors.simulators.seed import SHANGHAI, SeededCertificate
 from connectors.trust import IssuerPrivateKey, issuer_algorithm, issuer_key_id, issuer_private_key, sign_bytes
+from demokit.simulators.seed import SeededCertificate
 
 #: Above every identifier: ``(t, _AFTER_ALL)`` sorts after every key with the same time.
 _AFTER_ALL = "\U0010ffff"
@@ -31,7 +32,7 @@ class StoredCertificate(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def now_in_shanghai() -> dt.datetime:
-    return dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    return dt.datetime.now(DISTRICT_TZ).replace(microsecond=0)
 
 
 class CertificateStore:

@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 import msgspec
 from aiohttp import web
 
+from catalog.calendar import DISTRICT_TZ
 from catalog.codes import citizen_id_problem, normalise_citizen_id
 from connectors.model import Certificate
-from connectors.simulators.faults import NO_FAULTS, Faults, FaultSpecError, faults_from_mapping, parse_fault_list
-from connectors.simulators.registry import DEPARTMENTS, DepartmentInfo
-from connectors.simulators.seed import SHANGHAI
-from connectors.simulators.store import CertificateStore, StoredCertificate
+from demokit.simulators.faults import NO_FAULTS, Faults, FaultSpecError, faults_from_mapping, parse_fault_list
+from demokit.simulators.registry import DEPARTMENTS, DepartmentInfo
+from demokit.simulators.store import CertificateStore, StoredCertificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,7 +80,7 @@ def parse_iso_datetime(raw: str) -> dt.datetime:
     except ValueError:
         # an unencoded "+" in a query string arrives as a space: "…T08:00:00 08:00"
         value = dt.datetime.fromisoformat(text.replace(" ", "+"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=SHANGHAI)
+    return value if value.tzinfo is not None else value.replace(tzinfo=DISTRICT_TZ)
 
 
 def datetime_param(request: web.Request, name: str) -> dt.datetime | None:
@@ -109,7 +109,7 @@ def list_param(request: web.Request, name: str) -> list[str]:
 
 
 def iso_datetime(value: dt.datetime) -> str:
-    return value.astimezone(SHANGHAI).isoformat()
+    return value.astimezone(DISTRICT_TZ).isoformat()
 
 
 def json_response(

@@ -25,21 +25,19 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from connectors.simulators.base import DepartmentSimulator, json_response
-from connectors.simulators.civil_affairs import CivilAffairsSimulator
-from connectors.simulators.defaults import DEFAULT_CITIZENS as DEFAULT_CITIZENS  # re-exported: older import path
-from connectors.simulators.defaults import DEFAULT_PORT as DEFAULT_PORT
-from connectors.simulators.defaults import DEFAULT_SEED as DEFAULT_SEED
-from connectors.simulators.disabled_persons import DisabledPersonsSimulator
-from connectors.simulators.faults import NO_FAULTS, Faults, faults_from_mapping, parse_fault_list, parse_fault_spec
-from connectors.simulators.health import HealthSimulator
-from connectors.simulators.human_resources import TOKEN_TTL_SECONDS, HumanResourcesSimulator
-from connectors.simulators.pki import PkiFiles, client_ssl_context, make_pki, server_ssl_context
-from connectors.simulators.public_security import PublicSecuritySimulator
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES
-from connectors.simulators.seed import Citizen, Population, demo_citizens, generate_population
-from connectors.simulators.store import CertificateStore
-from connectors.simulators.veterans import VeteransSimulator
+from demokit.simulators.base import DepartmentSimulator, json_response
+from demokit.simulators.civil_affairs import CivilAffairsSimulator
+from demokit.simulators.disabled_persons import DisabledPersonsSimulator
+from demokit.simulators.faults import NO_FAULTS, Faults, faults_from_mapping, parse_fault_list, parse_fault_spec
+from demokit.simulators.health import HealthSimulator
+from demokit.simulators.human_resources import TOKEN_TTL_SECONDS, HumanResourcesSimulator
+from demokit.simulators.pki import PkiFiles, client_ssl_context, make_pki, server_ssl_context
+from demokit.simulators.public_security import PublicSecuritySimulator
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES
+from demokit.simulators.seed import Citizen, Population, demo_citizens, generate_population
+from demokit.simulators.store import CertificateStore
+from demokit.simulators.veterans import VeteransSimulator
+from gateway.commands.simulate import DEFAULT_CITIZENS, DEFAULT_SEED
 
 PKI_SUBDIR = Path("simulators") / "pki"
 #: aiohttp waits this long for in-flight handlers at shutdown before cancelling them.

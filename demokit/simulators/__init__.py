@@ -4,10 +4,11 @@ Six real HTTP servers (aiohttp), each in the API style of a system of its kind (
 (JSON, API key, cursor), civil affairs (HMAC-signed requests, offset), human resources (OAuth2 client credentials,
 pages), disabled persons' federation (legacy XML), health (mutual TLS) and veterans affairs (plain JSON). They serve
 deterministic synthetic citizens (`seed`) and certificates signed with each issuer's demo key, and inject faults on
-request (`faults`). Start them with `run_simulators`.
+request (`faults`). Start them with `run_simulators`; its defaults (seed, population) are those of
+``onewindow simulate`` (`gateway.commands.simulate`).
 
 The servers and the seeding (aiohttp, cryptography) load on first use of one of their names, not on import of this
-package: the command line imports `connectors.simulators.defaults` on every start.
+package.
 """
 
 from __future__ import annotations
@@ -15,24 +16,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulators.defaults import DEFAULT_CITIZENS, DEFAULT_PORT, DEFAULT_SEED
-from connectors.simulators.faults import Faults, FaultSpecError, parse_fault_spec
-from connectors.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
+from demokit.simulators.faults import Faults, FaultSpecError, parse_fault_spec
+from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES, DEPARTMENTS
 
 if TYPE_CHECKING:
-    from connectors.simulators.runner import Simulators, build_simulators, run_simulators
-    from connectors.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
+    from demokit.simulators.runner import Simulators, build_simulators, run_simulators
+    from demokit.simulators.seed import Citizen, Population, demo_citizens, generate_citizens, generate_population
 
 #: Names served lazily, by the module that defines them.
 _LAZY = {
-    "Simulators": "connectors.simulators.runner",
-    "build_simulators": "connectors.simulators.runner",
-    "run_simulators": "connectors.simulators.runner",
-    "Citizen": "connectors.simulators.seed",
-    "Population": "connectors.simulators.seed",
-    "demo_citizens": "connectors.simulators.seed",
-    "generate_citizens": "connectors.simulators.seed",
-    "generate_population": "connectors.simulators.seed",
+    "Simulators": "demokit.simulators.runner",
+    "build_simulators": "demokit.simulators.runner",
+    "run_simulators": "demokit.simulators.runner",
+    "Citizen": "demokit.simulators.seed",
+    "Population": "demokit.simulators.seed",
+    "demo_citizens": "demokit.simulators.seed",
+    "generate_citizens": "demokit.simulators.seed",
+    "generate_population": "demokit.simulators.seed",
 }
 
 
@@ -47,9 +47,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CERTIFICATE_TYPES",
-    "DEFAULT_CITIZENS",
-    "DEFAULT_PORT",
-    "DEFAULT_SEED",
     "DEPARTMENTS",
     "DEPARTMENT_CODES",
     "Citizen",

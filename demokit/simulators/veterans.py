@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from demokit.simulators.base import (
     DATA_ROUTE,
     DepartmentSimulator,
     RecordLayout,

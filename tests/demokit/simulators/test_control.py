@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.simulators import Simulators, run_simulators
 from connectors.trust import TrustStore
-from tests.connectors.simulators import wire
-from tests.connectors.simulators.conftest import AS_OF, CITIZENS, SEED
+from demokit.simulators import Simulators, run_simulators
+from tests.demokit.simulators import wire
+from tests.demokit.simulators.conftest import AS_OF, CITIZENS, SEED
 
 PS_KEY = {"X-Api-Key": "demo-public-security-key"}
 

@@ -14,7 +14,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from connectors.simulators.base import (
+from catalog.calendar import DISTRICT_TZ
+from demokit.simulators.base import (
     DATA_ROUTE,
     ApiError,
     DepartmentSimulator,
@@ -23,7 +24,6 @@ from connectors.simulators.base import (
     page_count,
     page_size_param,
 )
-from connectors.simulators.seed import SHANGHAI
 
 APP_KEY = "demo-disabled-persons-key"
 DEFAULT_PAGE_SIZE = 100
@@ -33,13 +33,13 @@ _DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
 def compact_time(value: dt.datetime) -> str:
-    return value.astimezone(SHANGHAI).strftime(COMPACT_TIME)
+    return value.astimezone(DISTRICT_TZ).strftime(COMPACT_TIME)
 
 
 def parse_compact_time(raw: str) -> dt.datetime:
     if len(raw) != 14 or not raw.isdigit():
         raise ValueError(raw)
-    return dt.datetime.strptime(raw, COMPACT_TIME).replace(tzinfo=SHANGHAI)
+    return dt.datetime.strptime(raw, COMPACT_TIME).replace(tzinfo=DISTRICT_TZ)
 
 
 def _element(name: str, value: str) -> str:
