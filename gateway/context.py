@@ -14,7 +14,7 @@ its services from it. Readiness checks register themselves in ``context.readines
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from gateway.identity.authenticator import TokenAuthenticator
     from gateway.storage import Database
 
+T = TypeVar("T")
+
 #: Where the context lives on the Litestar application (``app.state``).
 STATE_KEY = "context"
 
@@ -45,9 +47,34 @@ class NotStarted(RuntimeError):
     """A part of the context that a lifespan provides was used before that lifespan ran."""
 
 
+class SetByLifespan(Generic[T]):
+    """An attribute a lifespan sets: reading it before then raises `NotStarted` naming that lifespan."""
+
+    def __init__(self, lifespan: str) -> None:
+        self.lifespan = lifespan
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> T:
+        try:
+            value: T = instance.__dict__[self.name]
+        except KeyError:
+            raise NotStarted(f"{self.name} is set by {self.lifespan}, which has not run") from None
+        return value
+
+    def __set__(self, instance: object, value: T) -> None:
+        instance.__dict__[self.name] = value
+
+
 class AppContext:
     """The process's parts (a plain class, not a dataclass or Struct: Litestar hands it to dependency providers and
     must not try to convert it)."""
+
+    database: SetByLifespan[Database] = SetByLifespan("database_lifespan")
+    authenticator: SetByLifespan[TokenAuthenticator] = SetByLifespan("identity_lifespan")
+    audit_signer: SetByLifespan[AuditSigner] = SetByLifespan("audit_lifespan")
 
     def __init__(
         self,
@@ -70,10 +97,8 @@ class AppContext:
         self.tracking_limiter = tracking_limiter
         #: name -> check, shown by ``GET /health/ready``.
         self.readiness: dict[str, ReadinessCheck] = {}
-        # Filled in by the lifespans (see the module docstring).
-        self._database: Database | None = None
-        self._authenticator: TokenAuthenticator | None = None
-        self._audit_signer: AuditSigner | None = None
+        # Filled in by the lifespans (see the module docstring); `database`, `authenticator` and `audit_signer` are
+        # `SetByLifespan` attributes of the class.
         self.connectors: ConnectorPool | None = None
         self.certificate_store: CertificateStore | None = None
         #: The intake's certificate lookup; None when the certificates lifespan is not part of the app.
@@ -116,36 +141,6 @@ class AppContext:
     @property
     def redis(self) -> Redis | None:
         return self.stores.redis
-
-    @property
-    def database(self) -> Database:
-        if self._database is None:
-            raise NotStarted("the database is opened by database_lifespan, which has not run")
-        return self._database
-
-    @database.setter
-    def database(self, database: Database) -> None:
-        self._database = database
-
-    @property
-    def authenticator(self) -> TokenAuthenticator:
-        if self._authenticator is None:
-            raise NotStarted("tokens are checked by identity_lifespan's authenticator, which has not run")
-        return self._authenticator
-
-    @authenticator.setter
-    def authenticator(self, authenticator: TokenAuthenticator) -> None:
-        self._authenticator = authenticator
-
-    @property
-    def audit_signer(self) -> AuditSigner:
-        if self._audit_signer is None:
-            raise NotStarted("audit checkpoints are signed by audit_lifespan's signer, which has not run")
-        return self._audit_signer
-
-    @audit_signer.setter
-    def audit_signer(self, signer: AuditSigner) -> None:
-        self._audit_signer = signer
 
     async def close(self) -> None:
         """Release what the context itself opened (the Redis client, through the stores)."""
