@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from connectors.breaker import RedisBreakerStore
 from gateway.app import create_app
 from gateway.context import AppContext, NotStarted, context_of
 from gateway.settings import Settings
@@ -36,5 +37,6 @@ async def test_lifespans_fill_in_the_context_and_share_one_redis_client(db_setti
             # The stores, the failure limiter and the connectors' breakers all talk through the same client.
             assert context.redis is not None
             assert context.tracking_limiter.store is context.stores.rate_limit
-            assert context.connectors.breaker_store.redis is context.redis  # type: ignore[union-attr]
+            breakers = context.connectors.breaker_store
+            assert isinstance(breakers, RedisBreakerStore) and breakers.redis is context.redis
         assert {"database", "departments"} <= context.readiness.keys()
