@@ -69,6 +69,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -465,6 +466,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         handler = scope.get("route_handler")
         status = getattr(handler, "status_code", None)
         media_type = getattr(handler, "media_type", None)
+        if isinstance(media_type, Enum):  # Litestar's MediaType
+            media_type = media_type.value
         return IdempotentRequest(
             self,
             principal=principal,
