@@ -219,9 +219,7 @@ async def test_kill_9_mid_run_then_retry_every_key_loses_and_duplicates_nothing(
             for _ in range(5):
                 results = await asyncio.wait_for(_fire(client, pending, clerk), PHASE_TIMEOUT)
                 after.update(results)
-                pending = {
-                    k: requests[k] for k, v in results.items() if not isinstance(v, tuple) or v[0] in (409, 503)
-                }
+                pending = {k: requests[k] for k, v in results.items() if not isinstance(v, tuple) or v[0] in (409, 503)}
                 if not pending:
                     break
                 await asyncio.sleep(1)
