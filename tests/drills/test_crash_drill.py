@@ -242,7 +242,9 @@ async def test_kill_9_mid_run_then_retry_every_key_loses_and_duplicates_nothing(
         f"\ncrash drill: {REQUESTS} create+accept requests, killed at {killed_at:.2f} s after "
         f"{KILL_AFTER} answers; answered before the crash {len(answered_before)} "
         f"({len(created_before)} × 201, {len(before) - len(answered_before)} cut off); "
-        f"rows after the crash {len(rows_after_crash)}; after the retry: {len(rows)} rows for {len(requests)} keys, "
+        f"rows after the crash {len(rows_after_crash)} "
+        f"({len(rows_after_crash - set(ids_before.values()))} committed but cut off); "
+        f"after the retry: {len(rows)} rows for {len(requests)} keys, "
         f"{replayed} replayed, {records} idempotency records; duplicates {duplicates}, lost {len(lost_after)}"
     )
     assert len(set(ids_after.values())) == len(requests), "two keys were answered with one case"

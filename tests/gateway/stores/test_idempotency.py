@@ -363,7 +363,9 @@ def test_create_app_installs_idempotency_stores_and_limiter(
     assert isinstance(context_of(app).tracking_limiter, FailureLimiter)
     assert isinstance(context_of(app).cipher, FieldCipher)
     assert app.stores.get("idempotency") is context_of(app).stores.idempotency
+    assert context_of(app).idempotency_records is None  # until the lifespan opens the database
     with TestClient(app) as client:
+        assert context_of(app).idempotency_records is not None
         ready = client.get("/health/ready").json()
         # A real POST route (the public evaluation): a retry replays the first answer, another request is 422.
         headers = {KEY: str(uuid.uuid4())}

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.storage import Database, utcnow
+from gateway.stores.lifespan import purge_interval
 from gateway.stores.records import IdempotencyRecords, KeyTaken, StoredRecord
 from gateway.stores.tables import idempotency_records
 
@@ -95,3 +96,9 @@ async def test_expired_records_are_not_answered_are_replaced_and_purged(database
     assert await count(database) == 2
     later = IdempotencyRecords(database, now=lambda: utcnow() + dt.timedelta(hours=2))
     assert await later.purge() == 2 and await count(database) == 0
+
+
+def test_the_purge_runs_every_quarter_ttl_within_a_minute_and_an_hour() -> None:
+    assert purge_interval(24 * 3600) == 3600
+    assert purge_interval(1200) == 300
+    assert purge_interval(1) == 60
