@@ -31,7 +31,8 @@ from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
-from gateway.stores import idempotency_middleware
+from gateway.stores import idempotency_middleware, provide_idempotency
+from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
 from gateway.tracking.controllers import RectificationController, TrackingController
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ttl_seconds=settings.idempotency_ttl_seconds,
         upload_max_bytes=settings.upload_max_bytes,
         cipher=cipher,
+        records=lambda: context.idempotency_records,
     )
     app = Litestar(
         # Migrations log every step at INFO; an operator wants to hear from them only when something is wrong.
@@ -76,7 +78,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         # Entered in order, left in reverse: the database first, then what needs it.
-        lifespan=[database_lifespan, audit_lifespan, identity_lifespan, certificates_lifespan, draft_purge_lifespan],
+        lifespan=[
+            database_lifespan,
+            idempotency_lifespan,
+            audit_lifespan,
+            identity_lifespan,
+            certificates_lifespan,
+            draft_purge_lifespan,
+        ],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,
         on_shutdown=[context.close],
@@ -84,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "context": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
+            "idempotency": Provide(provide_idempotency, sync_to_thread=False),
             "catalog": Provide(provide_catalog, sync_to_thread=False),
         },
         openapi_config=OpenAPIConfig(

@@ -4,6 +4,7 @@
 failure limiter) and puts it on the application; the lifespans then fill in what needs the event loop, in order:
 
     database_lifespan      context.database          (migrated)
+    idempotency_lifespan   context.idempotency_records (the durable idempotency records, purged periodically)
     audit_lifespan         context.audit_signer      (and the checkpoint task)
     identity_lifespan      context.authenticator
     certificates_lifespan  context.connectors, context.certificate_store, context.certificates
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from gateway.certificates.store import CertificateStore
     from gateway.identity.authenticator import TokenAuthenticator
     from gateway.storage import Database
+    from gateway.stores.records import IdempotencyRecords
 
 T = TypeVar("T")
 
@@ -99,6 +101,9 @@ class AppContext:
         self.readiness: dict[str, ReadinessCheck] = {}
         # Filled in by the lifespans (see the module docstring); `database`, `authenticator` and `audit_signer` are
         # `SetByLifespan` attributes of the class.
+        #: The durable idempotency records (``None`` until idempotency_lifespan ran: the middleware then keeps
+        #: answers in the fast store only).
+        self.idempotency_records: IdempotencyRecords | None = None
         self.connectors: ConnectorPool | None = None
         self.certificate_store: CertificateStore | None = None
         #: The intake's certificate lookup; None when the certificates lifespan is not part of the app.

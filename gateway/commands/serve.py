@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not settings.redis_url:
         print(
-            "onewindow serve: warning: several workers without ONEWINDOW_REDIS_URL keep idempotency records and "
+            "onewindow serve: warning: several workers without ONEWINDOW_REDIS_URL keep idempotency leases and "
             "rate limits per process",
             file=sys.stderr,
         )

@@ -24,7 +24,7 @@ from gateway.intake.applicant import (
 )
 from gateway.intake.deps import provide_intake, provide_personal_data
 from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
-from gateway.intake.services import IntakeService
+from gateway.intake.services import APPLICATIONS_PATH, IntakeService, application_location
 from gateway.problems import problem_spec
 from gateway.settings import Settings
 
@@ -59,7 +59,7 @@ class MaterialFile:
 
 
 class IntakeController(Controller):
-    path = "/api/v1/applications"
+    path = APPLICATIONS_PATH
     tags = ("intake",)
     dependencies = {"intake": Provide(provide_intake, sync_to_thread=False)}  # noqa: RUF012 - Litestar layer API
 
@@ -85,7 +85,7 @@ class IntakeController(Controller):
         intake: NamedDependency[IntakeService],
     ) -> Response[ApplicationCreated]:
         created = await intake.create(principal, data)
-        return Response(created, status_code=201, headers={"Location": f"{self.path}/{created.id}"})
+        return Response(created, status_code=201, headers={"Location": application_location(created.id)})
 
     @post(
         "/{application_id:str}/accept",

@@ -8,9 +8,13 @@ from gateway.certificates.store import CertificateStore
 from gateway.context import AppContext
 from gateway.intake.applicant import PersonalDataService
 from gateway.intake.services import IntakeService
+from gateway.stores import IdempotentRequest
 
 
-def provide_intake(context: NamedDependency[AppContext]) -> IntakeService:
+def provide_intake(
+    context: NamedDependency[AppContext], idempotency: NamedDependency[IdempotentRequest | None] = None
+) -> IntakeService:
+    """The intake service of one request; its writes commit the request's ``Idempotency-Key`` record too."""
     return IntakeService(
         database=context.database,
         catalog=context.catalog,
@@ -18,6 +22,7 @@ def provide_intake(context: NamedDependency[AppContext]) -> IntakeService:
         cipher=context.cipher,
         settings=context.settings,
         certificates=context.certificates,
+        idempotency=idempotency,
     )
 
 

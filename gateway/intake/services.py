@@ -3,7 +3,9 @@ accept it (tracking number, query code, deadline), and purge drafts nobody submi
 
 Every write is one transaction holding the change, its status history and its audit record; every refusal happens
 before the transaction, so a 4xx leaves the database as it was. Personal data is encrypted before it reaches a
-statement and masked in everything returned.
+statement and masked in everything returned. A request with an ``Idempotency-Key`` also commits its durable
+idempotency record — the answer the route sends — in that transaction (`gateway.stores.IdempotentRequest`), so a
+retry after a crash replays the answer instead of filing, accepting or storing again.
 
 Exceptions raised (all `gateway.problems` families, answered as problem+json)::
 
@@ -69,9 +71,12 @@ from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
+from gateway.stores import IdempotentRequest
 
 log = logging.getLogger("onewindow.intake")
 
+#: Where applications live in the API (the ``Location`` of a new one).
+APPLICATIONS_PATH = "/api/v1/applications"
 #: Statuses in which the window may still add or replace scans.
 UPLOAD_STATUSES = ("draft", "correction_required")
 #: An unreferenced upload younger than this is spared by the purge (an upload may be about to commit).
@@ -185,6 +190,11 @@ def route(catalog: Catalog, window: Unit, item: Item) -> tuple[str | None, str |
     return window.code, None
 
 
+def application_location(application_id: str) -> str:
+    """The URL path of an application (the ``Location`` of ``POST /api/v1/applications``)."""
+    return f"{APPLICATIONS_PATH}/{application_id}"
+
+
 # --- the service ------------------------------------------------------------------------------------------
 class IntakeService:
     """Intake operations over one database, catalog, calendar, cipher and certificate lookup."""
@@ -198,6 +208,7 @@ class IntakeService:
         cipher: FieldCipher,
         settings: Settings,
         certificates: CertificateService | None = None,
+        idempotency: IdempotentRequest | None = None,
         now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = database
@@ -206,9 +217,18 @@ class IntakeService:
         self.cipher = cipher
         self.settings = settings
         self.certificates = certificates
+        #: The request's Idempotency-Key (None without one): its record commits in the write transaction.
+        self.idempotency = idempotency
         self.now = now
 
     # -- helpers ----------------------------------------------------------------------------------------
+    async def _record(
+        self, conn: AsyncConnection, result: msgspec.Struct, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """The request's durable idempotency record, in ``conn``'s transaction (last, after every check)."""
+        if self.idempotency is not None:
+            await self.idempotency.record(conn, result, headers=headers)
+
     def _window(self, principal: Principal) -> Unit:
         unit = self.catalog.unit(principal.unit) if principal.unit else None
         if principal.role is not Role.CLERK or unit is None or unit.level not in ("street", "community"):
@@ -286,7 +306,21 @@ class IntakeService:
             if body.accept:
                 row = await load_application(conn, application_id, principal, for_update=True)
                 acceptance = await self._accept_in(conn, row, item, principal, now)
+            created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
+            await self._record(conn, created, {"Location": application_location(application_id)})
+        return created
 
+    def _created(
+        self,
+        application_id: str,
+        item: Item,
+        views: list[MaterialView],
+        window: Unit,
+        handling_unit: str,
+        applicant: ValidApplicant,
+        acceptance: Acceptance | None,
+        now: dt.datetime,
+    ) -> ApplicationCreated:
         created = ApplicationCreated(
             id=application_id,
             status="accepted" if acceptance else "draft",
@@ -463,7 +497,9 @@ class IntakeService:
         async with self.db.transaction() as conn:
             row = await load_application(conn, application_id, principal, for_update=True)
             self._check_acceptable(row, if_match, [material_view(m) for m in await load_materials(conn, row.id)])
-            return await self._accept_in(conn, row, item, principal, now)
+            acceptance = await self._accept_in(conn, row, item, principal, now)
+            await self._record(conn, acceptance)
+        return acceptance
 
     def _check_acceptable(self, row: Row[Any], if_match: str | None, materials: list[MaterialView]) -> None:
         check_if_match(row, if_match)
@@ -593,21 +629,23 @@ class IntakeService:
                     "material.uploaded",
                     {"material": key, "sha256": digest, "content_type": media_type, "size": len(content)},
                 )
+                uploaded = MaterialUploaded(
+                    application_id=row.id,
+                    key=material.key,
+                    name=material.name,
+                    required=material.required,
+                    source=material.source,
+                    certificate_type=material.certificate_type,
+                    state="provided",
+                    file=FileView(sha256=digest, content_type=media_type, size=len(content)),
+                )
+                await self._record(conn, uploaded)
         except BaseException:
             if created:  # nothing refers to the file we just wrote
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(uploads.remove, self.settings.data_dir, digest)
             raise
-        return MaterialUploaded(
-            application_id=row.id,
-            key=material.key,
-            name=material.name,
-            required=material.required,
-            source=material.source,
-            certificate_type=material.certificate_type,
-            state="provided",
-            file=FileView(sha256=digest, content_type=media_type, size=len(content)),
-        )
+        return uploaded
 
     @staticmethod
     async def _material_row(conn: AsyncConnection, row: Row[Any], key: str) -> Row[Any]:
@@ -690,9 +728,11 @@ class IntakeService:
 
 
 __all__ = [
+    "APPLICATIONS_PATH",
     "FILE_GRACE_SECONDS",
     "UPLOAD_STATUSES",
     "IntakeService",
+    "application_location",
     "normalise_phone",
     "phone_problem",
     "route",

@@ -16,6 +16,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.identity.tables",
     "gateway.cases.tables",
     "gateway.tracking.tables",
+    "gateway.stores.tables",
 )
 
 

@@ -16,8 +16,10 @@ from litestar import Litestar, Response, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, JSONBody
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.context import context_of
+from gateway.identity.principal import Principal, Role
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.problems import EXCEPTION_HANDLERS, Conflict, Unprocessable
 from gateway.stores import IdempotencyMiddleware, Stores, build_stores, idempotency_middleware, redis_client
@@ -37,6 +39,21 @@ class Counting:
     def count(self, name: str) -> int:
         self.calls[name] = self.calls.get(name, 0) + 1
         return self.calls[name]
+
+
+def bearer_user(app: ASGIApp) -> ASGIApp:
+    """Stands for the gateway's bearer authentication: ``Authorization: Bearer <t>`` is the principal with token id
+    ``t`` (``request.user``), the scheme in any case, as `BearerAuthMiddleware` reads it."""
+
+    async def authenticate(scope: Scope, receive: Receive, send: Send) -> None:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.decode().strip().partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    scope["user"] = Principal(token_id=token.strip(), role=Role.CLERK)
+        await app(scope, receive, send)
+
+    return authenticate
 
 
 def make_app(
@@ -86,9 +103,10 @@ def make_app(
         route_handlers=[create_thing, create_other, slow, flaky, busy, invalid, upload],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            bearer_user,
             idempotency_middleware(
                 stores.idempotency, ttl_seconds=ttl_seconds, upload_max_bytes=upload_max_bytes, cipher=cipher
-            )
+            ),
         ],
         debug=False,
     )
@@ -193,6 +211,16 @@ async def test_keys_are_scoped_by_caller_and_path(client_and_seen: Client) -> No
     assert (await client.post("/things", json={"a": 1}, headers=alice)).json()["n"] == 1
     assert (await client.post("/other", json={"a": 1}, headers=alice)).status_code == 201
     assert seen.calls == {"things": 2, "other": 1}
+
+
+async def test_keys_belong_to_the_principal_not_to_the_header_text(client_and_seen: Client) -> None:
+    # The same token written two ways is one caller: the second request is the first one's replay.
+    client, seen = client_and_seen
+    key = str(uuid.uuid4())
+    first = await client.post("/things", json={"a": 1}, headers={KEY: key, "Authorization": "Bearer T"})
+    again = await client.post("/things", json={"a": 1}, headers={KEY: key, "Authorization": "bearer  T"})
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert seen.calls == {"things": 1}
 
 
 async def test_server_error_releases_the_key(client_and_seen: Client) -> None:
@@ -335,7 +363,9 @@ def test_create_app_installs_idempotency_stores_and_limiter(
     assert isinstance(context_of(app).tracking_limiter, FailureLimiter)
     assert isinstance(context_of(app).cipher, FieldCipher)
     assert app.stores.get("idempotency") is context_of(app).stores.idempotency
+    assert context_of(app).idempotency_records is None  # until the lifespan opens the database
     with TestClient(app) as client:
+        assert context_of(app).idempotency_records is not None
         ready = client.get("/health/ready").json()
         # A real POST route (the public evaluation): a retry replays the first answer, another request is 422.
         headers = {KEY: str(uuid.uuid4())}
