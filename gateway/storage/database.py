@@ -19,6 +19,8 @@ Usage::
     async with db.read() as conn:             # reads only
         row = (await conn.execute(select(...))).first()
     rows = await db.fetch(LOOKUP, number=n)   # one short prepared read (hot paths): inline on SQLite
+    async with db.transaction() as conn:      # many rows of one statement: the driver's executemany
+        await db.execute_many(conn, UPSERT, rows)
     await db.dispose()
 
 `fetch` / `fetch_one` run one `PreparedRead` (a select built once, with named parameters). On SQLite they read on
@@ -34,7 +36,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +48,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.problems import ServiceUnavailable
 from gateway.settings import Settings
+from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.pgread import PostgresReader
@@ -221,6 +224,34 @@ class Database:
         rows = await self.fetch(query, **params)
         return rows[0] if rows else None
 
+    # -- bulk writes ----------------------------------------------------------------------------------------
+
+    def bulk_rows(self, write: BulkWrite, rows: Sequence[Mapping[str, Any]]) -> BulkRows:
+        """``rows`` converted to the driver's parameters for `execute_many` (CPU only, no I/O): convert before the
+        write transaction opens and the database's single writer (SQLite) is held only for the writing."""
+        dialect = self.engine.dialect
+        return BulkRows(write, dialect, write.compiled(dialect).parameters(rows))
+
+    async def execute_many(
+        self, conn: AsyncConnection, write: BulkWrite, rows: Sequence[Mapping[str, Any]] | BulkRows
+    ) -> int:
+        """Run ``write`` once for each row, with the driver's ``executemany``, on ``conn`` — a `transaction`'s
+        connection: the rows commit or roll back with the rest of it. Returns the rows written as the driver
+        reports them, ``-1`` when it does not (PostgreSQL, more than one row). See `gateway.storage.bulk`."""
+        if not conn.in_transaction():
+            raise RuntimeError(f"{write.name}: execute_many runs inside Database.transaction()")
+        form = write.compiled(conn.dialect)
+        if isinstance(rows, BulkRows):
+            if rows.write is not write or rows.dialect is not conn.dialect:
+                raise ValueError(f"{write.name}: these rows were converted for another statement or database")
+            parameters = rows.parameters
+        else:
+            parameters = form.parameters(rows)
+        if not parameters:
+            return 0
+        result = await conn.exec_driver_sql(form.sql, parameters)
+        return result.rowcount if result.rowcount is not None else -1
+
     @contextlib.asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
         lock = self._write_lock
@@ -324,6 +355,8 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 __all__ = [
     "MIGRATION_LOCK_KEY",
     "SQLITE_PRAGMAS",
+    "BulkRows",
+    "BulkWrite",
     "Database",
     "DatabaseBusy",
     "PreparedRead",
