@@ -30,7 +30,6 @@ from sqlalchemy import text
 from bench.asgi import asgi_request
 from bench.bare_app import create_bare_app
 from bench.prepare import bench_settings, prepare_data_dir
-from bench.whatif_sync_reads import with_sync_reads
 from gateway.app import create_app
 from gateway.lifecycle.deps import provide_tracking
 
@@ -49,11 +48,9 @@ async def per_call_ms(fn: Callable[[], Awaitable[object]], n: int) -> float:
     return (time.perf_counter() - start) / n * 1000
 
 
-async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool) -> None:
+async def run(data_dir: Path, requests: int, top: int, sort: str) -> None:
     prepared = await prepare_data_dir(data_dir)
     app = create_app(bench_settings(data_dir))
-    if what_if:
-        app = with_sync_reads(app)
     bare = create_bare_app()
     number = prepared.tracking_number
     path = f"/api/v1/track/{number}"
@@ -91,8 +88,7 @@ async def run(data_dir: Path, requests: int, top: int, sort: str, what_if: bool)
             async with db.read():
                 pass
 
-        read_path = "the what-if's read path" if what_if else "SQLAlchemy + aiosqlite"
-        lines.append((f"    the read (1 join), {read_path}", await per_call_ms(read_sqlalchemy, requests)))
+        lines.append(("    the read (1 join), SQLAlchemy + aiosqlite", await per_call_ms(read_sqlalchemy, requests)))
         lines.append(("      of which an empty read transaction", await per_call_ms(empty_read, requests)))
         if db.dialect == "sqlite":
             sync = sqlite3.connect(str(data_dir / "onewindow.sqlite3"), isolation_level=None)
@@ -128,12 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative …)")
     parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--what-if", action="store_true", help="profile bench.whatif_sync_reads (inline SQLite reads)")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="onewindow-profile-") as tmp:
         data_dir = (args.data_dir or Path(tmp) / "var").resolve()
-        asyncio.run(run(data_dir, args.requests, args.top, args.sort, args.what_if))
+        asyncio.run(run(data_dir, args.requests, args.top, args.sort))
     return 0
 
 

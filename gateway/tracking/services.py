@@ -270,7 +270,7 @@ class TrackingService:
 
     @staticmethod
     def _timeline_query(number: str) -> Select[Any]:
-        """The lookup's statement for one number (kept for bench/whatif_sync_reads.py; `track` uses TIMELINE)."""
+        """The lookup's statement for one number, with the number bound (`track` itself runs TIMELINE)."""
         return TIMELINE.statement.params(number=number)
 
     # -- evaluation ------------------------------------------------------------------------------------------
