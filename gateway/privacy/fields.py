@@ -139,7 +139,19 @@ class ColumnSealer:
     inherited, so no two processes continue the same block.
     """
 
-    __slots__ = ("__weakref__", "_aead", "_head", "_lock", "_nonces", "_prefix", "_used", "column", "key_id", "table")
+    __slots__ = (
+        "__weakref__",
+        "_aead",
+        "_encrypt",
+        "_head",
+        "_lock",
+        "_nonces",
+        "_prefix",
+        "_used",
+        "column",
+        "key_id",
+        "table",
+    )
 
     #: Bytes of nonces drawn from the OS at a time (1,024 nonces).
     NONCE_BLOCK = _NONCE_BYTES * 1024
@@ -149,6 +161,7 @@ class ColumnSealer:
         self.table = table
         self.column = column
         self._aead = aead
+        self._encrypt = aead.encrypt
         self._prefix = _aad_prefix(key_id, table, column)
         self._head = _token_head(key_id)
         self._lock = threading.Lock()
@@ -159,7 +172,7 @@ class ColumnSealer:
     def seal(self, plaintext: str, row_id: RowId) -> str:
         """The token of ``plaintext`` stored at this column of ``row_id`` — what `FieldCipher.encrypt` gives."""
         nonce = self._nonce()
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), _aad_for_row(self._prefix, row_id))
+        sealed = self._encrypt(nonce, plaintext.encode("utf-8"), _aad_for_row(self._prefix, row_id))
         return self._head + _b64e(nonce + sealed)
 
     def _nonce(self) -> bytes:

@@ -84,22 +84,24 @@ class CompiledWrite:
     def parameters(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         """The driver's parameters for ``rows`` (each row's values in the statement's order, converted)."""
         get = self._get
+        processed = self._processed
         constants = self._constants
-        try:
-            if not constants and not self._processed:
+        if not processed and not constants:
+            try:
                 return [tuple(get(row)) for row in rows]
-            raw = [list(get(row)) for row in rows]
-        except KeyError as exc:
-            raise ValueError(f"{self._name}: a row lacks {exc.args[0]!r} (rows give every parameter)") from None
-        if constants:
-            raw = [self._with_constants(values) for values in raw]
-        if not self._processed:
-            return [tuple(values) for values in raw]
+            except KeyError as exc:
+                raise self._lacks(exc) from None
         # A batch often repeats values (one fetch time, the same dates): convert each distinct value once.
-        memo: list[dict[Any, Any]] = [{} for _ in self._processed]
+        memo: list[dict[Any, Any]] = [{} for _ in processed]
         out: list[tuple[Any, ...]] = []
-        for values in raw:
-            for (position, process), seen in zip(self._processed, memo, strict=True):
+        for row in rows:
+            try:
+                values = list(get(row))
+            except KeyError as exc:
+                raise self._lacks(exc) from None
+            if constants:
+                values = self._with_constants(values)
+            for (position, process), seen in zip(processed, memo, strict=True):
                 value = values[position]
                 try:
                     converted = seen.get(value, _MISSING)
@@ -110,6 +112,9 @@ class CompiledWrite:
                 values[position] = converted
             out.append(tuple(values))
         return out
+
+    def _lacks(self, exc: KeyError) -> ValueError:
+        return ValueError(f"{self._name}: a row lacks {exc.args[0]!r} (rows give every parameter)")
 
     def _with_constants(self, values: list[Any]) -> list[Any]:
         # The getter returned the row's values only: put the statement's constants in their places.
