@@ -14,7 +14,9 @@ Public API::
         await db.execute_many(conn, UPSERT, rows)  # many rows, the driver's executemany, in the transaction
 
 Rules: keep write transactions short and free of network calls (on SQLite every writer waits for the current
-one); never open a transaction inside another in the same task; append the audit record last.
+one); never open a transaction inside another in the same task; append the audit record last. Domains use these
+calls only: no database driver (``sqlite3``, aiosqlite, asyncpg) and no SQLAlchemy dialect internals outside this
+package.
 
 Adding a domain's tables
 ------------------------

@@ -19,11 +19,12 @@ sessions, ``pool_reset_on_return=None`` — no BEGIN, no ROLLBACK on return), th
 cache (``prepared_statement_cache_size``), the statement compiled once (SQLAlchemy's compiled cache, or the
 `PreparedRead`'s own SQL through ``exec_driver_sql``). A point read that way costs 130–220 µs of CPU (this reader:
 25–35 µs): three greenlet hand-offs (connect, execute, close), the pool's checkout and check-in and the adapter's
-per-statement work. In the tracking lookup that is 400–650 µs of server CPU per request against 220–330 µs here,
-half the requests per second and a p99 of 140–630 ms against 40–110 ms. Running the driver's ``fetch`` on a
-connection checked out of that engine's pool (``AsyncEngine.raw_connection()``) comes closer (255–480 µs per
-request) but the pool hands a returned connection to whoever asks first, so under 64 concurrent lookups its p99
-was 150–510 ms unless a FIFO semaphore is put in front of it — which is this module's turn-taking again.
+per-statement work. In the tracking lookup that is 400–650 µs of server CPU per request against 220–340 µs here,
+half the requests per second and a p99 of 140–630 ms against 40–110 ms (up to 220 ms on a saturated machine).
+Running the driver's ``fetch`` on a connection checked out of that engine's pool (``AsyncEngine.raw_connection()``)
+comes closer (255–480 µs per request), but the pool hands a returned connection to whoever asks first, so under 64
+concurrent lookups its p99 was 145–515 ms unless a FIFO semaphore is put in front of it — this module's
+turn-taking again, and still 12–33 % more CPU per lookup than here.
 
 Connections belong to the event loop that opened them (asyncpg's rule); `close` (`Database.dispose`) closes those
 of the calling loop and terminates the others'. A forked child forgets its parent's connections.
