@@ -25,6 +25,7 @@ import msgspec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,6 +85,7 @@ class AsgiServer:
         env: Mapping[str, str] | None = None,
         ready_path: str = "/health/live",
         python: str = PYTHON,
+        source: Path = REPO_ROOT,
     ) -> None:
         self.factory = factory
         self.flags = flags
@@ -92,11 +94,22 @@ class AsgiServer:
         self.env = {**os.environ, **(env or {})}
         self.ready_path = ready_path
         self.python = python
+        #: The tree the application is imported from (another checkout of the project, to compare two versions).
+        self.source = source.resolve()
+        if self.source != REPO_ROOT:
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(self.source), self.env.get("PYTHONPATH"))))
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The server's first process; its workers are in its process group (the same number)."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.pid
 
     def command(self) -> list[str]:
         f = self.flags
@@ -114,7 +127,7 @@ class AsgiServer:
 
     def __enter__(self) -> AsgiServer:
         self._proc = subprocess.Popen(
-            self.command(), cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+            self.command(), cwd=self.source, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
         )
         self._wait_ready(timeout=60.0)
         return self
@@ -225,6 +238,100 @@ def measure(
     if warmup_s > 0:
         run_wrk(url, connections=connections, threads=threads, duration_s=warmup_s)
     return run_wrk(url, connections=connections, threads=threads, duration_s=duration_s)
+
+
+def measure_with_cpu(
+    url: str,
+    server: AsgiServer,
+    *,
+    connections: int = 64,
+    threads: int = 2,
+    duration_s: float = 15.0,
+    warmup_s: float = 3.0,
+) -> tuple[WrkResult, CpuShare]:
+    """`measure`, and where the machine's CPU went during the measured run (not the warm-up)."""
+    if warmup_s > 0:
+        run_wrk(url, connections=connections, threads=threads, duration_s=warmup_s)
+    meter = CpuMeter(server.pid)
+    result = run_wrk(url, connections=connections, threads=threads, duration_s=duration_s)
+    return result, meter.stop()
+
+
+# -- CPU accounting -------------------------------------------------------------------------------------------
+
+
+class CpuShare(msgspec.Struct, kw_only=True):
+    """Where the machine's CPU went during one measured run (CPU seconds, all cores; wall time × cores in all)."""
+
+    server: float  # the ASGI server's processes (its process group: the supervisor and the workers)
+    database: float  # processes named ``postgres`` (the server and every backend, also other people's)
+    load_generator: float  # wrk (and anything else this process ran and reaped meanwhile)
+    others: float  # everything else on the machine
+    idle: float
+
+
+def _processes() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, process group, CPU seconds used so far) of every process (``/proc/<pid>/stat``)."""
+    found: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # after the name: state, ppid, pgrp, …, utime (14th field of the line) and stime (15th)
+        found[int(entry.name)] = (name, int(fields[2]), (int(fields[11]) + int(fields[12])) / _TICK)
+    return found
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine since boot, all cores (``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / _TICK, idle / _TICK
+
+
+class CpuMeter:
+    """The CPU a server's process group, the database and the rest of the machine use from now to `stop`.
+
+    A process that exits in between is not counted (its time is in "others"); one started in between counts from
+    zero. Resolution: the kernel's clock tick (10 ms), so measure runs of seconds.
+    """
+
+    def __init__(self, server_group: int, database_name: str = "postgres") -> None:
+        self.server_group = server_group
+        self.database_name = database_name
+        self._start = self._read()
+
+    def _read(self) -> tuple[dict[int, float], dict[int, float], float, float, float]:
+        server: dict[int, float] = {}
+        database: dict[int, float] = {}
+        for pid, (name, group, cpu) in _processes().items():
+            if group == self.server_group:
+                server[pid] = cpu
+            elif name == self.database_name:
+                database[pid] = cpu
+        children = os.times()
+        busy, idle = _machine_cpu()
+        return server, database, children.children_user + children.children_system, busy, idle
+
+    def stop(self) -> CpuShare:
+        server0, database0, children0, busy0, idle0 = self._start
+        server1, database1, children1, busy1, idle1 = self._read()
+        server = sum(cpu - server0.get(pid, 0.0) for pid, cpu in server1.items())
+        database = sum(cpu - database0.get(pid, 0.0) for pid, cpu in database1.items())
+        generator = children1 - children0
+        busy = busy1 - busy0
+        return CpuShare(
+            server=round(server, 2),
+            database=round(database, 2),
+            load_generator=round(generator, 2),
+            others=round(max(busy - server - database - generator, 0.0), 2),
+            idle=round(idle1 - idle0, 2),
+        )
 
 
 # -- reporting ----------------------------------------------------------------------------------------------

@@ -89,8 +89,7 @@ async def run(data_dir: Path, requests: int, top: int, sort: str) -> None:
             async with db.read():
                 pass
 
-        read_path = "SQLAlchemy + aiosqlite"
-        lines.append((f"    the read (1 join), {read_path}", await per_call_ms(read_sqlalchemy, requests)))
+        lines.append(("    the read (1 join), SQLAlchemy + aiosqlite", await per_call_ms(read_sqlalchemy, requests)))
         lines.append(("      of which an empty read transaction", await per_call_ms(empty_read, requests)))
         if db.dialect == "sqlite":
             sync = sqlite3.connect(str(data_dir / "onewindow.sqlite3"), isolation_level=None)

@@ -7,8 +7,7 @@ What it does:
    filed and accepted through ``POST /api/v1/applications``; the simulators are stopped again;
 2. for each worker count: serves ``bench.bare_app:create_bare_app`` and then ``gateway.app:create_app`` (the app
    factory ``onewindow serve`` uses) with the same ASGI server and flags, checks the answers are right, and runs
-   wrk (warm-up, then the measured run) against ``GET /api/v1/track/{n}?code=…`` on each; with ``--what-if`` also
-   ``bench.whatif_sync_reads:create_app_sync_reads`` (the gateway with SQLite reads inline, see that module);
+   wrk (warm-up, then the measured run) against ``GET /api/v1/track/{n}?code=…`` on each;
 3. prints a table and the verdict against the target (tracking ≥ 50 % of the bare throughput, p99 ≤ 25 ms at
    64 connections), and with ``--json FILE`` writes every number.
 
@@ -83,11 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     parser.add_argument("--data-dir", type=Path, help="reuse/prepare this data dir instead of a temporary one")
     parser.add_argument("--json", type=Path, help="write every number to this file")
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="also serve bench.whatif_sync_reads (SQLite reads inline instead of through aiosqlite's thread)",
-    )
     args = parser.parse_args(argv)
     wrk_path()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -110,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
                 ("bare", "bench.bare_app:create_bare_app", _check_bare),
                 ("tracking", "gateway.app:create_app", _check_tracking),
             ]
-            if args.what_if:
-                apps.append(("what-if", "bench.whatif_sync_reads:create_app_sync_reads", _check_tracking))
             for app, factory, check in apps:
                 with AsgiServer(factory, flags=flags, env=env, python=args.python) as server:
                     check(server.base_url, number, code)
@@ -138,13 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{bare.result.requests_per_s:.0f} req/s; tracking p99 {track.result.p99_ms:.1f} ms "
             f"(target ≥ {TARGET_RATIO:.0%} and ≤ {TARGET_P99_MS:g} ms): {'MET' if ok else 'MISSED'}"
         )
-        whatif = next((r for r in rows if r.app == "what-if" and r.workers == n), None)
-        if whatif is not None:
-            verdicts.append(
-                f"{n} worker(s), what-if inline SQLite reads: {whatif.result.requests_per_s:.0f} req/s = "
-                f"{whatif.result.requests_per_s / bare.result.requests_per_s:.0%} of bare, "
-                f"p99 {whatif.result.p99_ms:.1f} ms"
-            )
     report = Report(machine=machine(), rows=rows, verdicts=verdicts)
     print()
     print(

@@ -2,11 +2,21 @@
 
     .venv/bin/python -m bench.tracking_fastpath [--database sqlite|postgresql] [--redis] [--workers 1,2]
                                                 [--rounds 3] [--duration 12] [--warmup 3] [--json FILE]
+                                                [--tree NAME=DIR ...]
 
 The same servers and wrk runs as `bench.tracking_bench` (``bench.harness``: uvicorn + httptools + uvloop, the same
 worker count for both apps, ``wrk -t2 -c64 --latency`` after a warm-up), but the two apps are measured in
 alternation, ``--rounds`` times per worker count, each run with the load average at its start — on a shared
 two-core machine a single pair can land on a busy or a quiet moment. The verdict takes the median round.
+
+Every measured run also records where the machine's CPU went (``bench.harness.CpuMeter``): the server's processes
+(the uvicorn supervisor and workers), PostgreSQL's processes, wrk, everything else and idle. The server's CPU per
+request served (µs) is the cost of a request independent of how busy the machine was; "others" says how busy it
+was.
+
+``--tree NAME=DIR`` (repeatable) also serves the gateway from another checkout of the project (``git archive`` of
+an older commit unpacked in DIR, say), in the same rounds: two versions compared on the same machine at the same
+moments. The rows of this tree are labelled ``tracking``, the others ``tracking@NAME``.
 
 ``--database postgresql`` serves the gateway on PostgreSQL (``ONEWINDOW_TEST_DATABASE_URL`` or the local test
 database) in a schema of its own, dropped afterwards; ``--redis`` adds ``ONEWINDOW_REDIS_URL`` (the failure
@@ -28,7 +38,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
-from bench.harness import AsgiServer, ServerFlags, WrkResult, machine, measure, wrk_path
+from bench.harness import REPO_ROOT, AsgiServer, CpuShare, ServerFlags, WrkResult, machine, measure_with_cpu, wrk_path
 from bench.prepare import Prepared, prepare_data_dir, server_env
 from bench.tracking_bench import TARGET_P99_MS, TARGET_RATIO, _check_bare, _check_tracking
 from gateway.storage import Database
@@ -43,6 +53,10 @@ class Run(msgspec.Struct, kw_only=True):
     round: int
     load_average: float
     result: WrkResult
+    cpu: CpuShare
+    #: The server's processes' CPU per request served, and PostgreSQL's (µs; the latter includes other clients').
+    server_us_per_request: float
+    database_us_per_request: float
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -70,15 +84,47 @@ async def drop_schema(schema: str) -> None:
 def _line(run: Run) -> str:
     r = run.result
     return (
-        f"{run.app:<9} {run.workers:>2} {run.round:>5} {run.load_average:>5.2f} {r.requests_per_s:>9.0f} "
-        f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>6} {r.socket_errors:>6}"
+        f"{run.app:<18} {run.workers:>2} {run.round:>5} {run.load_average:>5.2f} {r.requests_per_s:>9.0f} "
+        f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>6} {r.socket_errors:>6} "
+        f"{run.server_us_per_request:>8.1f} {run.database_us_per_request:>8.1f} {run.cpu.others:>7.2f} "
+        f"{run.cpu.idle:>6.2f}"
     )
 
 
 HEADER = (
-    f"{'app':<9} {'w':>2} {'round':>5} {'load':>5} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
-    f" {'non2xx':>6} {'errors':>6}"
+    f"{'app':<18} {'w':>2} {'round':>5} {'load':>5} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+    f" {'non2xx':>6} {'errors':>6} {'srv us/r':>8} {'db us/r':>8} {'others':>7} {'idle':>6}"
 )
+
+
+def _tree(value: str) -> tuple[str, Path]:
+    name, _, directory = value.partition("=")
+    path = Path(directory).expanduser().resolve()
+    if not name or not (path / "gateway" / "app.py").is_file():
+        raise argparse.ArgumentTypeError(f"{value!r}: give NAME=DIR, DIR a checkout of the project")
+    return name, path
+
+
+def _verdict(runs: list[Run], app: str, n: int, rounds: int) -> str:
+    """The median round of one app against the bare endpoint of the same round."""
+    pairs = []
+    for round_ in range(1, rounds + 1):
+        bare = next(r for r in runs if r.app == "bare" and r.workers == n and r.round == round_)
+        track = next(r for r in runs if r.app == app and r.workers == n and r.round == round_)
+        pairs.append((track.result.requests_per_s / bare.result.requests_per_s, track, bare))
+    pairs.sort(key=lambda p: p[0])
+    ratio, track, bare = pairs[len(pairs) // 2]
+    p99s = [p[1].result.p99_ms for p in pairs]
+    cpu = statistics.median(p[1].server_us_per_request for p in pairs)
+    bare_cpu = statistics.median(p[2].server_us_per_request for p in pairs)
+    ok = ratio >= TARGET_RATIO and track.result.p99_ms <= TARGET_P99_MS
+    return (
+        f"{app}, {n} worker(s), median of {len(pairs)} rounds: {track.result.requests_per_s:.0f} req/s = "
+        f"{ratio:.0%} of bare {bare.result.requests_per_s:.0f} (ratios {', '.join(f'{p[0]:.0%}' for p in pairs)}); "
+        f"p99 {track.result.p99_ms:.1f} ms (all rounds {', '.join(f'{p:.1f}' for p in p99s)}; "
+        f"median {statistics.median(p99s):.1f}); server CPU {cpu:.0f} µs/request (bare {bare_cpu:.0f}) — "
+        f"target ≥ {TARGET_RATIO:.0%} and ≤ {TARGET_P99_MS:g} ms: {'MET' if ok else 'MISSED'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--tree", type=_tree, action="append", default=[], help="NAME=DIR: also serve the gateway from DIR"
+    )
     args = parser.parse_args(argv)
     wrk_path()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -113,25 +162,37 @@ def main(argv: list[str] | None = None) -> int:
                 env |= {"ONEWINDOW_DATABASE_URL": POSTGRES_URL, "ONEWINDOW_DATABASE_SCHEMA": schema}
             if args.redis:
                 env["ONEWINDOW_REDIS_URL"] = REDIS_URL
+            apps = [
+                ("bare", "bench.bare_app:create_bare_app", _check_bare, REPO_ROOT),
+                ("tracking", "gateway.app:create_app", _check_tracking, REPO_ROOT),
+            ] + [(f"tracking@{name}", "gateway.app:create_app", _check_tracking, tree) for name, tree in args.tree]
             print(HEADER, flush=True)
             for n in workers:
                 flags = ServerFlags(workers=n)
                 for round_ in range(1, args.rounds + 1):
-                    for app, factory, check in (
-                        ("bare", "bench.bare_app:create_bare_app", _check_bare),
-                        ("tracking", "gateway.app:create_app", _check_tracking),
-                    ):
-                        with AsgiServer(factory, flags=flags, env=env) as server:
+                    for app, factory, check, source in apps:
+                        with AsgiServer(factory, flags=flags, env=env, source=source) as server:
                             check(server.base_url, number, code)
                             load = os.getloadavg()[0]
-                            result = measure(
+                            result, cpu = measure_with_cpu(
                                 server.base_url + path,
+                                server,
                                 connections=args.connections,
                                 duration_s=args.duration,
                                 warmup_s=args.warmup,
                             )
                             check(server.base_url, number, code)
-                        run = Run(app=app, workers=n, round=round_, load_average=load, result=result)
+                        served = max(result.requests, 1)
+                        run = Run(
+                            app=app,
+                            workers=n,
+                            round=round_,
+                            load_average=load,
+                            result=result,
+                            cpu=cpu,
+                            server_us_per_request=round(cpu.server / served * 1e6, 1),
+                            database_us_per_request=round(cpu.database / served * 1e6, 1),
+                        )
                         runs.append(run)
                         print(_line(run), flush=True)
     finally:
@@ -140,22 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
     verdicts: list[str] = []
     for n in workers:
-        pairs = []
-        for round_ in range(1, args.rounds + 1):
-            bare = next(r for r in runs if r.app == "bare" and r.workers == n and r.round == round_)
-            track = next(r for r in runs if r.app == "tracking" and r.workers == n and r.round == round_)
-            pairs.append((track.result.requests_per_s / bare.result.requests_per_s, track, bare))
-        pairs.sort(key=lambda p: p[0])
-        ratio, track, bare = pairs[len(pairs) // 2]
-        p99s = [p[1].result.p99_ms for p in pairs]
-        ok = ratio >= TARGET_RATIO and track.result.p99_ms <= TARGET_P99_MS
-        verdicts.append(
-            f"{n} worker(s), median of {len(pairs)} rounds: tracking {track.result.requests_per_s:.0f} req/s = "
-            f"{ratio:.0%} of bare {bare.result.requests_per_s:.0f} (ratios {', '.join(f'{p[0]:.0%}' for p in pairs)}); "
-            f"tracking p99 {track.result.p99_ms:.1f} ms (all rounds {', '.join(f'{p:.1f}' for p in p99s)}; "
-            f"median {statistics.median(p99s):.1f}) — target ≥ {TARGET_RATIO:.0%} and ≤ {TARGET_P99_MS:g} ms: "
-            f"{'MET' if ok else 'MISSED'}"
-        )
+        for app in [a[0] for a in apps if a[0] != "bare"]:
+            verdicts.append(_verdict(runs, app, n, args.rounds))
     report = Report(machine=machine(), database=args.database, redis=args.redis, runs=runs, verdicts=verdicts)
     print()
     for verdict in verdicts:

@@ -20,15 +20,12 @@ opens, so the database's single writer (SQLite) is held only for the inserts.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import operator
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Dialect, Table, and_, bindparam, or_, select
+from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
@@ -38,8 +35,7 @@ from connectors.sync import StoredCounts
 from gateway import audit
 from gateway.certificates.tables import certificate_rejections, certificate_row_id, certificates, sync_cursors
 from gateway.privacy import FieldCipher, mask_id_number
-from gateway.privacy.fields import TOKEN_VERSION, field_aad
-from gateway.storage import Database, new_id, utcnow
+from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
 
 #: Verification statuses that come from a verified issuer signature and say the certificate no longer holds.
 WITHDRAWN_STATUSES = frozenset({"revoked", "expired"})
@@ -121,9 +117,9 @@ class PreparedBatch(msgspec.Struct, kw_only=True):
     departments: list[str]
     #: identifier -> row, for the upserts (the live lookup answers from these).
     by_identifier: dict[str, dict[str, Any]]
-    #: SQLite: the driver parameters of each statement (by ``id``), converted before the write transaction opens so
-    #: the database's single writer is not held for it (`CertificateStore.accept`).
-    bound: dict[int, list[tuple[Any, ...]]] = {}
+    #: The rows converted to driver parameters (``upserts``, ``withdrawals``, ``rejections``), before the write
+    #: transaction opens so that the database's single writer (SQLite) is not held for it (`CertificateStore.accept`).
+    bound: dict[str, BulkRows] = {}
 
 
 def display_number(certificate: Certificate) -> str:
@@ -133,121 +129,6 @@ def display_number(certificate: Certificate) -> str:
     if code and code in number.upper():
         return mask_id_number(number) if number.upper() == code else number.upper().replace(code, mask_id_number(code))
     return number
-
-
-class ColumnSealer:
-    """`FieldCipher.encrypt` for one table column and many rows, with the key and associated data prepared once.
-
-    Bulk sync encrypts three columns of thousands of rows; per value this saves the key lookup and the framing
-    of table and column into the associated data. The tokens are the cipher's own (``v1.<key>.<data>``): the
-    sealer proves it at construction by having the cipher decrypt one, and is not used if it cannot.
-    """
-
-    __slots__ = ("_encrypt", "_head", "_nonces", "_prefix", "_used", "key_id")
-
-    #: Nonces are drawn from the OS in blocks (one system call per 1,024 values instead of one per value).
-    NONCE_BLOCK = 12 * 1024
-
-    def __init__(self, cipher: FieldCipher, table: str, column: str) -> None:
-        key_id, aead = cipher.keyring.active_aead()
-        self.key_id = key_id
-        self._encrypt = aead.encrypt
-        self._nonces = b""
-        self._used = 0
-        # field_aad frames each part with its length; the row id is the last part.
-        self._prefix = field_aad(key_id, table, column, "")[:-4]
-        self._head = f"{TOKEN_VERSION}.{key_id}."
-        probe_row = "0123456789abcdef0123456789abcdef"
-        if self._aad(probe_row) != field_aad(key_id, table, column, probe_row):
-            raise ValueError("field_aad framing changed; use FieldCipher.encrypt")
-        if cipher.decrypt(self.seal("probe", probe_row), table=table, column=column, row_id=probe_row) != "probe":
-            raise ValueError("sealed tokens do not read back; use FieldCipher.encrypt")
-
-    def _aad(self, row_id: str) -> bytes:
-        raw = row_id.encode("utf-8")
-        return self._prefix + len(raw).to_bytes(4, "big") + raw
-
-    def _nonce(self) -> bytes:
-        if self._used >= len(self._nonces):
-            self._nonces = os.urandom(self.NONCE_BLOCK)
-            self._used = 0
-        start = self._used
-        self._used = start + 12
-        return self._nonces[start : start + 12]
-
-    def seal(self, plaintext: str, row_id: str) -> str:
-        nonce = self._nonce()
-        sealed = self._encrypt(nonce, plaintext.encode("utf-8"), self._aad(row_id))
-        return self._head + base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
-
-
-def _sealer(
-    cipher: FieldCipher, cache: dict[tuple[str, str], Callable[[str, str], str]], column: str
-) -> Callable[[str, str], str]:
-    """The fastest correct way to encrypt ``certificates.<column>`` under the cipher's active key."""
-    key_id = cipher.keyring.active_key_id
-    found = cache.get((key_id, column))
-    if found is None:
-        try:
-            found = ColumnSealer(cipher, _TABLE, column).seal
-        except ValueError:
-
-            def found(plaintext: str, row_id: str) -> str:
-                return cipher.encrypt(plaintext, table=_TABLE, column=column, row_id=row_id)
-
-        cache[(key_id, column)] = found
-    return found
-
-
-class DriverStatement:
-    """A Core statement compiled once for a dialect and run with the driver's ``executemany``.
-
-    The values are converted by the column types' own bind processors (the same ones SQLAlchemy would apply, so
-    what is stored does not change), once per value, without SQLAlchemy's per-row bookkeeping.
-    """
-
-    __slots__ = ("_get", "_processed", "sql")
-
-    def __init__(self, statement: Insert | Update, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        names = compiled.positiontup
-        if not names:
-            raise ValueError(f"{dialect.name}: the driver's parameter style is not positional")
-        self.sql = str(compiled)
-        binds = compiled.binds
-        processors = [binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-        getter = operator.itemgetter(*names)
-        self._get: Callable[[dict[str, Any]], Any] = (lambda row: (getter(row),)) if len(names) == 1 else getter
-        #: (position, processor) of the values that need converting (dates, times); the rest go as they are.
-        self._processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-
-    def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        get = self._get
-        if not self._processed:
-            return [tuple(get(row)) for row in rows]
-        # A page shares its fetch and update times and many dates: convert each distinct value once.
-        memo: list[dict[Any, Any]] = [{} for _ in self._processed]
-        out: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = list(get(row))
-            for (position, process), seen in zip(self._processed, memo, strict=True):
-                value = values[position]
-                converted = seen.get(value, _MISSING)
-                if converted is _MISSING:
-                    converted = seen[value] = process(value)
-                values[position] = converted
-            out.append(tuple(values))
-        return out
-
-    async def executemany(
-        self, conn: AsyncConnection, rows: list[dict[str, Any]], parameters: list[tuple[Any, ...]] | None = None
-    ) -> int:
-        """Run for ``rows``, or for their ``parameters`` when already converted (`parameters` of the same rows)."""
-        result = await conn.exec_driver_sql(self.sql, self.parameters(rows) if parameters is None else parameters)
-        return result.rowcount if result.rowcount is not None else -1
-
-
-_MISSING = object()
 
 
 def _as_text(value: object) -> str:
@@ -270,11 +151,9 @@ class CertificateStore:
         self.cipher = cipher
         self.actor = actor
         self.purpose = purpose
-        self._upsert = _upsert_statement(db.dialect, certificates)
-        self._withdraw = _withdraw_statement()
-        self._insert_rejection = certificate_rejections.insert()
-        self._sealers: dict[tuple[str, str], Callable[[str, str], str]] = {}
-        self._driver: dict[int, DriverStatement] = {}
+        self._upsert = BulkWrite(_upsert_statement(db.dialect, certificates), name="certificates.upsert")
+        self._withdraw = BulkWrite(_withdraw_statement(), name="certificates.withdraw")
+        self._insert_rejection = BulkWrite(certificate_rejections.insert(), name="certificate_rejections.insert")
 
     # -- the sink protocol ---------------------------------------------------------------------------------
 
@@ -342,9 +221,9 @@ class CertificateStore:
         cipher = self.cipher
         # A holder has several certificates: one HMAC each.
         indexes: dict[str, str] = {holder.id_number: holder.index} if holder is not None else {}
-        seal_code = _sealer(cipher, self._sealers, "holder_code_enc")
-        seal_name = _sealer(cipher, self._sealers, "holder_name_enc")
-        seal_payload = _sealer(cipher, self._sealers, "payload_enc")
+        seal_code = cipher.column_sealer(table=_TABLE, column="holder_code_enc").seal
+        seal_name = cipher.column_sealer(table=_TABLE, column="holder_name_enc").seal
+        seal_payload = cipher.column_sealer(table=_TABLE, column="payload_enc").seal
         upserts: list[dict[str, Any]] = []
         withdrawals: list[dict[str, Any]] = []
         rejections: list[dict[str, Any]] = []
@@ -413,56 +292,33 @@ class CertificateStore:
         )
 
     async def write(self, conn: AsyncConnection, prepared: PreparedBatch) -> AcceptCounts:
-        """Write a prepared batch inside the caller's write transaction."""
+        """Write a prepared batch inside the caller's write transaction (`Database.execute_many`: each statement
+        compiled once, the rows through the driver's executemany)."""
         stored = unchanged = withdrawn = 0
+        execute_many = self.db.execute_many
+        bound = prepared.bound
         if prepared.upserts:
-            count = await self._executemany(conn, self._upsert, prepared.upserts, prepared)
-            # The conflict clause skips rows whose stored copy is newer; the row count tells how many were written.
+            count = await execute_many(conn, self._upsert, bound.get("upserts") or prepared.upserts)
+            # The conflict clause skips rows whose stored copy is newer; the row count tells how many were written
+            # (PostgreSQL does not count an executemany: all of them are reported stored).
             stored = min(count, len(prepared.upserts)) if count >= 0 else len(prepared.upserts)
             unchanged = len(prepared.upserts) - stored
         if prepared.withdrawals:
-            withdrawn = max(await self._executemany(conn, self._withdraw, prepared.withdrawals, prepared), 0)
+            rows = bound.get("withdrawals") or prepared.withdrawals
+            withdrawn = max(await execute_many(conn, self._withdraw, rows), 0)
         if prepared.rejections:
-            await self._executemany(conn, self._insert_rejection, prepared.rejections, prepared)
+            await execute_many(conn, self._insert_rejection, bound.get("rejections") or prepared.rejections)
         return AcceptCounts(stored=stored, rejected=len(prepared.rejections), unchanged=unchanged, withdrawn=withdrawn)
 
-    async def _executemany(
-        self,
-        conn: AsyncConnection,
-        statement: Insert | Update,
-        rows: list[dict[str, Any]],
-        prepared: PreparedBatch | None = None,
-    ) -> int:
-        """``executemany`` of a Core statement; the row count (-1 when the driver does not tell).
-
-        On SQLite the statement goes to the driver directly (`DriverStatement`): SQLAlchemy's per-row parameter
-        handling costs more than SQLite's own insert. PostgreSQL keeps the Core path.
-        """
-        if conn.dialect.name != "sqlite":
-            result = await conn.execute(statement, rows)
-            return result.rowcount if result.rowcount is not None else -1
-        driver = self._driver_for(statement, conn.dialect)
-        bound = prepared.bound.get(id(statement)) if prepared is not None else None
-        return await driver.executemany(conn, rows, bound)
-
-    def _driver_for(self, statement: Insert | Update, dialect: Dialect) -> DriverStatement:
-        driver = self._driver.get(id(statement))
-        if driver is None:
-            driver = self._driver[id(statement)] = DriverStatement(statement, dialect)
-        return driver
-
     def _bind(self, prepared: PreparedBatch) -> None:
-        """SQLite: convert the batch's parameters now, before `write` takes the single writer's turn."""
-        if self.db.dialect != "sqlite":
-            return
-        dialect = self.db.engine.dialect
-        for statement, rows in (
-            (self._upsert, prepared.upserts),
-            (self._withdraw, prepared.withdrawals),
-            (self._insert_rejection, prepared.rejections),
+        """Convert the batch's rows to driver parameters now, before `write` takes the single writer's turn."""
+        for key, write, rows in (
+            ("upserts", self._upsert, prepared.upserts),
+            ("withdrawals", self._withdraw, prepared.withdrawals),
+            ("rejections", self._insert_rejection, prepared.rejections),
         ):
             if rows:
-                prepared.bound[id(statement)] = self._driver_for(statement, dialect).parameters(rows)
+                prepared.bound[key] = self.db.bulk_rows(write, rows)
 
     # -- reading -------------------------------------------------------------------------------------------
 

@@ -26,13 +26,14 @@ from gateway.privacy.masking import (
 from gateway.privacy.registry import EncryptedColumn, encrypted_columns, register_encrypted_column
 
 if TYPE_CHECKING:
-    from gateway.privacy.fields import DecryptionError, FieldCipher, RowId, blind_index, decrypt, encrypt
+    from gateway.privacy.fields import ColumnSealer, DecryptionError, FieldCipher, RowId, blind_index, decrypt, encrypt
     from gateway.privacy.keys import KeyRing, KeyRingError, UnknownKeyError
 
 #: Names served lazily, by the module that defines them.
 _LAZY = {
     **dict.fromkeys(
-        ("DecryptionError", "FieldCipher", "RowId", "blind_index", "decrypt", "encrypt"), "gateway.privacy.fields"
+        ("ColumnSealer", "DecryptionError", "FieldCipher", "RowId", "blind_index", "decrypt", "encrypt"),
+        "gateway.privacy.fields",
     ),
     **dict.fromkeys(("KeyRing", "KeyRingError", "UnknownKeyError"), "gateway.privacy.keys"),
 }
@@ -48,6 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ColumnSealer",
     "DecryptionError",
     "EncryptedColumn",
     "FieldCipher",

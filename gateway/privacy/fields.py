@@ -4,6 +4,10 @@ A stored value is a self-describing token ``v1.<key id>.<base64url(nonce ‖ cip
 random 96-bit nonce, and associated data that binds the key id, table, column and row id — a value copied to
 another row or column, or edited, fails to decrypt instead of showing someone else's data.
 
+Bulk writers encrypt many values of one column with `FieldCipher.column_sealer` (the key and the associated data's
+table/column part prepared once, nonces drawn from the OS in blocks): the same tokens, one implementation of the
+format — `FieldCipher.encrypt` and `ColumnSealer.seal` share every piece of it.
+
 ``row_id`` is the row's primary key as text (``str(row.id)``); encrypt before insert with the id the row will
 have (generate ids in Python, not by the database), so the same text is used when reading it back.
 
@@ -24,11 +28,14 @@ import binascii
 import hashlib
 import hmac
 import os
+import threading
 import unicodedata
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.privacy.keys import KeyRing, UnknownKeyError
 
@@ -63,8 +70,24 @@ def _frame(*parts: bytes) -> bytes:
     return bytes(out)
 
 
+def _aad_prefix(key_id: str, table: str, column: str) -> bytes:
+    """The associated data of every value of one column under one key, up to the row id."""
+    return _frame(_AAD_LABEL, key_id.encode(), table.encode(), column.encode())
+
+
+def _aad_for_row(prefix: bytes, row_id: RowId) -> bytes:
+    """`_aad_prefix` completed with the row id (framed as `_frame` frames every part)."""
+    raw = str(row_id).encode()
+    return prefix + len(raw).to_bytes(4, "big") + raw
+
+
 def field_aad(key_id: str, table: str, column: str, row_id: RowId) -> bytes:
-    return _frame(_AAD_LABEL, key_id.encode(), table.encode(), column.encode(), str(row_id).encode())
+    return _aad_for_row(_aad_prefix(key_id, table, column), row_id)
+
+
+def _token_head(key_id: str) -> str:
+    """``v1.<key id>.`` — what every token under that key starts with."""
+    return f"{TOKEN_VERSION}.{key_id}."
 
 
 def _b64e(data: bytes) -> str:
@@ -107,14 +130,86 @@ def normalise(value: str, kind: str) -> str:
     return NORMALISERS.get(kind, _normalise_text)(value)
 
 
+class ColumnSealer:
+    """`FieldCipher.encrypt` for one table column under one key, for many values (`FieldCipher.column_sealer`).
+
+    Per value it saves the key lookup, the framing of key, table and column into the associated data, and most of
+    the system calls for nonces: they are drawn from the OS in blocks of `NONCE_BLOCK` bytes (one call per 1,024
+    values). Handing out nonces is serialised (threads never share one), and a forked child drops the block it
+    inherited, so no two processes continue the same block.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_aead",
+        "_encrypt",
+        "_head",
+        "_lock",
+        "_nonces",
+        "_prefix",
+        "_used",
+        "column",
+        "key_id",
+        "table",
+    )
+
+    #: Bytes of nonces drawn from the OS at a time (1,024 nonces).
+    NONCE_BLOCK = _NONCE_BYTES * 1024
+
+    def __init__(self, key_id: str, aead: AESGCM, *, table: str, column: str) -> None:
+        self.key_id = key_id
+        self.table = table
+        self.column = column
+        self._aead = aead
+        self._encrypt = aead.encrypt
+        self._prefix = _aad_prefix(key_id, table, column)
+        self._head = _token_head(key_id)
+        self._lock = threading.Lock()
+        self._nonces = b""
+        self._used = 0
+        _sealers.add(self)
+
+    def seal(self, plaintext: str, row_id: RowId) -> str:
+        """The token of ``plaintext`` stored at this column of ``row_id`` — what `FieldCipher.encrypt` gives."""
+        nonce = self._nonce()
+        sealed = self._encrypt(nonce, plaintext.encode("utf-8"), _aad_for_row(self._prefix, row_id))
+        return self._head + _b64e(nonce + sealed)
+
+    def _nonce(self) -> bytes:
+        with self._lock:
+            start = self._used
+            if start >= len(self._nonces):
+                self._nonces = os.urandom(self.NONCE_BLOCK)
+                start = 0
+            self._used = start + _NONCE_BYTES
+            return self._nonces[start : start + _NONCE_BYTES]
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._nonces = b""
+        self._used = 0
+
+
+_sealers: weakref.WeakSet[ColumnSealer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sealer in list(_sealers):
+        sealer._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class FieldCipher:
     """Encrypts, decrypts and indexes personal-data fields with one `KeyRing` (AESGCM objects are reused)."""
 
-    __slots__ = ("_index_cache", "keyring")
+    __slots__ = ("_index_cache", "_sealers", "keyring")
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self._index_cache: tuple[bytes, hmac.HMAC] | None = None
+        self._sealers: dict[tuple[str, str], ColumnSealer] = {}
 
     # --- fields ----------------------------------------------------------------------------------------
 
@@ -123,7 +218,22 @@ class FieldCipher:
         key_id, aead = self.keyring.active_aead()
         nonce = os.urandom(_NONCE_BYTES)
         sealed = aead.encrypt(nonce, plaintext.encode("utf-8"), field_aad(key_id, table, column, row_id))
-        return f"{TOKEN_VERSION}.{key_id}.{_b64e(nonce + sealed)}"
+        return _token_head(key_id) + _b64e(nonce + sealed)
+
+    def column_sealer(self, *, table: str, column: str) -> ColumnSealer:
+        """Encrypt many values of ``table.column`` under the active key: ``sealer.seal(plaintext, row_id)`` gives
+        what `encrypt` gives (`decrypt` reads it), faster. A sealer keeps the key that was active when it was made:
+        ask again for each batch, so that a rotation takes effect (the same sealer comes back until then)."""
+        key_id, aead = self.keyring.active_aead()
+        sealer = self._sealers.get((table, column))
+        if sealer is None or sealer.key_id != key_id or sealer._aead is not aead:
+            sealer = self._sealers[(table, column)] = ColumnSealer(key_id, aead, table=table, column=column)
+        return sealer
+
+    def encrypt_many(self, values: Iterable[tuple[str, RowId]], *, table: str, column: str) -> list[str]:
+        """`encrypt` of each ``(plaintext, row_id)`` for ``table.column``, through one `column_sealer`."""
+        seal = self.column_sealer(table=table, column=column).seal
+        return [seal(plaintext, row_id) for plaintext, row_id in values]
 
     def decrypt(self, token: str, *, table: str, column: str, row_id: RowId) -> str:
         """The plaintext of ``token`` stored at ``table.column`` of ``row_id``; `DecryptionError` otherwise."""
@@ -170,7 +280,7 @@ class FieldCipher:
 
     def token_prefix(self, key_id: str | None = None) -> str:
         """``v1.<key id>.`` — what every value under that key (default: the active one) starts with."""
-        return f"{TOKEN_VERSION}.{key_id or self.keyring.active_key_id}."
+        return _token_head(key_id or self.keyring.active_key_id)
 
     # --- blind index ---------------------------------------------------------------------------------
 
@@ -233,6 +343,7 @@ def blind_index(keyring: KeyRing, value: str, *, kind: str = "citizen_id") -> st
 
 __all__ = [
     "TOKEN_VERSION",
+    "ColumnSealer",
     "DecryptionError",
     "FieldCipher",
     "RowId",

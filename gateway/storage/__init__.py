@@ -9,9 +9,14 @@ Public API::
     async with db.read() as conn: ...              # reads only (READ ONLY on PostgreSQL)
     LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level
     rows = await db.fetch(LOOKUP, number=n)        # one short read; on SQLite inline, no worker thread
+    UPSERT = BulkWrite(insert(t).on_conflict_do_update(...))                    # built once
+    async with db.transaction() as conn:
+        await db.execute_many(conn, UPSERT, rows)  # many rows, the driver's executemany, in the transaction
 
 Rules: keep write transactions short and free of network calls (on SQLite every writer waits for the current
-one); never open a transaction inside another in the same task; append the audit record last.
+one); never open a transaction inside another in the same task; append the audit record last. Domains use these
+calls only: no database driver (``sqlite3``, aiosqlite, asyncpg) and no SQLAlchemy dialect internals outside this
+package.
 
 Adding a domain's tables
 ------------------------
@@ -32,6 +37,7 @@ Adding a domain's tables
 
 from __future__ import annotations
 
+from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.database import Database, DatabaseBusy
 from gateway.storage.metadata import ID_LENGTH, NAMING_CONVENTION, IdType, UTCDateTime, metadata, new_id, utcnow
 from gateway.storage.prepared import PreparedRead, ReadRow
@@ -39,6 +45,8 @@ from gateway.storage.prepared import PreparedRead, ReadRow
 __all__ = [
     "ID_LENGTH",
     "NAMING_CONVENTION",
+    "BulkRows",
+    "BulkWrite",
     "Database",
     "DatabaseBusy",
     "IdType",

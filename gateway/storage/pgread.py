@@ -1,18 +1,30 @@
 """Short PostgreSQL reads on connections of their own: `PostgresReader`, the PostgreSQL side of `Database.fetch`.
 
-Through SQLAlchemy's async engine a point read costs about five times what asyncpg needs for it: the pool's
-checkout and its reset on return (a ROLLBACK round trip), the greenlet hand-offs and the per-execution statement
-machinery. A `PreparedRead` needs none of them — it is one ``SELECT`` with its SQL compiled once — so this reader
-keeps a few asyncpg connections per event loop for them alone:
+A `PreparedRead` is one ``SELECT`` with its SQL compiled once; this reader keeps a few asyncpg connections per event
+loop for such statements alone:
 
 * opened with the gateway's server settings (``search_path`` for the schema, ``jit=off``, the application name)
-  and ``default_transaction_read_only=on``: they cannot write;
+  and ``default_transaction_read_only=on``: they cannot write; JSON and JSONB decoded as the engine decodes them;
 * every statement runs in autocommit, so it is its own snapshot of everything committed before it started, by
   any process — nothing is cached; asyncpg keeps each connection's statements prepared;
 * no reset between uses (nothing but these reads ever runs on them, and they leave no session state); a connection
   whose query failed or was cancelled is closed, not reused;
+* a reader waiting for a connection is handed the next one released, in turn (no newcomer takes it first);
 * any failure answers ``None`` and `Database.fetch` runs the statement through the engine instead, so errors reach
   the caller as SQLAlchemy's, as for every other read.
+
+Why not SQLAlchemy's own levers (measured with ``bench.tracking_fastpath --database postgresql``, see
+bench/RESULTS.md): a second engine for these reads in autocommit (``isolation_level="AUTOCOMMIT"``, read-only
+sessions, ``pool_reset_on_return=None`` — no BEGIN, no ROLLBACK on return), the asyncpg dialect's prepared-statement
+cache (``prepared_statement_cache_size``), the statement compiled once (SQLAlchemy's compiled cache, or the
+`PreparedRead`'s own SQL through ``exec_driver_sql``). A point read that way costs 130–220 µs of CPU (this reader:
+25–35 µs): three greenlet hand-offs (connect, execute, close), the pool's checkout and check-in and the adapter's
+per-statement work. In the tracking lookup that is 400–650 µs of server CPU per request against 220–340 µs here,
+half the requests per second and a p99 of 140–630 ms against 40–110 ms (up to 220 ms on a saturated machine).
+Running the driver's ``fetch`` on a connection checked out of that engine's pool (``AsyncEngine.raw_connection()``)
+comes closer (255–480 µs per request), but the pool hands a returned connection to whoever asks first, so under 64
+concurrent lookups its p99 was 145–515 ms unless a FIFO semaphore is put in front of it — this module's
+turn-taking again, and still 12–33 % more CPU per lookup than here.
 
 Connections belong to the event loop that opened them (asyncpg's rule); `close` (`Database.dispose`) closes those
 of the calling loop and terminates the others'. A forked child forgets its parent's connections.
@@ -22,10 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import time
-import types
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -183,15 +195,13 @@ class PostgresReader:
             return None
         return opened
 
-    async def _set_codecs(self, conn: asyncpg.Connection) -> None:
-        """The type codecs SQLAlchemy's asyncpg dialect gives its own connections (JSON and JSONB decoded with the
-        dialect's deserializer), so values come back as they do through the engine."""
-        adapted = types.SimpleNamespace(_connection=conn)  # what the dialect's set-up methods take
-        dialect: Any = self.dialect  # PGDialect_asyncpg
-        await dialect.setup_asyncpg_json_codec(adapted)
-        await dialect.setup_asyncpg_jsonb_codec(adapted)
-        if getattr(dialect, "_native_inet_types", None) is False:
-            await dialect._disable_asyncpg_inet_codecs(adapted)
+    @staticmethod
+    async def _set_codecs(conn: asyncpg.Connection) -> None:
+        """JSON and JSONB as the engine's connections have them: parameters arrive as JSON text (the column type's
+        bind processor serialised them) and results are decoded with the standard ``json`` module, the engine's
+        default deserialiser — so a `PreparedRead` gives the same values here as through the engine."""
+        for name in ("json", "jsonb"):
+            await conn.set_type_codec(name, encoder=_as_text, decoder=json.loads, schema="pg_catalog", format="text")
 
     def _release(self, conns: _LoopConnections, conn: asyncpg.Connection) -> None:
         if conns.closed:
@@ -250,6 +260,10 @@ class PostgresReader:
     @property
     def open_connections(self) -> int:
         return sum(len(c.idle) for c in self._loops.values())
+
+
+def _as_text(value: str) -> str:
+    return value
 
 
 def _resolve_none(waiter: asyncio.Future[asyncpg.Connection | None]) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 from sqlalchemy import func, select
 
 from connectors.model import Certificate, FetchedCertificate
@@ -180,3 +181,39 @@ def test_display_number_masks_embedded_id_numbers() -> None:
     assert display_number(base) == "430302********1234"
     assert display_number(msgspec.structs.replace(base, number="43030219800101123441")) == "430302********123441"
     assert display_number(msgspec.structs.replace(base, number="HJ-0001")) == "HJ-0001"
+
+
+async def test_one_page_of_upserts_withdrawals_and_rejections(store: CertificateStore, population: Population) -> None:
+    """Many rows of each kind in one accept (each kind one executemany of its statement, converted before the
+    transaction opens), every row as sealed: the holder fields read back, bound to their row."""
+    batch = batch_of(population, "public_security")[:8]
+    assert len(batch) == 8
+    first = await store.accept(batch)
+    assert (first.stored, first.rejected, first.withdrawn) == (8, 0, 0)
+    later = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)  # after every seeded change time
+    revoked = [
+        fetched(sign_as_department(replace(f.certificate, status="03"), "public_security"), "public_security", at=later)
+        for f in batch[:3]
+    ]
+    forged = [fetched(replace(f.certificate, status="03"), "public_security", at=later) for f in batch[3:5]]
+    refreshed = [replace(f, source_updated_at=later) for f in batch[5:7]]
+    stale = replace(batch[7], source_updated_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    counts = await store.accept([*revoked, *forged, *refreshed, stale])
+    assert counts.rejected == 5
+    if store.db.dialect == "sqlite":
+        assert (counts.stored, counts.unchanged, counts.withdrawn) == (2, 1, 3)
+    else:  # asyncpg does not count an executemany's rows: every upsert is reported stored
+        assert (counts.stored, counts.unchanged) == (3, 0)
+    async with store.db.read() as conn:
+        rows = {r.identifier: r for r in await conn.execute(select(certificates))}
+        rejections = sorted(r.status for r in await conn.execute(select(certificate_rejections)))
+    for f in batch:
+        row = rows[f.certificate.identifier]
+        code = store.cipher.decrypt(row.holder_code_enc, table="certificates", column="holder_code_enc", row_id=row.id)
+        assert code == f.certificate.holder_code
+        assert store.holder_name(row.id, row.holder_name_enc) == f.certificate.holder_name
+    assert rejections == ["bad_signature", "bad_signature", "revoked", "revoked", "revoked"]
+    assert [rows[f.certificate.identifier].verification_status for f in batch] == ["revoked"] * 3 + ["valid"] * 5
+    changed = [rows[f.certificate.identifier].source_updated_at for f in batch]
+    assert changed[:3] + changed[5:7] == [later] * 5
+    assert changed[3:5] == [f.source_updated_at for f in batch[3:5]] and changed[7] == batch[7].source_updated_at
