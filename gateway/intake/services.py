@@ -664,7 +664,9 @@ class IntakeService:
         hashes: set[str] = set()
         expired = (applications.c.status == "draft", applications.c.updated_at < cutoff)
         async with self.db.transaction() as conn:
-            ids = list((await conn.execute(locked(select(applications.c.id).where(*expired), conn))).scalars())
+            # In id order: two purges lock the rows they share in the same order, so one waits instead of deadlocking.
+            query = select(applications.c.id).where(*expired).order_by(applications.c.id)
+            ids = list((await conn.execute(locked(query, conn))).scalars())
             if ids:
                 hashes = set(
                     (
