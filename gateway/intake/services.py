@@ -543,7 +543,11 @@ class IntakeService:
         content: bytes,
         if_match: str | None = None,
     ) -> MaterialUploaded:
-        """Store a scan for one material (state → provided) while the application is a draft or needs correction."""
+        """Store a scan for one material (state → provided) while the application is a draft or needs correction.
+
+        The material's previous scan is deleted after the upload commits, unless another material references it
+        (`gateway.intake.files`).
+        """
         now = self.now()
         self._window(principal)
         if len(content) > self.settings.upload_max_bytes:
@@ -695,7 +699,11 @@ class IntakeService:
                     },
                 )
         removed = await self._discard(sorted(hashes)) if hashes else 0
-        orphans = await files.sweep(self.db, self.settings.data_dir, grace_seconds=file_grace_seconds)
+        try:
+            orphans = await files.sweep(self.db, self.settings.data_dir, grace_seconds=file_grace_seconds)
+        except Exception:  # housekeeping: the purge itself committed; the next round sweeps again
+            log.exception("sweeping orphaned uploads failed")
+            orphans = 0
         if ids or removed or orphans:
             log.info("purged %d drafts and %d of their uploads; swept %d orphaned uploads", len(ids), removed, orphans)
         return PurgeResult(drafts=len(ids), files=removed, orphans=orphans)
