@@ -29,7 +29,7 @@ UNKNOWN = "unknown"
 
 
 def parse_address(value: str) -> IPAddress | None:
-    """An IP address as a peer or a forwarded-for entry writes it (``1.2.3.4``, ``1.2.3.4:5678``, ``::1``,
+    """An IP address as a peer or a forwarded-for entry writes it (``192.0.2.1``, ``192.0.2.1:5678``, ``::1``,
     ``[::1]:5678``; IPv4-mapped IPv6 as IPv4), or None when it is not one."""
     text = value.strip().strip('"')
     if text.startswith("["):

@@ -62,10 +62,10 @@ def test_a_trusted_proxy_names_the_client_right_most_first() -> None:
     # An untrusted peer's header is ignored, whatever it says.
     assert proxies.client_address("198.51.100.9", ["203.0.113.7"]) == "198.51.100.9"
     # The proxy appended its client; what the client wrote to the left of it is ignored.
-    assert proxies.client_address("127.0.0.1", ["1.1.1.1, 2.2.2.2, 203.0.113.7"]) == "203.0.113.7"
-    assert proxies.client_address("127.0.0.1", ["1.1.1.1", "203.0.113.7"]) == "203.0.113.7"  # two header lines
+    assert proxies.client_address("127.0.0.1", ["192.0.2.1, 192.0.2.2, 203.0.113.7"]) == "203.0.113.7"
+    assert proxies.client_address("127.0.0.1", ["192.0.2.1", "203.0.113.7"]) == "203.0.113.7"  # two header lines
     # A chain of trusted proxies is walked through.
-    assert proxies.client_address("127.0.0.1", ["1.1.1.1, 203.0.113.7, 10.2.3.4, 10.0.0.1"]) == "203.0.113.7"
+    assert proxies.client_address("127.0.0.1", ["192.0.2.1, 203.0.113.7, 10.2.3.4, 10.0.0.1"]) == "203.0.113.7"
     assert proxies.client_address("fd00::2", ["[2001:db8::5]:4711, fd00::1"]) == "2001:db8::5"
     # Every hop trusted: the left-most; no header: the proxy itself.
     assert proxies.client_address("127.0.0.1", ["10.9.9.9, 10.0.0.1"]) == "10.9.9.9"
