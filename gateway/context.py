@@ -1,7 +1,8 @@
 """`AppContext`: what one gateway process holds for its lifetime, typed — instead of an untyped state bag.
 
 `create_app` builds it from the settings (keys, catalog, calendar, the one Redis client, stores, the tracking
-failure limiter) and puts it on the application; the lifespans then fill in what needs the event loop, in order:
+failure limiter, the trusted proxies) and puts it on the application; the lifespans then fill in what needs the
+event loop, in order:
 
     database_lifespan      context.database          (migrated)
     idempotency_lifespan   context.idempotency_records (the durable idempotency records, purged periodically)
@@ -23,6 +24,7 @@ from litestar.datastructures import State
 from catalog.calendar import WorkingCalendar, cached_calendar
 from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
+from gateway.clients import TrustedProxies
 from gateway.health.checks import ReadinessCheck
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.settings import Settings
@@ -88,6 +90,7 @@ class AppContext:
         cipher: FieldCipher,
         stores: Stores,
         tracking_limiter: FailureLimiter,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -97,6 +100,8 @@ class AppContext:
         #: The idempotency and rate-limit stores; ``stores.redis`` is the process's one Redis client (or None).
         self.stores = stores
         self.tracking_limiter = tracking_limiter
+        #: Whose ``X-Forwarded-For`` names the client (``Settings.trusted_proxies``; none by default).
+        self.trusted_proxies = trusted_proxies or TrustedProxies()
         #: name -> check, shown by ``GET /health/ready``.
         self.readiness: dict[str, ReadinessCheck] = {}
         # Filled in by the lifespans (see the module docstring); `database`, `authenticator` and `audit_signer` are
@@ -134,6 +139,7 @@ class AppContext:
                 limit=settings.tracking_failures_per_minute,
                 hasher=lambda client: cipher.blind_index(client, kind="client_address"),
             ),
+            trusted_proxies=TrustedProxies.parse(settings.trusted_proxies),
         )
         if stores.redis is not None:
             context.readiness["redis"] = stores.check

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.clients import parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
 
@@ -45,6 +47,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     upload_max_bytes: int = 10 * 1024 * 1024
     #: Failed public tracking lookups allowed per client address per minute.
     tracking_failures_per_minute: int = 10
+    #: Reverse proxies (comma-separated IP addresses and CIDR networks) whose ``X-Forwarded-For`` names the client;
+    #: empty: none — the connection's peer is the client, whatever the headers say (`gateway.clients`).
+    trusted_proxies: str = ""
     #: Idempotency records are kept this long (seconds).
     idempotency_ttl_seconds: int = 24 * 3600
     #: Base URL the department connector configs are rebased onto (demo and tests); empty keeps each file's.
@@ -114,6 +119,10 @@ def load_settings(
         settings = msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"settings: {exc}") from exc
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"settings: trusted_proxies: {exc}") from None
     return msgspec.structs.replace(
         settings,
         data_dir=settings.data_dir.expanduser().resolve(),

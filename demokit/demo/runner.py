@@ -181,6 +181,7 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
                 http="httptools",
                 lifespan="on",
                 timeout_graceful_shutdown=5,
+                proxy_headers=False,  # X-Forwarded-For is the gateway's to read (Settings.trusted_proxies)
             )
             server = uvicorn.Server(config)
             serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -20,6 +20,7 @@ from gateway import audit
 from gateway.cases.tables import applications
 from gateway.identity.principal import Principal, Role
 from gateway.problems import NotFound, PreconditionFailed
+from gateway.storage.database import locked
 
 
 async def audit_case(
@@ -55,10 +56,14 @@ def visible(principal: Principal, row: Row[Any]) -> bool:
 async def load_application(
     conn: AsyncConnection, application_id: str, principal: Principal, *, for_update: bool = False
 ) -> Row[Any]:
-    """The application row when it exists and the caller may see it; `NotFound` otherwise (same answer)."""
+    """The application row when it exists and the caller may see it; `NotFound` otherwise (same answer).
+
+    ``for_update`` (in a write transaction): the row stays locked until the transaction ends (`locked`), so a change
+    decided on its status or version cannot be overtaken by another process's.
+    """
     query = select(applications).where(applications.c.id == application_id)
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if for_update:
+        query = locked(query, conn)
     row = (await conn.execute(query)).first()
     if row is None or not visible(principal, row):
         raise not_found(application_id)

@@ -1,4 +1,10 @@
-"""`onewindow serve`: the gateway on embedded defaults, or PostgreSQL/Redis from the environment."""
+"""`onewindow serve`: the gateway on embedded defaults, or PostgreSQL/Redis from the environment.
+
+uvicorn's own proxy-header handling is off (``proxy_headers=False``): by default it would replace the client's
+address with ``X-Forwarded-For`` from any peer at 127.0.0.1 (or ``FORWARDED_ALLOW_IPS``). The gateway reads that
+header itself, from the proxies in ``Settings.trusted_proxies`` only (`gateway.clients`), the same way however
+it is served.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +53,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"OneWindow gateway on http://{settings.host}:{settings.port}  (docs: /schema/swagger)", flush=True)
     if args.workers == 1:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", loop="auto", http="httptools")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            loop="auto",
+            http="httptools",
+            proxy_headers=False,
+        )
         return 0
     if not settings.redis_url:
         print(
@@ -73,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
         loop="auto",
         http="httptools",
+        proxy_headers=False,
     )
     return 0

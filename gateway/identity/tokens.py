@@ -23,7 +23,7 @@ from gateway import audit
 from gateway.identity.principal import SCOPE_PATTERN, Principal, Role
 from gateway.identity.tables import tokens
 from gateway.problems import FieldError, NotFound, Unprocessable
-from gateway.storage.database import Database
+from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
 
 TOKEN_PREFIX = "ow_"  # noqa: S105 - a recognisable prefix, not a secret
@@ -192,16 +192,25 @@ async def create_token(
 async def revoke_token(db: Database, token_id: str, *, revoked_by: str = "system") -> TokenRecord:
     """Revoke a token (idempotent: an already revoked token keeps its first revocation time).
 
+    Of concurrent revocations exactly one writes the time and the ``token.revoked`` audit record; the others find
+    the token revoked (its row is locked on PostgreSQL, and the update applies only to an unrevoked token) and
+    answer that record.
+
     Raises `NotFound` for an unknown id. Other processes stop accepting it within their cache time.
     """
     async with db.transaction() as conn:
-        row = (await conn.execute(select(tokens).where(tokens.c.id == token_id))).first()
+        row = (await conn.execute(locked(select(tokens).where(tokens.c.id == token_id), conn))).first()
         if row is None:
             raise NotFound(f"No token with id {token_id!r}.")
         if row.revoked_at is not None:
             return _record(row)
         now = utcnow()
-        await conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=now))
+        revoked = await conn.execute(
+            update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        if revoked.rowcount != 1:  # revoked meanwhile (the lock makes this a second line of defence)
+            current = (await conn.execute(select(tokens).where(tokens.c.id == token_id))).one()
+            return _record(current)
         await audit.append(conn, actor=revoked_by, action="token.revoked", object_type="token", object_id=token_id)
         return msgspec.structs.replace(_record(row), revoked_at=now)
 

@@ -1,8 +1,10 @@
-"""The periodic purge of drafts nobody submitted (``Settings.draft_retention_hours``), with their uploads.
+"""The periodic purge of drafts nobody submitted (``Settings.draft_retention_hours``), with their uploads, and the
+sweep of orphaned uploads (files no material references, older than a grace period: `gateway.intake.files`).
 
 `draft_purge_lifespan` runs `IntakeService.purge_drafts` in the background while the application lives; tests and
-operators call `purge_drafts` directly. Several gateway processes may purge at once: each purge is one
-transaction, and deleting what another process already deleted is harmless.
+operators call `purge_drafts` directly. Several gateway processes may purge at once: each purge locks the drafts
+it deletes (PostgreSQL), so each draft is deleted and audited once, and a file is deleted only under its lock
+after checking that no row references it.
 """
 
 from __future__ import annotations

@@ -84,8 +84,12 @@ class MaterialUploaded(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class PurgeResult(msgspec.Struct, kw_only=True):
+    #: Expired drafts deleted.
     drafts: int
+    #: Their uploads deleted (those no other material references).
     files: int
+    #: Orphaned uploads swept (files no material references, older than the grace period).
+    orphans: int = 0
 
 
 __all__ = [

@@ -21,7 +21,6 @@ Exceptions raised (all `gateway.problems` families, answered as problem+json)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -56,7 +55,7 @@ from gateway.cases.views import (
 from gateway.certificates.lookup import CertificateService, Outcome
 from gateway.certificates.store import HOLDER_INDEX_KIND, Holder
 from gateway.identity.principal import Principal, Role
-from gateway.intake import uploads
+from gateway.intake import files, uploads
 from gateway.intake.schemas import (
     Acceptance,
     ApplicantIn,
@@ -69,7 +68,7 @@ from gateway.privacy import FieldCipher, mask_id_number, mask_name, mask_phone, 
 from gateway.problems import Conflict, FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
-from gateway.storage.database import Database
+from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
 from gateway.stores import IdempotentRequest
 
@@ -79,7 +78,8 @@ log = logging.getLogger("onewindow.intake")
 APPLICATIONS_PATH = "/api/v1/applications"
 #: Statuses in which the window may still add or replace scans.
 UPLOAD_STATUSES = ("draft", "correction_required")
-#: An unreferenced upload younger than this is spared by the purge (an upload may be about to commit).
+#: An unreferenced upload younger than this is spared by the orphan sweep (an upload writes its file before it
+#: commits the reference).
 FILE_GRACE_SECONDS = 300.0
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -579,7 +579,11 @@ class IntakeService:
         content: bytes,
         if_match: str | None = None,
     ) -> MaterialUploaded:
-        """Store a scan for one material (state → provided) while the application is a draft or needs correction."""
+        """Store a scan for one material (state → provided) while the application is a draft or needs correction.
+
+        The material's previous scan is deleted after the upload commits, unless another material references it
+        (`gateway.intake.files`).
+        """
         now = self.now()
         self._window(principal)
         if len(content) > self.settings.upload_max_bytes:
@@ -599,12 +603,15 @@ class IntakeService:
                 "The file is not a PDF, JPEG or PNG (checked by its content, not its name).",
                 extra={"accepted": list(uploads.ACCEPTED_TYPES)},
             )
-        digest, created = await asyncio.to_thread(uploads.store, self.settings.data_dir, content)
+        data_dir = self.settings.data_dir
+        digest, created = await asyncio.to_thread(uploads.store, data_dir, content)
         try:
             async with self.db.transaction() as conn:
                 row = await load_application(conn, application_id, principal, for_update=True)
                 material = await self._material_row(conn, row, key)
                 self._check_uploadable(row, if_match)
+                # Under the file's lock: a deletion of the same content that came first is undone here.
+                created = await files.hold(conn, data_dir, digest, content) or created
                 await conn.execute(
                     update(application_materials)
                     .where(application_materials.c.id == material.id)
@@ -617,11 +624,13 @@ class IntakeService:
                         updated_at=now,
                     )
                 )
-                await conn.execute(
+                bumped = await conn.execute(
                     update(applications)
-                    .where(applications.c.id == row.id)
-                    .values(version=applications.c.version + 1, updated_at=now)
+                    .where(applications.c.id == row.id, applications.c.version == row.version)
+                    .values(version=row.version + 1, updated_at=now)
                 )
+                if bumped.rowcount != 1:  # the row lock makes this a second line of defence
+                    raise Conflict("The application changed meanwhile; reload it and try again.")
                 await audit_case(
                     conn,
                     principal,
@@ -641,10 +650,12 @@ class IntakeService:
                 )
                 await self._record(conn, uploaded)
         except BaseException:
-            if created:  # nothing refers to the file we just wrote
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(uploads.remove, self.settings.data_dir, digest)
+            if created:  # nothing we committed refers to the file we wrote; another material may (discard checks)
+                await self._discard([digest])
             raise
+        replaced = material.file_sha256
+        if replaced and replaced != digest:
+            await self._discard([replaced])
         return uploaded
 
     @staticmethod
@@ -669,62 +680,71 @@ class IntakeService:
                 extra={"status": row.status, "allowed": list(UPLOAD_STATUSES)},
             )
 
+    async def _discard(self, digests: list[str]) -> int:
+        """Delete the files of ``digests`` no row references any more (after the change committed); a failure is
+        logged and left to the orphan sweep."""
+        try:
+            return await files.discard(self.db, self.settings.data_dir, digests)
+        except Exception as exc:
+            log.warning("uploads not deleted now (%s); the orphan sweep will", type(exc).__name__)
+            return 0
+
     # -- draft purge -----------------------------------------------------------------------------------------
     async def purge_drafts(
         self, *, now: dt.datetime | None = None, file_grace_seconds: float = FILE_GRACE_SECONDS
     ) -> PurgeResult:
-        """Delete drafts untouched for ``draft_retention_hours``, then their uploads nothing else refers to."""
+        """Delete drafts untouched for ``draft_retention_hours`` and then their uploads nothing else refers to;
+        then sweep orphaned uploads not touched for ``file_grace_seconds``.
+
+        The expired drafts are locked as they are chosen (PostgreSQL), so a draft accepted, uploaded to or purged
+        by another process meanwhile is skipped: of concurrent purges one deletes each draft and writes the audit
+        record, the others find nothing left.
+        """
         now = now or self.now()
         cutoff = now - dt.timedelta(hours=self.settings.draft_retention_hours)
+        ids: list[str] = []
+        hashes: set[str] = set()
+        expired = (applications.c.status == "draft", applications.c.updated_at < cutoff)
         async with self.db.transaction() as conn:
-            ids = list(
-                (
-                    await conn.execute(
-                        select(applications.c.id).where(
-                            applications.c.status == "draft", applications.c.updated_at < cutoff
+            # In id order: two purges lock the rows they share in the same order, so one waits instead of deadlocking.
+            query = select(applications.c.id).where(*expired).order_by(applications.c.id)
+            ids = list((await conn.execute(locked(query, conn))).scalars())
+            if ids:
+                hashes = set(
+                    (
+                        await conn.execute(
+                            select(application_materials.c.file_sha256).where(
+                                application_materials.c.application_id.in_(ids),
+                                application_materials.c.file_sha256.is_not(None),
+                            )
                         )
-                    )
-                ).scalars()
-            )
-            if not ids:
-                return PurgeResult(drafts=0, files=0)
-            hashes = set(
-                (
-                    await conn.execute(
-                        select(application_materials.c.file_sha256).where(
-                            application_materials.c.application_id.in_(ids),
-                            application_materials.c.file_sha256.is_not(None),
-                        )
-                    )
-                ).scalars()
-            )
-            # Children first: the result is the same whether or not the database enforces ON DELETE CASCADE.
-            await conn.execute(delete(application_history).where(application_history.c.application_id.in_(ids)))
-            await conn.execute(delete(application_materials).where(application_materials.c.application_id.in_(ids)))
-            await conn.execute(delete(applications).where(applications.c.id.in_(ids)))
-            await audit.append(
-                conn,
-                actor="system",
-                action="application.drafts_purged",
-                object_type="application",
-                object_id=f"{len(ids)} drafts",
-                detail={"ids": ids[:500], "count": len(ids), "retention_hours": self.settings.draft_retention_hours},
-            )
-            still_used = set(
-                (
-                    await conn.execute(
-                        select(application_materials.c.file_sha256).where(
-                            application_materials.c.file_sha256.in_(hashes)
-                        )
-                    )
-                ).scalars()
-            )
-        removed = 0
-        for digest in sorted(hashes - still_used):
-            if await asyncio.to_thread(uploads.remove, self.settings.data_dir, digest, older_than=file_grace_seconds):
-                removed += 1
-        log.info("purged %d drafts and %d uploads", len(ids), removed)
-        return PurgeResult(drafts=len(ids), files=removed)
+                    ).scalars()
+                )
+                # Children first: the result is the same whether or not the database enforces ON DELETE CASCADE.
+                await conn.execute(delete(application_history).where(application_history.c.application_id.in_(ids)))
+                await conn.execute(delete(application_materials).where(application_materials.c.application_id.in_(ids)))
+                await conn.execute(delete(applications).where(applications.c.id.in_(ids), *expired))
+                await audit.append(
+                    conn,
+                    actor="system",
+                    action="application.drafts_purged",
+                    object_type="application",
+                    object_id=f"{len(ids)} drafts",
+                    detail={
+                        "ids": ids[:500],
+                        "count": len(ids),
+                        "retention_hours": self.settings.draft_retention_hours,
+                    },
+                )
+        removed = await self._discard(sorted(hashes)) if hashes else 0
+        try:
+            orphans = await files.sweep(self.db, self.settings.data_dir, grace_seconds=file_grace_seconds)
+        except Exception:  # housekeeping: the purge itself committed; the next round sweeps again
+            log.exception("sweeping orphaned uploads failed")
+            orphans = 0
+        if ids or removed or orphans:
+            log.info("purged %d drafts and %d of their uploads; swept %d orphaned uploads", len(ids), removed, orphans)
+        return PurgeResult(drafts=len(ids), files=removed, orphans=orphans)
 
 
 __all__ = [

@@ -5,7 +5,8 @@ The type of a file is what its first bytes say, never its name or the client's C
 
 Files are stored once per content: ``uploads/ab/cd/<sha256>`` (the first two byte pairs of the hash fan the files
 out over directories). A file is written to a temporary name in the same directory and renamed into place, so a
-reader never sees half a file and two uploads of the same scan at once end with one whole file.
+reader never sees half a file and two uploads of the same scan at once end with one whole file. When a file is
+deleted (replaced, its draft purged, or orphaned) is `gateway.intake.files`' business.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ SNIFF_BYTES: Final = max(len(m) for m, _ in MAGIC)
 ACCEPTED_TYPES: Final = tuple(t for _, t in MAGIC)
 
 UPLOADS_DIR: Final = "uploads"
+#: Name prefix of a file being written (renamed into place when whole).
+TEMP_PREFIX: Final = ".upload-"
 
 
 def sniff(head: bytes) -> str | None:
@@ -58,8 +61,7 @@ def store(data_dir: Path, content: bytes) -> tuple[str, bool]:
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)
             return digest, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+    fd, tmp = _temporary_file(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
@@ -74,11 +76,24 @@ def store(data_dir: Path, content: bytes) -> tuple[str, bool]:
     return digest, True
 
 
+def _temporary_file(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder``, creating the folder; again when a removal emptied and deleted it
+    between the two steps."""
+    for attempt in range(3):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def remove(data_dir: Path, sha256: str, *, older_than: float = 0.0) -> bool:
     """Delete a stored file the caller found unreferenced; True when a file was removed.
 
-    ``older_than`` (seconds) spares a file written or re-uploaded since: an upload of the same content may be
-    between writing the file and committing its reference.
+    ``older_than`` (seconds) spares a file written or re-uploaded since. Call it through `gateway.intake.files`,
+    which decides under the file's lock that no row references it.
     """
     path = upload_path(data_dir, sha256)
     try:
@@ -96,4 +111,14 @@ def remove(data_dir: Path, sha256: str, *, older_than: float = 0.0) -> bool:
     return True
 
 
-__all__ = ["ACCEPTED_TYPES", "MAGIC", "SNIFF_BYTES", "UPLOADS_DIR", "remove", "sniff", "store", "upload_path"]
+__all__ = [
+    "ACCEPTED_TYPES",
+    "MAGIC",
+    "SNIFF_BYTES",
+    "TEMP_PREFIX",
+    "UPLOADS_DIR",
+    "remove",
+    "sniff",
+    "store",
+    "upload_path",
+]

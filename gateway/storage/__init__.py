@@ -7,6 +7,7 @@ Public API::
     db = Database.from_settings(settings)          # the app's is context_of(app).database
     async with db.transaction() as conn: ...       # one write transaction (BEGIN IMMEDIATE on SQLite)
     async with db.read() as conn: ...              # reads only (READ ONLY on PostgreSQL)
+    row = (await conn.execute(locked(select(t).where(t.c.id == i), conn))).first()   # FOR UPDATE on PostgreSQL
     LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level
     rows = await db.fetch(LOOKUP, number=n)        # one short read; on SQLite inline, no worker thread
     UPSERT = BulkWrite(insert(t).on_conflict_do_update(...))                    # built once
@@ -16,7 +17,9 @@ Public API::
 Rules: keep write transactions short and free of network calls (on SQLite every writer waits for the current
 one); never open a transaction inside another in the same task; append the audit record last. Domains use these
 calls only: no database driver (``sqlite3``, aiosqlite, asyncpg) and no SQLAlchemy dialect internals outside this
-package.
+package. A change that depends on what the transaction read is locked (`locked`) or conditional (``UPDATE …
+WHERE status = …``, its row count checked): PostgreSQL runs writers side by side, and a check on an unlocked read
+lets every one through.
 
 Adding a domain's tables
 ------------------------
@@ -38,7 +41,7 @@ Adding a domain's tables
 from __future__ import annotations
 
 from gateway.storage.bulk import BulkRows, BulkWrite
-from gateway.storage.database import Database, DatabaseBusy
+from gateway.storage.database import Database, DatabaseBusy, locked
 from gateway.storage.metadata import ID_LENGTH, NAMING_CONVENTION, IdType, UTCDateTime, metadata, new_id, utcnow
 from gateway.storage.prepared import PreparedRead, ReadRow
 
@@ -53,6 +56,7 @@ __all__ = [
     "PreparedRead",
     "ReadRow",
     "UTCDateTime",
+    "locked",
     "metadata",
     "new_id",
     "utcnow",

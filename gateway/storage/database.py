@@ -23,6 +23,10 @@ Usage::
         await db.execute_many(conn, UPSERT, rows)
     await db.dispose()
 
+A change decided on what the transaction read (a status, a version, "not yet revoked") must hold on PostgreSQL as
+well as on SQLite, where writers take turns: read the row through `locked` (``SELECT … FOR UPDATE``), or make the
+statement itself conditional (``UPDATE … WHERE status = 'open'``) and check its row count — best both.
+
 `fetch` / `fetch_one` run one `PreparedRead` (a select built once, with named parameters). On SQLite they read on
 the calling thread through a per-thread ``sqlite3`` connection (`gateway.storage.inline`: WAL, ``query_only``,
 autocommit, no waiting on the loop, a step budget), falling back to the aiosqlite path when that cannot answer at
@@ -48,9 +52,9 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy import Connection, Select, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -81,6 +85,8 @@ _WRITE_OPTION = "onewindow_write"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 Dialect = Literal["sqlite", "postgresql"]
+
+_Select = TypeVar("_Select", bound=Select[Any])
 
 
 class DatabaseBusy(ServiceUnavailable):
@@ -321,6 +327,17 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
 
+def locked(query: _Select, conn: AsyncConnection) -> _Select:
+    """``query`` locking the rows it reads until the write transaction ends (``SELECT … FOR UPDATE``).
+
+    For a change decided on what was read (a status, a version): on PostgreSQL, concurrent transactions read the
+    same committed row and would each go ahead, so the row is locked and a second reader waits for the first to
+    commit, then sees its change (and rows that no longer match the query, or were deleted, are not returned). On
+    SQLite ``BEGIN IMMEDIATE`` already lets one writer in at a time, and the query is returned unchanged.
+    """
+    return query.with_for_update() if conn.dialect.name == "postgresql" else query
+
+
 #: Extra turns a migration waits for a SQLite file another process is migrating (each after the busy timeout).
 _MIGRATE_LOCKED_RETRIES = 5
 
@@ -371,6 +388,7 @@ __all__ = [
     "DatabaseBusy",
     "PreparedRead",
     "ReadRow",
+    "locked",
     "new_id",
     "utcnow",
 ]

@@ -10,7 +10,7 @@ the Redis server's clock); in memory it covers one process.
 Use it as::
 
     limiter = context_of(request.app).tracking_limiter
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)         # the peer, or whom a trusted proxy names (gateway.clients)
     await limiter.check(client)              # raises TooManyRequests (429, Retry-After) while blocked
     found = ...                              # the lookup
     if not found:

@@ -34,7 +34,10 @@ Code = Annotated[str | None, QueryParameter(description="the query code printed 
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
+    """Who the failure limiter counts: the peer, or the client a trusted proxy names (`gateway.clients`)."""
+    return context_of(request.app).trusted_proxies.client_address(
+        request.client.host if request.client else None, request.headers.getall("x-forwarded-for", [])
+    )
 
 
 def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:

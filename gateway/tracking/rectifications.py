@@ -24,7 +24,7 @@ from gateway.cases.tables import applications
 from gateway.cases.views import ItemRef
 from gateway.identity.principal import Principal
 from gateway.problems import BadRequest, Conflict, FieldError, NotFound, Unprocessable
-from gateway.storage.database import Database
+from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
 from gateway.tracking.schemas import (
     LEVEL_NAMES,
@@ -73,6 +73,10 @@ async def open_rectification(
         detail={"level": level, "due_on": due.deadline.isoformat()},
     )
     return RectificationRef(id=rectification_id, due_on=due.deadline, due_estimated=due.deadline_estimated)
+
+
+def already_closed(status: str) -> Conflict:
+    return Conflict("This rectification is already closed.", extra={"status": status, "allowed": []})
 
 
 class RectificationService:
@@ -134,7 +138,11 @@ class RectificationService:
         return Rectifications(items=items, total=len(items))
 
     async def close(self, principal: Principal, rectification_id: str, body: CloseRectification) -> RectificationView:
-        """Close a rectification with what was done and what the follow-up call (回访) found."""
+        """Close a rectification with what was done and what the follow-up call (回访) found.
+
+        Once: the row is locked (PostgreSQL) and the update applies only to an open rectification, so of concurrent
+        closes exactly one succeeds (and writes the one audit record); the others answer 409.
+        """
         outcome = clean_note(body.outcome)
         if not outcome:
             raise Unprocessable(
@@ -143,16 +151,20 @@ class RectificationService:
             )
         now = self.now()
         async with self.db.transaction() as conn:
-            row = (await conn.execute(select(rectifications).where(rectifications.c.id == rectification_id))).first()
+            # Concurrent closes queue here (PostgreSQL); each sees the status the one before it committed.
+            query = select(rectifications).where(rectifications.c.id == rectification_id)
+            row = (await conn.execute(locked(query, conn))).first()
             if row is None:
                 raise NotFound(f"No rectification {rectification_id!r}.")
             if row.status != "open":
-                raise Conflict("This rectification is already closed.", extra={"status": row.status, "allowed": []})
-            await conn.execute(
+                raise already_closed(row.status)
+            closed = await conn.execute(
                 update(rectifications)
-                .where(rectifications.c.id == rectification_id)
+                .where(rectifications.c.id == rectification_id, rectifications.c.status == "open")
                 .values(status="closed", closed_at=now, closed_by=principal.actor, outcome=outcome)
             )
+            if closed.rowcount != 1:  # closed meanwhile (the lock above makes this a second line of defence)
+                raise already_closed("closed")
             await audit.append(
                 conn,
                 actor=principal.actor,

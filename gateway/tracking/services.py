@@ -33,7 +33,7 @@ from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef
 from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import Conflict, FieldError, NotFound, Problem, Unprocessable
-from gateway.storage.database import Database
+from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.prepared import PreparedRead, ReadRow
 from gateway.stores import FailureLimiter
@@ -219,8 +219,12 @@ class TrackingService:
         rectification: RectificationRef | None = None
         try:
             async with self.db.transaction() as conn:
-                current = (await conn.execute(select(applications).where(applications.c.id == row.id))).first()
-                assert current is not None
+                # Concurrent submissions for one case queue on its row (PostgreSQL): the second finds the first's
+                # evaluation and answers 409; the unique index is the last line of defence.
+                query = select(applications).where(applications.c.id == row.id)
+                current = (await conn.execute(locked(query, conn))).first()
+                if current is None:  # purged meanwhile (only drafts are, so not a case that can be evaluated)
+                    raise no_match()
                 self._check_evaluable(current.status)
                 if (
                     await conn.execute(select(evaluations.c.id).where(evaluations.c.application_id == row.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import msgspec
@@ -17,6 +18,7 @@ from gateway.audit.tables import audit_records
 from gateway.certificates.store import CertificateStore, display_number
 from gateway.certificates.tables import certificate_rejections, certificates, sync_cursors
 from gateway.privacy import FieldCipher, KeyRing
+from gateway.settings import Settings
 from gateway.storage import Database, utcnow
 
 AS_OF = dt.date(2026, 1, 5)
@@ -131,6 +133,31 @@ async def test_older_copy_never_overwrites_newer(store: CertificateStore, popula
     async with store.db.read() as conn:
         at = (await conn.execute(select(certificates.c.source_updated_at))).scalar_one()
     assert at == dt.datetime(2025, 9, 1, tzinfo=dt.UTC)
+
+
+async def test_concurrent_syncs_from_several_processes_keep_the_newest(
+    db_settings: Settings, store: CertificateStore, population: Population
+) -> None:
+    """Copies of one certificate from several processes at once, in any order: the newest at the source wins —
+    here the issuer's revocation — and every batch is audited (each is a sync of its own)."""
+    first = batch_of(population, "public_security")[0]
+    await store.accept([first])
+    base = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
+    copies = [msgspec.structs.replace(first, source_updated_at=base + dt.timedelta(days=i)) for i in range(18)]
+    revoked = sign_as_department(msgspec.structs.replace(first.certificate, status="03"), "public_security")
+    copies.insert(7, fetched(revoked, "public_security", at=base + dt.timedelta(days=30)))
+    others = [Database.from_settings(db_settings) for _ in range(3)]
+    stores = [store, *(CertificateStore(db, store.cipher) for db in others)]
+    try:
+        await asyncio.gather(*(stores[i % len(stores)].accept([c]) for i, c in enumerate(reversed(copies))))
+    finally:
+        for db in others:
+            await db.dispose()
+    async with store.db.read() as conn:
+        row = (await conn.execute(select(certificates))).one()
+    assert (row.status, row.verification_status) == ("03", "revoked")
+    assert row.source_updated_at == base + dt.timedelta(days=30)
+    assert await count(store.db, audit_records, audit_records.c.action == "certificates.synced") == len(copies) + 1
 
 
 async def test_duplicate_identifiers_in_one_batch(store: CertificateStore, population: Population) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 
@@ -23,7 +24,7 @@ from gateway.identity.tokens import (
     validate_binding,
 )
 from gateway.problems import NotFound, Unprocessable
-from gateway.settings import DEFAULT_CONFIG_DIR
+from gateway.settings import DEFAULT_CONFIG_DIR, Settings
 from gateway.storage import Database
 
 
@@ -105,6 +106,28 @@ async def test_create_resolve_list_and_revoke(database: Database) -> None:
     async with database.read() as conn:
         actions = [r for (r,) in await conn.execute(select(audit_records.c.action).order_by(audit_records.c.seq))]
     assert actions == ["token.created", "token.created", "token.revoked"]
+
+
+async def test_concurrent_revocations_revoke_once(db_settings: Settings, database: Database) -> None:
+    """Twenty revocations at once from four `Database` objects (four processes' connections): one records the
+    time and the audit record; every caller gets that same revocation."""
+    _, record = await create_token(database, role="supervisor")
+    others = [Database.from_settings(db_settings) for _ in range(3)]
+    pool = [database, *others]
+    try:
+        results = await asyncio.gather(
+            *(revoke_token(pool[i % len(pool)], record.id, revoked_by=f"cli:admin{i}") for i in range(20))
+        )
+    finally:
+        for db in others:
+            await db.dispose()
+    times = {r.revoked_at for r in results}
+    assert len(times) == 1 and None not in times
+    stored = await get_token(database, record.id)
+    assert stored is not None and stored.revoked_at in times
+    async with database.read() as conn:
+        revocations = list(await conn.execute(select(audit_records).where(audit_records.c.action == "token.revoked")))
+    assert len(revocations) == 1 and revocations[0].object_id == record.id
 
 
 async def test_invalid_binding_writes_nothing(database: Database) -> None:

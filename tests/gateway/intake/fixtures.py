@@ -163,6 +163,12 @@ class Gateway:
         assert accepted.status_code == 200, accepted.text
         return application_id, accepted.json()
 
+    async def audited(self, action: str) -> int:
+        """How many audit records of ``action`` the log holds."""
+        async with self.db.read() as conn:
+            query = select(func.count()).select_from(audit_records).where(audit_records.c.action == action)
+            return int((await conn.execute(query)).scalar_one())
+
     async def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         async with self.db.read() as conn:

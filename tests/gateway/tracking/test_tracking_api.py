@@ -3,11 +3,14 @@ rate limiting of failures only, one evaluation per completed case, rectification
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import httpx
+import pytest
 
 from catalog.codes import mod37_36_check_char
+from gateway.clients import TrustedProxies
 from gateway.context import context_of
 from gateway.privacy import mask_name
 from gateway.tracking.deps import provide_tracking
@@ -93,6 +96,87 @@ async def test_failed_lookups_are_limited_correct_ones_never(gateway: Gateway) -
     # Once the failures are forgotten (the window passes; here: reset), the address may look up again.
     await context_of(gateway.app).tracking_limiter.reset("127.0.0.1")
     assert (await track(gateway, number, code)).status_code == 200
+
+
+async def test_forwarded_for_from_an_untrusted_peer_changes_nothing(gateway: Gateway) -> None:
+    """No proxy is trusted by default: a caller writing a new X-Forwarded-For for every guess is still counted,
+    and blocked, by the address it connects from."""
+    _, acceptance = await gateway.accepted_case()
+    number, code = acceptance["tracking_number"], acceptance["query_code"]
+    limit = gateway.settings.tracking_failures_per_minute
+    assert not context_of(gateway.app).trusted_proxies
+    for i in range(limit):
+        spoofed = {"X-Forwarded-For": f"198.51.100.{i + 1}"}
+        response = await gateway.client.get(f"/api/v1/track/{number}", params={"code": "ZZZZZZZZ"}, headers=spoofed)
+        assert response.status_code == 404
+    response = await gateway.client.get(
+        f"/api/v1/track/{number}", params={"code": code}, headers={"X-Forwarded-For": "203.0.113.250"}
+    )
+    assert response.status_code == 429, response.text
+    limiter = context_of(gateway.app).tracking_limiter
+    assert await limiter.blocked("127.0.0.1")
+    assert not await limiter.blocked("198.51.100.1")
+
+
+async def test_served_as_onewindow_serve_serves_it_forwarded_for_is_still_ignored(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the ASGI stack uvicorn builds with the options `onewindow serve` passes (uvicorn's own
+    default would believe X-Forwarded-For from 127.0.0.1)."""
+    import uvicorn
+
+    import gateway.app as app_module
+    from gateway.commands import serve
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(app_module, "create_app", lambda settings: gateway.app)
+    args = argparse.Namespace(host=None, port=None, data_dir=gateway.settings.data_dir, config=None, workers=1)
+    assert serve.run(args) == 0
+    (options,) = calls
+    config = uvicorn.Config(gateway.app, **options)
+    config.load()
+    _, acceptance = await gateway.accepted_case()
+    number = acceptance["tracking_number"]
+    transport = httpx.ASGITransport(app=config.loaded_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        answers = [
+            await client.get(
+                f"/api/v1/track/{number}",
+                params={"code": "ZZZZZZZZ"},
+                headers={"X-Forwarded-For": f"198.51.100.{i + 1}"},
+            )
+            for i in range(gateway.settings.tracking_failures_per_minute + 1)
+        ]
+    assert [r.status_code for r in answers][-2:] == [404, 429]
+
+
+async def test_a_trusted_proxys_client_is_the_one_limited(gateway: Gateway) -> None:
+    """Behind a trusted proxy (here the test client's 127.0.0.1) the client it appends is counted — not the
+    proxy, and not what the client wrote into the header itself."""
+    context_of(gateway.app).trusted_proxies = TrustedProxies.parse("127.0.0.1, 10.0.0.0/8")
+    _, acceptance = await gateway.accepted_case()
+    number, code = acceptance["tracking_number"], acceptance["query_code"]
+    limit = gateway.settings.tracking_failures_per_minute
+
+    async def lookup(forwarded_for: str, query_code: str) -> int:
+        response = await gateway.client.get(
+            f"/api/v1/track/{number}", params={"code": query_code}, headers={"X-Forwarded-For": forwarded_for}
+        )
+        return response.status_code
+
+    for i in range(limit):
+        # The client varies what it sends; the proxy (and a second one in front of us) append what they saw.
+        assert await lookup(f"198.51.100.{i + 1}, 203.0.113.7, 10.0.0.2", "ZZZZZZZZ") == 404
+    assert await lookup("203.0.113.7", code) == 429
+    assert await lookup("192.0.2.1, 203.0.113.7", code) == 429
+    # Another client behind the same proxy is not affected, nor the proxy itself.
+    assert await lookup("203.0.113.8", code) == 200
+    limiter = context_of(gateway.app).tracking_limiter
+    assert await limiter.blocked("203.0.113.7")
+    assert not await limiter.blocked("127.0.0.1") and not await limiter.blocked("10.0.0.2")
+    response = await gateway.client.get(f"/api/v1/track/{number}", params={"code": code})
+    assert response.status_code == 200  # the proxy's own request (no header) is its own client
 
 
 async def test_evaluation_once_after_completion(gateway: Gateway) -> None:
