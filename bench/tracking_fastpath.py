@@ -16,7 +16,8 @@ was.
 
 ``--tree NAME=DIR`` (repeatable) also serves the gateway from another checkout of the project (``git archive`` of
 an older commit unpacked in DIR, say), in the same rounds: two versions compared on the same machine at the same
-moments. The rows of this tree are labelled ``tracking``, the others ``tracking@NAME``.
+moments. The rows of this tree are labelled ``tracking``, the others ``tracking@NAME``. Each other tree serves data
+of its own, prepared by its own code (an older version may not know a newer schema).
 
 ``--database postgresql`` serves the gateway on PostgreSQL (``ONEWINDOW_TEST_DATABASE_URL`` or the local test
 database) in a schema of its own, dropped afterwards; ``--redis`` adds ``ONEWINDOW_REDIS_URL`` (the failure
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -70,6 +73,33 @@ class Report(msgspec.Struct, kw_only=True):
 async def prepare(data_dir: Path, overrides: dict[str, Any]) -> Prepared:
     """`bench.prepare.prepare_data_dir` on the chosen database."""
     return await prepare_data_dir(data_dir, **overrides)
+
+
+#: Run in another checkout: its own `bench.prepare` fills its data dir (its own migrations, its own case).
+_PREPARE_IN_TREE = (
+    "import asyncio, json, sys\n"
+    "from pathlib import Path\n"
+    "from bench.prepare import prepare_data_dir\n"
+    "p = asyncio.run(prepare_data_dir(Path(sys.argv[1]), **json.loads(sys.argv[2])))\n"
+    "print(json.dumps([p.tracking_number, p.query_code]))\n"
+)
+
+
+def prepare_tree(tree: Path, data_dir: Path, overrides: dict[str, Any]) -> tuple[str, str]:
+    """Prepare ``data_dir`` with the code of ``tree`` (an older version may not know the newer schema): the
+    tracking number and query code of the case it filed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_")}
+    env["PYTHONPATH"] = str(tree)
+    done = subprocess.run(
+        [sys.executable, "-c", _PREPARE_IN_TREE, str(data_dir), json.dumps(overrides)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    number, code = json.loads(done.stdout.strip().splitlines()[-1])
+    return str(number), str(code)
 
 
 async def drop_schema(schema: str) -> None:
@@ -146,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     overrides: dict[str, Any] = {}
     schema = ""
+    schemas: list[str] = []
     if args.database == "postgresql":
         schema = f"bench_{uuid.uuid4().hex[:12]}"
         overrides = {"database_url": POSTGRES_URL, "database_schema": schema}
@@ -163,25 +194,52 @@ def main(argv: list[str] | None = None) -> int:
             if args.redis:
                 env["ONEWINDOW_REDIS_URL"] = REDIS_URL
             apps = [
-                ("bare", "bench.bare_app:create_bare_app", _check_bare, REPO_ROOT),
-                ("tracking", "gateway.app:create_app", _check_tracking, REPO_ROOT),
-            ] + [(f"tracking@{name}", "gateway.app:create_app", _check_tracking, tree) for name, tree in args.tree]
+                ("bare", "bench.bare_app:create_bare_app", _check_bare, REPO_ROOT, env, path, number, code),
+                ("tracking", "gateway.app:create_app", _check_tracking, REPO_ROOT, env, path, number, code),
+            ]
+            for name, tree in args.tree:
+                # Each tree on data of its own, prepared by its own code (a schema of its own on PostgreSQL).
+                tree_dir = Path(tmp) / f"var-{name}"
+                tree_overrides = dict(overrides)
+                tree_env = server_env(tree_dir)
+                if schema:
+                    tree_schema = f"{schema}_{len(schemas)}"
+                    schemas.append(tree_schema)
+                    tree_overrides["database_schema"] = tree_schema
+                    tree_env |= {"ONEWINDOW_DATABASE_URL": POSTGRES_URL, "ONEWINDOW_DATABASE_SCHEMA": tree_schema}
+                if args.redis:
+                    tree_env["ONEWINDOW_REDIS_URL"] = REDIS_URL
+                print(f"preparing {tree_dir} with the code of {tree} …", flush=True)
+                t_number, t_code = prepare_tree(tree, tree_dir, tree_overrides)
+                t_path = f"/api/v1/track/{t_number}?code={t_code}"
+                apps.append(
+                    (
+                        f"tracking@{name}",
+                        "gateway.app:create_app",
+                        _check_tracking,
+                        tree,
+                        tree_env,
+                        t_path,
+                        t_number,
+                        t_code,
+                    )
+                )
             print(HEADER, flush=True)
             for n in workers:
                 flags = ServerFlags(workers=n)
                 for round_ in range(1, args.rounds + 1):
-                    for app, factory, check, source in apps:
-                        with AsgiServer(factory, flags=flags, env=env, source=source) as server:
-                            check(server.base_url, number, code)
+                    for app, factory, check, source, app_env, app_path, app_number, app_code in apps:
+                        with AsgiServer(factory, flags=flags, env=app_env, source=source) as server:
+                            check(server.base_url, app_number, app_code)
                             load = os.getloadavg()[0]
                             result, cpu = measure_with_cpu(
-                                server.base_url + path,
+                                server.base_url + app_path,
                                 server,
                                 connections=args.connections,
                                 duration_s=args.duration,
                                 warmup_s=args.warmup,
                             )
-                            check(server.base_url, number, code)
+                            check(server.base_url, app_number, app_code)
                         served = max(result.requests, 1)
                         run = Run(
                             app=app,
@@ -196,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                         runs.append(run)
                         print(_line(run), flush=True)
     finally:
-        if schema:
-            asyncio.run(drop_schema(schema))
+        for name in ([schema] if schema else []) + schemas:
+            asyncio.run(drop_schema(name))
 
     verdicts: list[str] = []
     for n in workers:

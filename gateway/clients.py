@@ -96,6 +96,8 @@ class TrustedProxies:
         ``X-Forwarded-For`` header values, in the order received) names one beyond it."""
         if not peer:
             return UNKNOWN
+        if not self.networks and ":" not in peer:  # the default, and IPv4: nothing to parse
+            return peer
         current = parse_address(peer)
         if current is None:
             return peer

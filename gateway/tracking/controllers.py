@@ -35,9 +35,11 @@ Code = Annotated[str | None, QueryParameter(description="the query code printed 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
     """Who the failure limiter counts: the peer, or the client a trusted proxy names (`gateway.clients`)."""
-    return context_of(request.app).trusted_proxies.client_address(
-        request.client.host if request.client else None, request.headers.getall("x-forwarded-for", [])
-    )
+    proxies = context_of(request.app).trusted_proxies
+    peer = request.client.host if request.client else None
+    if not proxies:  # the default; the lookup is the hottest route, so not even the headers are parsed
+        return proxies.client_address(peer)
+    return proxies.client_address(peer, request.headers.getall("x-forwarded-for", []))
 
 
 def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:
