@@ -39,13 +39,19 @@ class FieldError(msgspec.Struct, frozen=True):
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The standard members of every error body. An answer may add members of its own (``allowed``, ``missing``,
+    ``current_status``…) next to them, never in their place: ``status`` is always the HTTP status."""
+
     type: str
     title: str
     status: int
     detail: str
     instance: str | None = None
     errors: list[FieldError] | None = None
-    extra: dict[str, Any] | None = None
+
+
+#: Members an extra may never replace (nor fill in when they are absent).
+STANDARD_MEMBERS: frozenset[str] = frozenset(Problem.__struct_fields__)
 
 
 class ProblemError(Exception):
@@ -75,7 +81,6 @@ class ProblemError(Exception):
             detail=self.detail,
             instance=instance,
             errors=self.errors,
-            extra=self.extra,
         )
 
 
@@ -126,12 +131,23 @@ class ServiceUnavailable(ProblemError):
 _ENCODER = msgspec.json.Encoder()
 
 
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
-    extra = problem.extra or {}
-    body: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(problem).items() if k != "extra"}
-    body.update(extra)
+def problem_body(problem: Problem, extra: dict[str, Any] | None = None) -> bytes:
+    """The JSON body: the standard members, then each extra member whose name is not a standard one (an extra
+    named like one is dropped, and logged: it is a programming error, and must not change what clients read)."""
+    body: dict[str, Any] = msgspec.to_builtins(problem)
+    for name, value in (extra or {}).items():
+        if name in STANDARD_MEMBERS:
+            log.warning("problem extra %r ignored: it would replace a standard member", name)
+            continue
+        body[name] = value
+    return _ENCODER.encode(body)
+
+
+def problem_response(
+    problem: Problem, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+) -> Response[bytes]:
     return Response(
-        content=_ENCODER.encode(body),
+        content=problem_body(problem, extra),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -145,7 +161,7 @@ def problem_spec(description: str) -> ResponseSpec:
 
 def _problem_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.to_problem(request.url.path), exc.headers)
+    return problem_response(exc.to_problem(request.url.path), exc.headers, exc.extra)
 
 
 def _field_from_litestar(raw: dict[str, Any]) -> FieldError:
@@ -214,6 +230,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 
 __all__ = [
     "PROBLEM_JSON",
+    "STANDARD_MEMBERS",
     "BadRequest",
     "Conflict",
     "FieldError",
@@ -229,6 +246,7 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "UnsupportedMediaType",
+    "problem_body",
     "problem_response",
     "problem_spec",
 ]

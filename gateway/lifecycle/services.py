@@ -135,7 +135,7 @@ class LifecycleService:
             raise Conflict(
                 f"{row.status} → {target} is not allowed for a {principal.role.value}"
                 + (f"; allowed: {', '.join(allowed)}." if allowed else "; nothing is allowed from here."),
-                extra={"status": row.status, "allowed": allowed},
+                extra={"current_status": row.status, "allowed": allowed},
             )
         errors: list[FieldError] = []
         note = clean_note(body.note)
@@ -170,7 +170,7 @@ class LifecycleService:
         if not uploaded_since:
             raise Conflict(
                 "Upload the corrected materials before resubmitting.",
-                extra={"status": row.status, "allowed": ["withdrawn"]},
+                extra={"current_status": row.status, "allowed": ["withdrawn"]},
             )
         views = [material_view(m) for m in materials]
         missing = missing_required(views)

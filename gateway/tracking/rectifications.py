@@ -147,7 +147,9 @@ class RectificationService:
             if row is None:
                 raise NotFound(f"No rectification {rectification_id!r}.")
             if row.status != "open":
-                raise Conflict("This rectification is already closed.", extra={"status": row.status, "allowed": []})
+                raise Conflict(
+                    "This rectification is already closed.", extra={"current_status": row.status, "allowed": []}
+                )
             await conn.execute(
                 update(rectifications)
                 .where(rectifications.c.id == rectification_id)

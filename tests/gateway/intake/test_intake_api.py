@@ -285,8 +285,12 @@ async def test_accept_assigns_number_code_and_deadline(gateway: Gateway) -> None
     assert body.get("deadline_estimated", False) is False
     # Accepting twice: 409 naming what is allowed; uploads are closed.
     again = await gateway.accept(application_id)
-    assert again.status_code == 409 and "allowed" in again.json()
-    assert (await gateway.upload(application_id, "application_form", PNG)).status_code == 409
+    assert again.status_code == 409 and again.json()["allowed"] == ["in_review", "withdrawn"]
+    assert again.json()["status"] == 409 and again.json()["current_status"] == "accepted"
+    upload = await gateway.upload(application_id, "application_form", PNG)
+    assert upload.status_code == 409 and upload.json()["status"] == 409
+    assert upload.json()["current_status"] == "accepted"
+    assert upload.json()["allowed"] == ["draft", "correction_required"]
     # Another unit's clerk cannot even see it.
     assert (await gateway.accept(application_id, who="other_clerk")).status_code == 404
 
