@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from gateway.audit.lifespan import audit_lifespan
+from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
@@ -75,6 +76,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # JSON bodies: declared media type, strict decoding into the operation's Struct (gateway/bodies.py).
+        request_class=GatewayRequest,
+        before_request=check_body,
         # Entered in order, left in reverse: the database first, then what needs it.
         lifespan=[database_lifespan, audit_lifespan, identity_lifespan, certificates_lifespan, draft_purge_lifespan],
         middleware=[auth_middleware(), idempotency],

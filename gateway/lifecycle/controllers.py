@@ -18,6 +18,7 @@ from gateway.lifecycle.schemas import ApplicationView, Queue, Summary, Transitio
 from gateway.lifecycle.services import LifecycleService
 from gateway.lifecycle.supervision import SupervisionService
 from gateway.problems import problem_spec
+from gateway.storage.metadata import MAX_BIGINT
 
 _STAFF = (Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN)
 
@@ -76,7 +77,7 @@ class ApplicationController(Controller):
         status: Annotated[str | None, QueryParameter(description="e.g. in_review or accepted,in_review")] = None,
         due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_BIGINT)] = 0,
         tracking_number: Annotated[
             str | None, QueryParameter(description="办件编号, e.g. 430302202601050000014")
         ] = None,
@@ -143,7 +144,9 @@ class StatusEventController(Controller):
         self,
         principal: NamedDependency[Principal],
         feed: NamedDependency[StatusEventFeed],
-        after: Annotated[int, QueryParameter(ge=0, description="the next_after of your last call; 0 at first")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, le=MAX_BIGINT, description="the next_after of your last call; 0 at first")
+        ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=EVENTS_MAX_LIMIT)] = 100,
     ) -> StatusEventPage:
         return await feed.page(principal, after=after, limit=limit)

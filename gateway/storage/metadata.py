@@ -27,6 +27,10 @@ NAMING_CONVENTION: dict[str, str] = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The largest integer both databases bind (a BIGINT, a LIMIT or OFFSET): every integer the API takes (query
+#: parameters, cursors) is bounded by it, so a larger one answers 400 instead of failing in the driver.
+MAX_BIGINT = 2**63 - 1
+
 #: Length of `new_id` values; use ``String(ID_LENGTH)`` for primary and foreign keys.
 ID_LENGTH = 32
 
@@ -85,4 +89,4 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-__all__ = ["ID_LENGTH", "NAMING_CONVENTION", "IdType", "UTCDateTime", "metadata", "new_id", "utcnow"]
+__all__ = ["ID_LENGTH", "MAX_BIGINT", "NAMING_CONVENTION", "IdType", "UTCDateTime", "metadata", "new_id", "utcnow"]

@@ -9,6 +9,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from gateway.bodies import ON_REJECTED_BODY
 from gateway.context import context_of
 from gateway.identity.auth import EXCLUDE_KEY, require_roles
 from gateway.identity.principal import Principal, Role
@@ -37,6 +38,12 @@ def client_address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def count_rejected_body(request: Request[Any, Any, Any]) -> None:
+    """A body the public routes refuse (not JSON, wrong media type, wrong shape) is a failed attempt like a wrong
+    code: counted per client address, and answered 429 instead once the client is blocked."""
+    await context_of(request.app).tracking_limiter.fail(client_address(request))
+
+
 def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:
     """The `TrackingService` of the public routes, built without dependency injection (see `provide_tracking`)."""
     return provide_tracking(context_of(request.app))
@@ -46,7 +53,7 @@ class TrackingController(Controller):
     path = "/api/v1/track"
     tags = ("tracking",)
     # Citizens have no token: the tracking number and the query code are the credential.
-    opt = {EXCLUDE_KEY: True}  # noqa: RUF012 - Litestar layer API (copied by the router: no mappingproxy)
+    opt = {EXCLUDE_KEY: True, ON_REJECTED_BODY: count_rejected_body}  # noqa: RUF012 - Litestar layer API
     security = [{}]  # noqa: RUF012 - Litestar layer API
 
     @get(
