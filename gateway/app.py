@@ -9,6 +9,7 @@ from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.routes import HTTPRoute
 
 from gateway.audit.lifespan import audit_lifespan
 from gateway.bodies import GatewayRequest, check_body
@@ -28,6 +29,7 @@ from gateway.identity.lifespan import identity_lifespan
 from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
+from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[database_lifespan, audit_lifespan, identity_lifespan, certificates_lifespan, draft_purge_lifespan],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,
+        plugins=[RequestStructSchemaPlugin()],
         on_shutdown=[context.close],
         state=State({STATE_KEY: context}),
         dependencies={
@@ -103,4 +106,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     document_public_operations(app)
     document_idempotency(app)
+    document_common_responses(app)
+    _allow_every_method(app)
     return app
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """``OPTIONS`` answers ``Allow`` with every method of its path.
+
+    When Litestar merges a second controller into a path (the intake's POST and the lifecycle's GET on
+    ``/api/v1/applications``), the merged route keeps the OPTIONS handler made for the first one, and that handler
+    reads the methods of the route it was made for. Point each OPTIONS handler at the route that holds it now.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.handler_name != "options_handler":
+                continue
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                    cell.cell_contents = route

@@ -158,7 +158,9 @@ def problem_response(
 
 def problem_spec(description: str) -> ResponseSpec:
     """An error response in a route's OpenAPI ``responses``: problem+json, with what it means on that route."""
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
+    return ResponseSpec(
+        data_container=Problem, media_type=PROBLEM_JSON, description=description, generate_examples=False
+    )
 
 
 def _problem_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

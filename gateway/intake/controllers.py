@@ -17,6 +17,8 @@ from gateway.identity.principal import Principal, Role
 from gateway.intake.applicant import (
     NO_STORE,
     PURPOSE_MAX,
+    PURPOSE_MIN,
+    PURPOSE_PATTERN,
     READER_ROLES,
     ApplicantRecord,
     IssuedCertificateRecord,
@@ -25,6 +27,7 @@ from gateway.intake.applicant import (
 from gateway.intake.deps import provide_intake, provide_personal_data
 from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
 from gateway.intake.services import IntakeService
+from gateway.openapi import documented_string
 from gateway.problems import problem_spec
 from gateway.settings import Settings
 
@@ -156,6 +159,9 @@ Purpose = Annotated[
     str | None,
     QueryParameter(
         description=f"Why you read the data, 2..{PURPOSE_MAX} characters (e.g. 审核低保申请); goes into the audit log",
+        # Required, but checked by the service, which answers 422 naming `purpose` (missing, too short or long).
+        required=True,
+        schema_extra=documented_string(pattern=PURPOSE_PATTERN, min_length=PURPOSE_MIN, max_length=PURPOSE_MAX),
     ),
 ]
 

@@ -16,7 +16,7 @@ IDEMPOTENCY_PARAMETER = Parameter(
     name=HEADER,
     param_in=ParamType.HEADER,
     required=False,
-    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH),
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$"),
     description=(
         "Any unique string (a UUID is best). A retry with the same key and body replays the first response "
         "(header `Idempotent-Replayed: true`); the same key with another body answers 422; while the first "

@@ -85,9 +85,7 @@ class RectificationService:
 
     async def list(self, principal: Principal, *, status: str = "open") -> Rectifications:
         if status not in ("open", "closed", "all"):
-            raise BadRequest(
-                f"Unknown status {status!r}.", errors=[FieldError("status", "must be open, closed or all")]
-            )
+            raise BadRequest("Unknown status filter.", errors=[FieldError("status", "must be open, closed or all")])
         today = local_date(self.now())
         query = (
             select(

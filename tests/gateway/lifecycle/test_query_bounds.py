@@ -1,14 +1,15 @@
-"""Integer query parameters at and past what the databases bind (SQLite and PostgreSQL): the largest BIGINT is
-answered, one more is a 400 problem naming the parameter — never a 500 from the driver."""
+"""Integer query parameters at and past the API's bound (SQLite and PostgreSQL): the largest integer every JSON
+implementation holds exactly is answered; anything larger — up to and past what the databases bind (2^63) — is a
+400 problem naming the parameter, never a 500 from the driver."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.storage.metadata import MAX_BIGINT
+from gateway.storage.metadata import MAX_API_INTEGER
 from tests.gateway.intake.fixtures import Gateway
 
-TOO_BIG = [str(MAX_BIGINT + 1), str(2**64), "9" * 40]
+TOO_BIG = [str(MAX_API_INTEGER + 1), str(2**63), str(2**64), "9" * 40]
 
 
 @pytest.mark.parametrize(
@@ -29,15 +30,16 @@ async def test_integers_past_a_bigint_are_a_400_naming_the_parameter(gateway: Ga
     assert await gateway.counts() == before
 
 
-async def test_the_largest_bigint_is_an_ordinary_cursor_and_offset(gateway: Gateway) -> None:
+async def test_the_largest_api_integer_is_an_ordinary_cursor_and_offset(gateway: Gateway) -> None:
     await gateway.accepted_case()
     events = await gateway.client.get(
-        "/api/v1/status-events", params={"after": MAX_BIGINT}, headers=gateway.auth("officer")
+        "/api/v1/status-events", params={"after": MAX_API_INTEGER}, headers=gateway.auth("officer")
     )
     assert events.status_code == 200, events.text
-    assert events.json() == {"events": [], "next_after": MAX_BIGINT, "has_more": False}
+    assert events.json() == {"events": [], "next_after": MAX_API_INTEGER, "has_more": False}
     listing = await gateway.client.get(
-        "/api/v1/applications", params={"offset": MAX_BIGINT}, headers=gateway.auth("officer")
+        "/api/v1/applications", params={"offset": MAX_API_INTEGER}, headers=gateway.auth("officer")
     )
     assert listing.status_code == 200, listing.text
-    assert listing.json()["items"] == [] and listing.json()["total"] == 1 and listing.json()["offset"] == MAX_BIGINT
+    page = listing.json()
+    assert page["items"] == [] and page["total"] == 1 and page["offset"] == MAX_API_INTEGER
