@@ -69,10 +69,13 @@ def documented_string(
     pattern: str | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    nullable: bool = False,
 ) -> dict[str, Any]:
-    """``schema_extra`` for an optional ``str | None`` parameter that the service validates: the document shows a
-    plain string with these constraints (not ``oneOf: [string, null]``)."""
-    extra: dict[str, Any] = {"one_of": None, "type": OpenAPIType.STRING}
+    """``schema_extra`` for a ``str | None`` parameter that the service validates. Required ones are shown as a
+    plain string with these constraints; ``nullable`` ones keep ``oneOf: [string, null]`` with the constraints
+    beside it (they bind the string only): an optional parameter whose value is the string ``null`` is read as
+    absent, so the document must allow it."""
+    extra: dict[str, Any] = {} if nullable else {"one_of": None, "type": OpenAPIType.STRING}
     if pattern is not None:
         extra["pattern"] = pattern
     if min_length is not None:

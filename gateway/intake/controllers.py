@@ -156,10 +156,11 @@ class MaterialUploadController(Controller):
 
 
 Purpose = Annotated[
-    str | None,
+    str,
     QueryParameter(
         description=f"Why you read the data, 2..{PURPOSE_MAX} characters (e.g. 审核低保申请); goes into the audit log",
-        # Required, but checked by the service, which answers 422 naming `purpose` (missing, too short or long).
+        # Required, but checked by the service, which answers 422 naming `purpose` (missing, too short or long):
+        # absent reads as "" (a `str`, so that a purpose of "null" stays a string).
         required=True,
         schema_extra=documented_string(pattern=PURPOSE_PATTERN, min_length=PURPOSE_MIN, max_length=PURPOSE_MAX),
     ),
@@ -199,7 +200,7 @@ class PersonalDataController(Controller):
         application_id: FromPath[str],
         principal: NamedDependency[Principal],
         personal_data: NamedDependency[PersonalDataService],
-        purpose: Purpose = None,
+        purpose: Purpose = "",
     ) -> Response[ApplicantRecord]:
         record = await personal_data.applicant(principal, application_id, purpose)
         return Response(record, headers=NO_STORE)
@@ -222,7 +223,7 @@ class PersonalDataController(Controller):
         key: FromPath[str],
         principal: NamedDependency[Principal],
         personal_data: NamedDependency[PersonalDataService],
-        purpose: Purpose = None,
+        purpose: Purpose = "",
     ) -> Response[IssuedCertificateRecord]:
         record = await personal_data.certificate(principal, application_id, key, purpose)
         return Response(record, headers=NO_STORE)

@@ -80,7 +80,7 @@ class ApplicationController(Controller):
             str | None,
             QueryParameter(
                 description="one or more statuses, comma-separated: in_review or accepted,in_review",
-                schema_extra=documented_string(pattern=STATUS_FILTER.pattern),
+                schema_extra=documented_string(pattern=STATUS_FILTER.pattern, nullable=True),
             ),
         ] = None,
         due: Annotated[Literal["soon", "overdue"] | None, QueryParameter(description="soon or overdue")] = None,
@@ -90,7 +90,7 @@ class ApplicationController(Controller):
             str | None,
             QueryParameter(
                 description="办件编号, e.g. 430302202601050000014 (its date and check character are checked too)",
-                schema_extra=documented_string(pattern=TRACKING_NUMBER_PATTERN),
+                schema_extra=documented_string(pattern=TRACKING_NUMBER_PATTERN, nullable=True),
             ),
         ] = None,
     ) -> Queue:
