@@ -9,8 +9,10 @@ from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.routes import HTTPRoute
 
 from gateway.audit.lifespan import audit_lifespan
+from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
@@ -27,6 +29,7 @@ from gateway.identity.lifespan import identity_lifespan
 from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
+from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # JSON bodies: declared media type, strict decoding into the operation's Struct (gateway/bodies.py).
+        request_class=GatewayRequest,
+        before_request=check_body,
         # Entered in order, left in reverse: the database first, then what needs it.
         lifespan=[
             database_lifespan,
@@ -88,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,
+        plugins=[RequestStructSchemaPlugin()],
         on_shutdown=[context.close],
         state=State({STATE_KEY: context}),
         dependencies={
@@ -109,4 +116,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     document_public_operations(app)
     document_idempotency(app)
+    document_common_responses(app)
+    _allow_every_method(app)
     return app
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """``OPTIONS`` answers ``Allow`` with every method of its path.
+
+    When Litestar merges a second controller into a path (the intake's POST and the lifecycle's GET on
+    ``/api/v1/applications``), the merged route keeps the OPTIONS handler made for the first one, and that handler
+    reads the methods of the route it was made for. Point each OPTIONS handler at the route that holds it now.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.handler_name != "options_handler":
+                continue
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                    cell.cell_contents = route

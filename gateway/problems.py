@@ -20,6 +20,8 @@ No handler ever shows a stack trace to a client; unexpected exceptions are logge
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -39,13 +41,19 @@ class FieldError(msgspec.Struct, frozen=True):
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The standard members of every error body. An answer may add members of its own (``allowed``, ``missing``,
+    ``current_status``…) next to them, never in their place: ``status`` is always the HTTP status."""
+
     type: str
     title: str
     status: int
     detail: str
     instance: str | None = None
     errors: list[FieldError] | None = None
-    extra: dict[str, Any] | None = None
+
+
+#: Members an extra may never replace (nor fill in when they are absent).
+STANDARD_MEMBERS: frozenset[str] = frozenset(Problem.__struct_fields__)
 
 
 class ProblemError(Exception):
@@ -75,7 +83,6 @@ class ProblemError(Exception):
             detail=self.detail,
             instance=instance,
             errors=self.errors,
-            extra=self.extra,
         )
 
 
@@ -126,12 +133,23 @@ class ServiceUnavailable(ProblemError):
 _ENCODER = msgspec.json.Encoder()
 
 
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
-    extra = problem.extra or {}
-    body: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(problem).items() if k != "extra"}
-    body.update(extra)
+def problem_body(problem: Problem, extra: dict[str, Any] | None = None) -> bytes:
+    """The JSON body: the standard members, then each extra member whose name is not a standard one (an extra
+    named like one is dropped, and logged: it is a programming error, and must not change what clients read)."""
+    body: dict[str, Any] = msgspec.to_builtins(problem)
+    for name, value in (extra or {}).items():
+        if name in STANDARD_MEMBERS:
+            log.warning("problem extra %r ignored: it would replace a standard member", name)
+            continue
+        body[name] = value
+    return _ENCODER.encode(body)
+
+
+def problem_response(
+    problem: Problem, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+) -> Response[bytes]:
     return Response(
-        content=_ENCODER.encode(body),
+        content=problem_body(problem, extra),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -140,40 +158,102 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def problem_spec(description: str) -> ResponseSpec:
     """An error response in a route's OpenAPI ``responses``: problem+json, with what it means on that route."""
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=description)
+    return ResponseSpec(
+        data_container=Problem, media_type=PROBLEM_JSON, description=description, generate_examples=False
+    )
 
 
 def _problem_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.to_problem(request.url.path), exc.headers)
+    return problem_response(exc.to_problem(request.url.path), exc.headers, exc.extra)
 
 
-def _field_from_litestar(raw: dict[str, Any]) -> FieldError:
+def allowed_values(tp: Any, path: Sequence[str] = ()) -> list[str] | None:
+    """The values an enumerated type allows (a ``Literal`` or an ``Enum``, maybe optional), following ``path``
+    through Struct fields (by their JSON names); None when it is not enumerated."""
+    try:
+        info = msgspec.inspect.type_info(tp)
+    except (TypeError, ValueError):
+        return None
+    return _allowed(info, list(path))
+
+
+def _allowed(info: msgspec.inspect.Type, path: list[str]) -> list[str] | None:
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _allowed(info.type, path)
+    if isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            if (found := _allowed(member, path)) is not None:
+                return found
+        return None
+    if not path:
+        if isinstance(info, msgspec.inspect.LiteralType):
+            return sorted(str(v) for v in info.values)
+        if isinstance(info, msgspec.inspect.EnumType):
+            return sorted(str(member.value) for member in info.cls)
+        return None
+    if isinstance(info, msgspec.inspect.StructType):
+        for field in info.fields:
+            if field.encode_name == path[0]:
+                return _allowed(field.type, path[1:])
+    return None
+
+
+def one_of(values: list[str] | None) -> str:
+    return f"must be one of: {', '.join(values)}" if values else "is not one of the allowed values"
+
+
+#: Litestar's message for a missing required parameter (it goes on to repeat the URL, which is not answered).
+_MISSING_PARAMETER = re.compile(r"^Missing required (?P<source>[a-z]+) parameter '(?P<name>[^']{1,64})'")
+#: A message that quotes something may be quoting the client's value: it is replaced.
+_QUOTES = re.compile(r"['\"]")
+
+
+def _parameter_type(request: Request[Any, Any, Any], key: str) -> Any:
+    signature = getattr(request.scope.get("route_handler"), "parsed_fn_signature", None)
+    for name, field in getattr(signature, "parameters", {}).items():
+        if key in (name, getattr(field.kwarg_definition, "name", None)):
+            return field.annotation
+    return Any
+
+
+def _field_from_litestar(request: Request[Any, Any, Any], raw: dict[str, Any]) -> FieldError:
     key = str(raw.get("key") or "body")
     source = raw.get("source")
-    message = str(raw.get("message", "invalid"))
+    if key == "data":
+        key = "body"
     if source and source != "body" and key == "body":
         key = str(source)
-    return FieldError(field=key, message=message)
+    # Litestar has cut msgspec's " - at `$…`" already; what is left states a type or a bound, or an enum's value.
+    message = str(raw.get("message", "is not valid")).split(" - ", 1)[0]
+    if message.startswith(("Invalid enum value", "Invalid value")):
+        message = one_of(allowed_values(_parameter_type(request, key)))
+    elif _QUOTES.search(message):
+        message = "is not valid"
+    elif key == "body" and message.startswith("Object missing required field"):
+        message = "is required: a JSON body"
+    return FieldError(field=key[:64], message=message)
 
 
 def _validation_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar's validation errors (query, path, header parameters; a missing body) as problems that name each
+    field — and never repeat the request's URL, whose query may carry a query code or a purpose."""
     assert isinstance(exc, ValidationException)
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [_field_from_litestar(e) for e in extra if isinstance(e, dict)]
-    detail = str(exc.detail)
-    # A body that is not JSON at all is a 400; a body of the wrong shape is a 422 naming the field.
-    malformed = "malformed" in detail.lower() or "json is malformed" in detail.lower()
-    cls: type[ProblemError] = (
-        BadRequest if (malformed or not errors or _is_query_error(errors, extra)) else (Unprocessable)
-    )
+    raw = [e for e in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(e, dict)]
+    errors = [_field_from_litestar(request, e) for e in raw]
+    sources = {str(e.get("source") or "body") for e in raw}
     if not errors:
-        errors = [FieldError(field="body", message=detail)]
+        missing = _MISSING_PARAMETER.match(str(exc.detail))
+        if missing is not None:
+            errors, sources = [FieldError(missing["name"], "is required")], {missing["source"]}
+        else:
+            errors, sources = [FieldError("request", "is not valid")], {"request"}
+    # A field of the body is a 422; a parameter, or a body that is missing altogether, is a 400.
+    in_body = sources == {"body"} and all(e.field != "body" for e in errors)
+    cls: type[ProblemError] = Unprocessable if in_body else BadRequest
+    names = ", ".join(dict.fromkeys(e.field for e in errors))
+    detail = f"Invalid {'body' if in_body else 'request'}: see {names}."
     return problem_response(cls(detail, errors=errors).to_problem(request.url.path))
-
-
-def _is_query_error(errors: list[FieldError], extra: list[Any]) -> bool:
-    return any(isinstance(e, dict) and e.get("source") in {"query", "path", "header"} for e in extra)
 
 
 def _http_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -214,6 +294,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 
 __all__ = [
     "PROBLEM_JSON",
+    "STANDARD_MEMBERS",
     "BadRequest",
     "Conflict",
     "FieldError",
@@ -229,6 +310,9 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "UnsupportedMediaType",
+    "allowed_values",
+    "one_of",
+    "problem_body",
     "problem_response",
     "problem_spec",
 ]

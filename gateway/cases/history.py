@@ -12,6 +12,7 @@ import msgspec
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.cases.machine import Status
 from gateway.cases.tables import application_history
 from gateway.identity.principal import Principal, Role
 from gateway.privacy import mask_text
@@ -24,11 +25,11 @@ NOTE_MAX_CHARS = 2000
 class HistoryEntry(msgspec.Struct, kw_only=True):
     """One status an application reached (``by`` is the actor: ``<role>:<unit or department>`` when bound)."""
 
-    status: str
+    status: Status
     at: dt.datetime
     by: str
     note: str | None = None
-    from_status: str | None = None
+    from_status: Status | None = None
 
 
 def clean_note(note: str | None) -> str | None:
@@ -57,8 +58,8 @@ async def record_status(
     conn: AsyncConnection,
     *,
     application_id: str,
-    status: str,
-    from_status: str | None,
+    status: Status,
+    from_status: Status | None,
     principal: Principal,
     at: dt.datetime,
     note: str | None = None,

@@ -15,7 +15,7 @@ deadline), never by the transitions endpoint; `allowed_targets` leaves it out fo
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Final, Literal, TypeGuard, get_args
 
 import msgspec
 
@@ -172,7 +172,7 @@ def allowed_targets(source: str, role: str | None = None, *, via: Via = "transit
     return [t.target for t in TRANSITIONS if t.source == source and t.via == via and (role is None or role in t.roles)]
 
 
-def is_status(value: str) -> bool:
+def is_status(value: object) -> TypeGuard[Status]:
     return value in STATUSES
 
 

@@ -37,6 +37,13 @@ QUERY_CODE_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 QUERY_CODE_LENGTH: Final = 8
 _QUERY_CODE_RE: Final = re.compile(f"^[{QUERY_CODE_ALPHABET}]{{{QUERY_CODE_LENGTH}}}$")
 
+#: The shapes as the OpenAPI document states them (a lower-case check character or query code is read as upper
+#: case; the date and check character are checked beyond the shape).
+TRACKING_NUMBER_PATTERN: Final = r"^[0-9]{20}[0-9A-Za-z]$"
+QUERY_CODE_PATTERN: Final = (
+    f"^[{QUERY_CODE_ALPHABET}{''.join(c.lower() for c in QUERY_CODE_ALPHABET if c.isalpha())}]{{{QUERY_CODE_LENGTH}}}$"
+)
+
 
 class SequenceExhausted(RuntimeError):
     """More than 999,999 acceptances in one day: the number format has no room left."""
@@ -119,7 +126,9 @@ __all__ = [
     "MAX_SEQUENCE",
     "QUERY_CODE_ALPHABET",
     "QUERY_CODE_LENGTH",
+    "QUERY_CODE_PATTERN",
     "TRACKING_NUMBER_LENGTH",
+    "TRACKING_NUMBER_PATTERN",
     "SequenceExhausted",
     "is_query_code",
     "new_query_code",

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from gateway.context import context_of
 from gateway.health.checks import Check
@@ -26,7 +27,16 @@ def live() -> Health:
     return Health(status="ok")
 
 
-@get("/health/ready", operation_id="healthReady", tags=["health"])
+@get(
+    "/health/ready",
+    operation_id="healthReady",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            data_container=Health, description="Not ready: a critical check failed", generate_examples=False
+        )
+    },
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     checks = context_of(request.app).readiness
     results: dict[str, Check] = {}

@@ -50,6 +50,12 @@ READ_ACTION = "personal_data.read"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: A valid purpose as the OpenAPI document states it: at most `PURPOSE_MAX` characters, at least two of them
+#: neither white space nor control characters, and no control characters that are not white space (white space
+#: is collapsed to single spaces before the check).
+_TEXT = r"[^\x00-\x08\x0e-\x1b\x7f]"
+_VISIBLE = r"[^\s\x00-\x08\x0e-\x1b\x7f]"
+PURPOSE_PATTERN = f"^{_TEXT}*{_VISIBLE}{_TEXT}*{_VISIBLE}{_TEXT}*$"
 _TABLE = "applications"
 #: The certificate fields that carry personal data (what the audit record lists as read).
 CERTIFICATE_FIELDS = ("holder_name", "holder_code", "number", "attributes")
@@ -102,7 +108,9 @@ def check_purpose(raw: str | None) -> str:
     naming ``purpose`` when it is missing or out of bounds."""
     text = " ".join((raw or "").split())
     problem = None
-    if not text:
+    if raw is not None and len(raw) > PURPOSE_MAX:
+        problem = f"is too long ({len(raw)} characters, at most {PURPOSE_MAX})"
+    elif not text:
         problem = (
             f"is required: say why you need the applicant's personal data, e.g. 审核低保申请 "
             f"({PURPOSE_MIN} to {PURPOSE_MAX} characters)"
@@ -240,6 +248,7 @@ __all__ = [
     "NO_STORE",
     "PURPOSE_MAX",
     "PURPOSE_MIN",
+    "PURPOSE_PATTERN",
     "READER_ROLES",
     "READ_ACTION",
     "ApplicantRecord",

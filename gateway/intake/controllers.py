@@ -17,6 +17,8 @@ from gateway.identity.principal import Principal, Role
 from gateway.intake.applicant import (
     NO_STORE,
     PURPOSE_MAX,
+    PURPOSE_MIN,
+    PURPOSE_PATTERN,
     READER_ROLES,
     ApplicantRecord,
     IssuedCertificateRecord,
@@ -25,6 +27,7 @@ from gateway.intake.applicant import (
 from gateway.intake.deps import provide_intake, provide_personal_data
 from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
 from gateway.intake.services import APPLICATIONS_PATH, IntakeService, application_location
+from gateway.openapi import documented_string
 from gateway.problems import problem_spec
 from gateway.settings import Settings
 
@@ -153,9 +156,13 @@ class MaterialUploadController(Controller):
 
 
 Purpose = Annotated[
-    str | None,
+    str,
     QueryParameter(
         description=f"Why you read the data, 2..{PURPOSE_MAX} characters (e.g. 审核低保申请); goes into the audit log",
+        # Required, but checked by the service, which answers 422 naming `purpose` (missing, too short or long):
+        # absent reads as "" (a `str`, so that a purpose of "null" stays a string).
+        required=True,
+        schema_extra=documented_string(pattern=PURPOSE_PATTERN, min_length=PURPOSE_MIN, max_length=PURPOSE_MAX),
     ),
 ]
 
@@ -193,7 +200,7 @@ class PersonalDataController(Controller):
         application_id: FromPath[str],
         principal: NamedDependency[Principal],
         personal_data: NamedDependency[PersonalDataService],
-        purpose: Purpose = None,
+        purpose: Purpose = "",
     ) -> Response[ApplicantRecord]:
         record = await personal_data.applicant(principal, application_id, purpose)
         return Response(record, headers=NO_STORE)
@@ -216,7 +223,7 @@ class PersonalDataController(Controller):
         key: FromPath[str],
         principal: NamedDependency[Principal],
         personal_data: NamedDependency[PersonalDataService],
-        purpose: Purpose = None,
+        purpose: Purpose = "",
     ) -> Response[IssuedCertificateRecord]:
         record = await personal_data.certificate(principal, application_id, key, purpose)
         return Response(record, headers=NO_STORE)

@@ -2,37 +2,55 @@
 
 Request fields are all optional at the decoding level on purpose: the service checks them together and answers
 one 422 that names every problem (``applicant.id_number``, ``consent``, …), instead of stopping at the first.
+The OpenAPI document still marks them required (``api_required``, gateway/openapi.py) and shows the shapes the
+service checks (``documented``): only types and sizes are refused by the decoder itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
 from gateway.cases.views import ApplicantView, FileView, ItemRef, MaterialState, MaterialView
 
+#: The longest free text a request field takes (names, addresses, purposes are shorter: the service says so).
+TEXT_MAX = 2000
+
+
+def documented(**schema: Any) -> msgspec.Meta:
+    """Constraints the service checks, shown in the OpenAPI document (not enforced by the decoder)."""
+    return msgspec.Meta(extra_json_schema={"extra": schema})
+
 
 class ApplicantIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The citizen applying: validated, then stored encrypted (never logged, never echoed unmasked)."""
 
-    id_number: str = ""
-    name: str = ""
-    phone: str = ""
-    address: str | None = None
+    api_required: ClassVar[tuple[str, ...]] = ("id_number", "name", "phone")
+
+    #: 公民身份号码 (GB 11643): 17 digits and a check character; the birth date and check character are checked.
+    id_number: Annotated[str, msgspec.Meta(max_length=64), documented(pattern=r"^[0-9]{17}[0-9Xx]$")] = ""
+    name: Annotated[str, msgspec.Meta(max_length=TEXT_MAX), documented(max_length=50)] = ""
+    #: A mobile (11 digits) or a landline with its area code; +86, spaces and hyphens are allowed.
+    phone: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    address: Annotated[str, msgspec.Meta(max_length=TEXT_MAX), documented(max_length=200)] | None = None
     #: 网格 code (15 digits): must lie under the clerk's unit.
-    grid: str | None = None
+    grid: Annotated[str, msgspec.Meta(max_length=64), documented(pattern=r"^[0-9]{15}$")] | None = None
 
 
 class CreateApplication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/applications``."""
 
-    item_code: str = ""
+    api_required: ClassVar[tuple[str, ...]] = ("item_code", "applicant", "consent")
+
+    #: A published service item's code (``GET /api/v1/catalog/items``).
+    item_code: Annotated[str, msgspec.Meta(max_length=64)] = ""
     applicant: ApplicantIn | None = None
-    #: The applicant agreed that departments' certificates about them are looked up for this application.
+    #: The applicant agreed that departments' certificates about them are looked up for this application: true.
     consent: bool | None = None
     #: Why the data is processed; defaults to the item's name.
-    purpose: str | None = None
+    purpose: Annotated[str, msgspec.Meta(max_length=TEXT_MAX), documented(max_length=200)] | None = None
     #: Accept in the same transaction (or store nothing and answer 422 with the missing materials).
     accept: bool = False
 

@@ -507,7 +507,7 @@ class IntakeService:
             allowed = allowed_targets(row.status)
             raise Conflict(
                 f"Only a draft can be accepted; this application is {row.status}.",
-                extra={"status": row.status, "allowed": allowed},
+                extra={"current_status": row.status, "allowed": allowed},
             )
         self._require_complete(materials)
 
@@ -677,7 +677,7 @@ class IntakeService:
         if row.status not in UPLOAD_STATUSES:
             raise Conflict(
                 f"Materials can be uploaded while the application is a draft or needs correction; it is {row.status}.",
-                extra={"status": row.status, "allowed": list(UPLOAD_STATUSES)},
+                extra={"current_status": row.status, "allowed": list(UPLOAD_STATUSES)},
             )
 
     async def _discard(self, digests: list[str]) -> int:

@@ -3,21 +3,24 @@ in `gateway.lifecycle.services`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from gateway.cases.access import STATUS_READ_SCOPE, etag
+from gateway.cases.numbers import TRACKING_NUMBER_PATTERN
 from gateway.identity.auth import require_roles
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.deps import provide_lifecycle, provide_status_events, provide_supervision
 from gateway.lifecycle.events import EVENTS_MAX_LIMIT, StatusEventFeed, StatusEventPage
 from gateway.lifecycle.schemas import ApplicationView, Queue, Summary, TransitionIn
-from gateway.lifecycle.services import LifecycleService
+from gateway.lifecycle.services import STATUS_FILTER, LifecycleService, status_filter
 from gateway.lifecycle.supervision import SupervisionService
+from gateway.openapi import documented_string
 from gateway.problems import problem_spec
+from gateway.storage.metadata import MAX_API_INTEGER
 
 _STAFF = (Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN)
 
@@ -73,17 +76,31 @@ class ApplicationController(Controller):
         self,
         principal: NamedDependency[Principal],
         lifecycle: NamedDependency[LifecycleService],
-        status: Annotated[str | None, QueryParameter(description="e.g. in_review or accepted,in_review")] = None,
-        due: Annotated[str | None, QueryParameter(description="soon or overdue")] = None,
+        status: Annotated[
+            str | None,
+            QueryParameter(
+                description="one or more statuses, comma-separated: in_review or accepted,in_review",
+                schema_extra=documented_string(pattern=STATUS_FILTER.pattern, nullable=True),
+            ),
+        ] = None,
+        due: Annotated[Literal["soon", "overdue"] | None, QueryParameter(description="soon or overdue")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_API_INTEGER)] = 0,
         tracking_number: Annotated[
-            str | None, QueryParameter(description="办件编号, e.g. 430302202601050000014")
+            str | None,
+            QueryParameter(
+                description="办件编号, e.g. 430302202601050000014 (its date and check character are checked too)",
+                schema_extra=documented_string(pattern=TRACKING_NUMBER_PATTERN, nullable=True),
+            ),
         ] = None,
     ) -> Queue:
-        statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
         return await lifecycle.queue(
-            principal, statuses=statuses, due=due, limit=limit, offset=offset, tracking_number=tracking_number
+            principal,
+            statuses=status_filter(status),
+            due=due,
+            limit=limit,
+            offset=offset,
+            tracking_number=tracking_number,
         )
 
     @post(
@@ -143,7 +160,9 @@ class StatusEventController(Controller):
         self,
         principal: NamedDependency[Principal],
         feed: NamedDependency[StatusEventFeed],
-        after: Annotated[int, QueryParameter(ge=0, description="the next_after of your last call; 0 at first")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, le=MAX_API_INTEGER, description="the next_after of your last call; 0 at first")
+        ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=EVENTS_MAX_LIMIT)] = 100,
     ) -> StatusEventPage:
         return await feed.page(principal, after=after, limit=limit)
@@ -159,6 +178,7 @@ class SupervisionController(Controller):
         operation_id="supervisionSummary",
         summary="Counts per item and handling unit: by status, open, overdue, due soon",
         guards=[require_roles(Role.SUPERVISOR, Role.ADMIN)],
+        responses={403: problem_spec("Not a supervisor or admin")},
     )
     async def summary(
         self,

@@ -28,7 +28,7 @@ from sqlalchemy import and_, func, select
 from catalog.calendar import local_time
 from gateway.audit.tables import audit_records
 from gateway.cases.access import scope_filter
-from gateway.cases.machine import STATUS_NAMES
+from gateway.cases.machine import STATUS_NAMES, Status, is_status
 from gateway.cases.tables import applications
 from gateway.cases.views import ItemRef
 from gateway.identity.principal import Principal, Role
@@ -47,12 +47,12 @@ class StatusEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: The cursor position of this event (send the last one you processed as ``after``).
     seq: int
     application_id: str
-    status: str
+    status: Status
     status_name: str
     at: dt.datetime
     item: ItemRef
     handling_unit: str
-    from_status: str | None = None
+    from_status: Status | None = None
     #: The case's tracking number (absent while it has none: before acceptance, or when not accepted).
     tracking_number: str | None = None
     #: The deadline this change set (acceptance, or the clock resuming after a pause).
@@ -72,7 +72,7 @@ class StatusEventPage(msgspec.Struct, kw_only=True):
 def _event(row: Any) -> StatusEvent | None:
     detail: dict[str, Any] = dict(row.detail or {})
     status = STATUS_ACTIONS.get(row.action) or detail.get("to")
-    if not isinstance(status, str):
+    if not is_status(status):
         return None
     from_status = "draft" if row.action == "application.accepted" else detail.get("from")
     deadline = detail.get("deadline")
@@ -84,7 +84,7 @@ def _event(row: Any) -> StatusEvent | None:
         at=local_time(row.at),
         item=ItemRef(code=row.item_code, name=row.item_name, department=row.department),
         handling_unit=row.handling_unit,
-        from_status=from_status if isinstance(from_status, str) else None,
+        from_status=from_status if is_status(from_status) else None,
         tracking_number=row.tracking_number,
         deadline=dt.date.fromisoformat(deadline) if isinstance(deadline, str) else None,
     )

@@ -4,30 +4,35 @@ supervisor's summary."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import msgspec
 
 from gateway.cases.clock import ClockView
-from gateway.cases.history import HistoryEntry
+from gateway.cases.history import NOTE_MAX_CHARS, HistoryEntry
+from gateway.cases.machine import Status
 from gateway.cases.views import ApplicantView, ItemRef, MaterialView
+
+#: The longest decision text (审批结果).
+RESULT_MAX_CHARS = 2000
 
 
 class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/applications/{id}/transitions``."""
 
     #: The status to move to (one of the statuses in docs/api.md#statuses).
-    to: str = ""
+    to: Status
     #: Why: required when refusing, asking for correction, opening a special procedure or denying.
-    note: str | None = None
+    note: Annotated[str, msgspec.Meta(max_length=NOTE_MAX_CHARS)] | None = None
     #: The decision (审批结果) when completing: required for approved and denied.
-    result: str | None = None
+    result: Annotated[str, msgspec.Meta(max_length=RESULT_MAX_CHARS)] | None = None
 
 
 class ApplicationView(msgspec.Struct, kw_only=True):
     """``GET /api/v1/applications/{id}``; the ``ETag`` header carries the row version for ``If-Match``."""
 
     id: str
-    status: str
+    status: Status
     status_name: str
     item: ItemRef
     filing_unit: str
@@ -39,7 +44,7 @@ class ApplicationView(msgspec.Struct, kw_only=True):
     updated_at: dt.datetime
     version: int
     #: Statuses the caller may move the application to now (through the transitions endpoint).
-    allowed_transitions: list[str]
+    allowed_transitions: list[Status]
     grid: str | None = None
     tracking_number: str | None = None
     accepted_at: dt.datetime | None = None
@@ -53,7 +58,7 @@ class ApplicationView(msgspec.Struct, kw_only=True):
 
 class QueueEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
-    status: str
+    status: Status
     item: ItemRef
     filing_unit: str
     handling_unit: str
@@ -80,7 +85,7 @@ class SummaryRow(msgspec.Struct, kw_only=True):
     department: str
     unit: str
     total: int
-    by_status: dict[str, int]
+    by_status: dict[Status, int]
     open: int
     overdue: int
     due_soon: int

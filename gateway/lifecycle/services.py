@@ -10,6 +10,7 @@ applies to the version that was checked (the loser gets 409 and reloads).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +39,7 @@ from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.schemas import (
+    RESULT_MAX_CHARS,
     ApplicationView,
     Queue,
     QueueEntry,
@@ -48,8 +50,21 @@ from gateway.problems import BadRequest, Conflict, FieldError, Unprocessable
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
 
-RESULT_MAX_CHARS = 2000
 QUEUE_MAX_LIMIT = 500
+#: ``?status=``: one or more statuses separated by commas (the OpenAPI document states the same pattern).
+STATUS_FILTER = re.compile(f"^(?:{'|'.join(STATUSES)})(?:,(?:{'|'.join(STATUSES)}))*$")
+
+
+def status_filter(raw: str | None) -> list[str]:
+    """``?status=`` as a list of statuses; 400 naming ``status`` unless it is one or more separated by commas."""
+    if raw is None:
+        return []
+    if STATUS_FILTER.match(raw) is None:
+        raise BadRequest(
+            "Unknown status filter.",
+            errors=[FieldError("status", f"must be one or more of {', '.join(STATUSES)}, separated by commas")],
+        )
+    return raw.split(",")
 
 
 class LifecycleService:
@@ -110,7 +125,7 @@ class LifecycleService:
             created_at=local_time(row.created_at),
             updated_at=local_time(row.updated_at),
             version=row.version,
-            allowed_transitions=[str(s) for s in allowed_targets(row.status, principal.role.value)],
+            allowed_transitions=allowed_targets(row.status, principal.role.value),
             tracking_number=row.tracking_number,
             accepted_at=local_time(row.accepted_at) if row.accepted_at else None,
             deadline=row.deadline,
@@ -128,14 +143,14 @@ class LifecycleService:
     # -- transitions -----------------------------------------------------------------------------------------
     def _check(self, row: Row[Any], principal: Principal, body: TransitionIn, if_match: str | None) -> Transition:
         check_if_match(row, if_match)
-        target = body.to.strip()
+        target = body.to
         allowed = [str(s) for s in allowed_targets(row.status, principal.role.value)]
         move = transition(row.status, target)
         if move is None or move.via != "transitions" or principal.role.value not in move.roles:
             raise Conflict(
                 f"{row.status} → {target} is not allowed for a {principal.role.value}"
                 + (f"; allowed: {', '.join(allowed)}." if allowed else "; nothing is allowed from here."),
-                extra={"status": row.status, "allowed": allowed},
+                extra={"current_status": row.status, "allowed": allowed},
             )
         errors: list[FieldError] = []
         note = clean_note(body.note)
@@ -170,7 +185,7 @@ class LifecycleService:
         if not uploaded_since:
             raise Conflict(
                 "Upload the corrected materials before resubmitting.",
-                extra={"status": row.status, "allowed": ["withdrawn"]},
+                extra={"current_status": row.status, "allowed": ["withdrawn"]},
             )
         views = [material_view(m) for m in materials]
         missing = missing_required(views)
@@ -183,7 +198,7 @@ class LifecycleService:
     async def transition(
         self, principal: Principal, application_id: str, body: TransitionIn, if_match: str | None = None
     ) -> tuple[ApplicationView, Row[Any]]:
-        target = body.to.strip()
+        target = body.to
         if not is_status(target):
             raise Unprocessable(
                 f"{target!r} is not a status.",
@@ -253,18 +268,14 @@ class LifecycleService:
         wanted = [s for s in statuses if s]
         bad = [s for s in wanted if not is_status(s)]
         if bad:
-            raise BadRequest(
-                f"Unknown status {bad[0]!r}.", errors=[FieldError("status", f"must be among: {', '.join(STATUSES)}")]
-            )
+            raise BadRequest("Unknown status.", errors=[FieldError("status", f"must be among: {', '.join(STATUSES)}")])
         if due not in (None, "", "soon", "overdue"):
-            raise BadRequest(f"Unknown due filter {due!r}.", errors=[FieldError("due", "must be soon or overdue")])
+            raise BadRequest("Unknown due filter.", errors=[FieldError("due", "must be soon or overdue")])
         if not 1 <= limit <= QUEUE_MAX_LIMIT or offset < 0:
             raise BadRequest("Bad paging.", errors=[FieldError("limit", f"1..{QUEUE_MAX_LIMIT}; offset 0 or more")])
         number = normalise_tracking_number(tracking_number) if tracking_number is not None else None
         if number is not None and (problem := tracking_number_problem(number)) is not None:
-            raise BadRequest(
-                f"{tracking_number!r} is not a tracking number.", errors=[FieldError("tracking_number", problem)]
-            )
+            raise BadRequest("Not a tracking number.", errors=[FieldError("tracking_number", problem)])
         today = local_date(self.now())
         conditions: list[ColumnElement[bool]] = []
         scope = scope_filter(principal)
@@ -318,4 +329,4 @@ class LifecycleService:
         return Queue(items=entries, total=total, limit=limit, offset=offset)
 
 
-__all__ = ["QUEUE_MAX_LIMIT", "RESULT_MAX_CHARS", "LifecycleService"]
+__all__ = ["QUEUE_MAX_LIMIT", "RESULT_MAX_CHARS", "STATUS_FILTER", "LifecycleService", "status_filter"]

@@ -18,7 +18,7 @@ from catalog.calendar import WorkingCalendar, local_date
 from gateway.cases import clock
 from gateway.cases.access import scope_filter
 from gateway.cases.clock import clock_state
-from gateway.cases.machine import OPEN
+from gateway.cases.machine import OPEN, Status
 from gateway.cases.tables import applications
 from gateway.identity.principal import Principal
 from gateway.lifecycle.schemas import Summary, SummaryRow
@@ -94,7 +94,7 @@ class SupervisionService:
             target.overdue += int(v.overdue)
             target.due_soon += int(v.due_soon)
         ordered = sorted(rows.values(), key=lambda s: (s.unit, s.item_code))
-        by_status: Counter[str] = Counter()
+        by_status: Counter[Status] = Counter()
         for s in ordered:
             by_status.update(s.by_status)
         totals = SummaryRow(

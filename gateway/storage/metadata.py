@@ -27,6 +27,11 @@ NAMING_CONVENTION: dict[str, str] = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The largest integer the API takes (query parameters, cursors): exact in every JSON implementation (an IEEE
+#: double holds it, so a client or validator comparing as floating point agrees on the bound) and well inside what
+#: both databases bind (a BIGINT, a LIMIT or an OFFSET). A larger one answers 400 instead of failing in the driver.
+MAX_API_INTEGER = 2**53 - 1
+
 #: Length of `new_id` values; use ``String(ID_LENGTH)`` for primary and foreign keys.
 ID_LENGTH = 32
 
@@ -85,4 +90,4 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-__all__ = ["ID_LENGTH", "NAMING_CONVENTION", "IdType", "UTCDateTime", "metadata", "new_id", "utcnow"]
+__all__ = ["ID_LENGTH", "MAX_API_INTEGER", "NAMING_CONVENTION", "IdType", "UTCDateTime", "metadata", "new_id", "utcnow"]

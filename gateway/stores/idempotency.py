@@ -87,6 +87,7 @@ from gateway.problems import (
     ProblemError,
     ServiceUnavailable,
     Unprocessable,
+    problem_body,
 )
 from gateway.storage.metadata import utcnow
 from gateway.stores.backends import AtomicStore
@@ -139,7 +140,6 @@ class _Kept(msgspec.Struct, array_like=True):
 
 _encode_kept = msgspec.msgpack.Encoder().encode
 _decode_kept = msgspec.msgpack.Decoder(_Kept).decode
-_problem_encoder = msgspec.json.Encoder()
 
 
 def _frame(*parts: bytes) -> bytes:
@@ -642,9 +642,7 @@ class _ClientGone(Exception):
 
 
 async def _send_problem(scope: Scope, send: Send, exc: ProblemError) -> None:
-    problem = exc.to_problem(scope["path"])
-    body = {k: v for k, v in msgspec.to_builtins(problem).items() if k != "extra"}
-    payload = _problem_encoder.encode(body)
+    payload = problem_body(exc.to_problem(scope["path"]), exc.extra)
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(payload)).encode()),

@@ -10,13 +10,14 @@ from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
 from litestar.routes import HTTPRoute
 
+from gateway.problems import problem_spec
 from gateway.stores.idempotency import HEADER, MAX_KEY_LENGTH, IdempotencyMiddleware
 
 IDEMPOTENCY_PARAMETER = Parameter(
     name=HEADER,
     param_in=ParamType.HEADER,
     required=False,
-    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH),
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$"),
     description=(
         "Any unique string (a UUID is best). A retry with the same key and body replays the first response "
         "(header `Idempotent-Replayed: true`); the same key with another body answers 422; while the first "
@@ -36,8 +37,14 @@ class IdempotentOperation(Operation):
         self.parameters = params
 
 
+IN_FLIGHT = problem_spec("The Idempotency-Key is in use by a request still running; `Retry-After` says when to retry")
+STORE_DOWN = problem_spec("An Idempotency-Key was sent while the idempotency store cannot be reached")
+
+
 def document_idempotency(app: Litestar) -> None:
-    """Give every POST handler the idempotent operation class (unless it opted out or has its own class)."""
+    """Give every POST handler the idempotent operation class (unless it opted out or has its own class), and the
+    answers the header adds (409 while the key is in flight, 503 when the store is down) where the route does not
+    describe them itself."""
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -49,6 +56,7 @@ def document_idempotency(app: Litestar) -> None:
                 and not handler.opt.get(IdempotencyMiddleware.exclude_opt_key)
             ):
                 handler.operation_class = IdempotentOperation
+                handler.responses = {409: IN_FLIGHT, 503: STORE_DOWN, **(handler.responses or {})}
 
 
 __all__ = ["IDEMPOTENCY_PARAMETER", "IdempotentOperation", "document_idempotency"]

@@ -3,15 +3,18 @@ Thin: the logic is in `gateway.tracking.services`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
+from gateway.bodies import ON_REJECTED_BODY
+from gateway.cases.numbers import QUERY_CODE_PATTERN, TRACKING_NUMBER_PATTERN
 from gateway.context import context_of
 from gateway.identity.auth import EXCLUDE_KEY, require_roles
 from gateway.identity.principal import Principal, Role
+from gateway.openapi import documented_string
 from gateway.problems import problem_spec
 from gateway.tracking.deps import provide_rectifications, provide_tracking
 from gateway.tracking.rectifications import RectificationService
@@ -30,7 +33,22 @@ _PUBLIC_ERRORS = {
     429: problem_spec("Too many failed lookups from this address; `Retry-After` says when to try again"),
 }
 
-Code = Annotated[str | None, QueryParameter(description="the query code printed on the receipt")]
+Code = Annotated[
+    str | None,
+    QueryParameter(
+        description="the query code printed on the receipt",
+        # Required; a missing or malformed code is answered like a wrong one (the one 404, counted).
+        required=True,
+        schema_extra=documented_string(pattern=QUERY_CODE_PATTERN),
+    ),
+]
+TrackingNumber = Annotated[
+    str,
+    Parameter(
+        description="办件编号 from the receipt, e.g. 430302202601050000014",
+        schema_extra={"pattern": TRACKING_NUMBER_PATTERN},
+    ),
+]
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -42,6 +60,12 @@ def client_address(request: Request[Any, Any, Any]) -> str:
     return proxies.client_address(peer, request.headers.getall("x-forwarded-for", []))
 
 
+async def count_rejected_body(request: Request[Any, Any, Any]) -> None:
+    """A body the public routes refuse (not JSON, wrong media type, wrong shape) is a failed attempt like a wrong
+    code: counted per client address, and answered 429 instead once the client is blocked."""
+    await context_of(request.app).tracking_limiter.fail(client_address(request))
+
+
 def public_tracking(request: Request[Any, Any, Any]) -> TrackingService:
     """The `TrackingService` of the public routes, built without dependency injection (see `provide_tracking`)."""
     return provide_tracking(context_of(request.app))
@@ -51,7 +75,7 @@ class TrackingController(Controller):
     path = "/api/v1/track"
     tags = ("tracking",)
     # Citizens have no token: the tracking number and the query code are the credential.
-    opt = {EXCLUDE_KEY: True}  # noqa: RUF012 - Litestar layer API (copied by the router: no mappingproxy)
+    opt = {EXCLUDE_KEY: True, ON_REJECTED_BODY: count_rejected_body}  # noqa: RUF012 - Litestar layer API
     security = [{}]  # noqa: RUF012 - Litestar layer API
 
     @get(
@@ -66,7 +90,7 @@ class TrackingController(Controller):
         opt={EXCLUDE_KEY: True},
     )
     async def track(
-        self, request: Request[Any, Any, Any], tracking_number: FromPath[str], code: Code = None
+        self, request: Request[Any, Any, Any], tracking_number: TrackingNumber, code: Code = None
     ) -> TrackView:
         return await public_tracking(request).track(tracking_number, code, client=client_address(request))
 
@@ -91,7 +115,7 @@ class TrackingController(Controller):
     async def evaluate(
         self,
         request: Request[Any, Any, Any],
-        tracking_number: FromPath[str],
+        tracking_number: TrackingNumber,
         data: JSONBody[EvaluationIn],
         code: Code = None,
     ) -> EvaluationOut:
@@ -113,7 +137,7 @@ class RectificationController(Controller):
         self,
         principal: NamedDependency[Principal],
         rectifications: NamedDependency[RectificationService],
-        status: Annotated[str, QueryParameter(description="open, closed or all")] = "open",
+        status: Annotated[Literal["open", "closed", "all"], QueryParameter(description="open, closed or all")] = "open",
     ) -> Rectifications:
         return await rectifications.list(principal, status=status)
 
@@ -123,6 +147,11 @@ class RectificationController(Controller):
         summary="Close a rectification with its outcome and the follow-up call (回访)",
         guards=[require_roles(Role.SUPERVISOR, Role.ADMIN)],
         status_code=200,
+        responses={
+            404: problem_spec("No such rectification"),
+            409: problem_spec("Already closed (`current_status`)"),
+            422: problem_spec("`outcome` is missing: what was done and what the follow-up call found"),
+        },
     )
     async def close(
         self,

@@ -76,7 +76,7 @@ async def open_rectification(
 
 
 def already_closed(status: str) -> Conflict:
-    return Conflict("This rectification is already closed.", extra={"status": status, "allowed": []})
+    return Conflict("This rectification is already closed.", extra={"current_status": status, "allowed": []})
 
 
 class RectificationService:
@@ -89,9 +89,7 @@ class RectificationService:
 
     async def list(self, principal: Principal, *, status: str = "open") -> Rectifications:
         if status not in ("open", "closed", "all"):
-            raise BadRequest(
-                f"Unknown status {status!r}.", errors=[FieldError("status", "must be open, closed or all")]
-            )
+            raise BadRequest("Unknown status filter.", errors=[FieldError("status", "must be open, closed or all")])
         today = local_date(self.now())
         query = (
             select(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from gateway.cases.history import NOTE_MAX_CHARS
+from gateway.cases.machine import Status
 from gateway.cases.views import ItemRef
 
 #: GB/T 39734: 5 非常满意 … 1 非常不满意.
@@ -16,9 +19,13 @@ BAD_REVIEW_MAX_LEVEL = 2
 RECTIFICATION_WORKING_DAYS = 15
 COMMENT_MAX_CHARS = 500
 
+#: 5 非常满意 … 1 非常不满意 (also each window dimension).
+Level = Annotated[int, msgspec.Meta(ge=1, le=5)]
+RectificationStatus = Literal["open", "closed"]
+
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
-    status: str
+    status: Status
     at: dt.datetime
     status_name: str = ""
 
@@ -28,7 +35,7 @@ class TrackView(msgspec.Struct, kw_only=True):
 
     tracking_number: str
     item: ItemRef
-    status: str
+    status: Status
     status_name: str
     deadline: dt.date | None
     timeline: list[TimelineEntry]
@@ -44,17 +51,20 @@ class TrackView(msgspec.Struct, kw_only=True):
 class Dimensions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The window (offline) evaluation dimensions, each 1..5."""
 
-    overall: int | None = None
-    efficiency: int | None = None
-    service: int | None = None
-    attitude: int | None = None
+    overall: Level | None = None
+    efficiency: Level | None = None
+    service: Level | None = None
+    attitude: Level | None = None
 
 
 class EvaluationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/track/{tracking_number}/evaluation?code=``."""
 
-    level: int | None = None
-    comment: str = ""
+    #: Required (the service names it when missing); a comment is required with a level of 2 or less.
+    api_required: ClassVar[tuple[str, ...]] = ("level",)
+
+    level: Level | None = None
+    comment: Annotated[str, msgspec.Meta(max_length=COMMENT_MAX_CHARS)] = ""
     dimensions: Dimensions | None = None
 
 
@@ -67,7 +77,7 @@ class RectificationRef(msgspec.Struct, kw_only=True):
 class EvaluationOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     tracking_number: str
-    level: int
+    level: Level
     level_name: str
     comment: str
     created_at: dt.datetime
@@ -83,10 +93,10 @@ class RectificationView(msgspec.Struct, kw_only=True, omit_defaults=True):
     item: ItemRef
     department: str
     unit: str
-    level: int
+    level: Level
     level_name: str
     comment: str
-    status: str
+    status: RectificationStatus
     opened_at: dt.datetime
     due_on: dt.date
     due_estimated: bool
@@ -106,7 +116,9 @@ class Rectifications(msgspec.Struct, kw_only=True):
 class CloseRectification(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/supervision/rectifications/{id}/close``: what was done and what the follow-up call found."""
 
-    outcome: str = ""
+    api_required: ClassVar[tuple[str, ...]] = ("outcome",)
+
+    outcome: Annotated[str, msgspec.Meta(max_length=NOTE_MAX_CHARS)] = ""
 
 
 __all__ = [
@@ -118,7 +130,9 @@ __all__ = [
     "Dimensions",
     "EvaluationIn",
     "EvaluationOut",
+    "Level",
     "RectificationRef",
+    "RectificationStatus",
     "RectificationView",
     "Rectifications",
     "TimelineEntry",

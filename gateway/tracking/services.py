@@ -273,7 +273,7 @@ class TrackingService:
         if status not in COMPLETED:
             raise Conflict(
                 f"The case can be evaluated once it is completed; it is {status}.",
-                extra={"status": status, "allowed": sorted(COMPLETED)},
+                extra={"current_status": status, "allowed": sorted(COMPLETED)},
             )
 
 

@@ -176,6 +176,43 @@ async def test_bad_input_names_the_field_and_writes_nothing(gateway: Gateway) ->
     assert await gateway.counts() == before
 
 
+async def test_bodies_are_json_by_media_type_and_strictly_typed(gateway: Gateway) -> None:
+    citizen = gateway.citizen("resident_id_card")
+    purpose = "核对张三家庭情况以便发放补贴"
+    good = gateway.body(citizen, item=ONE_CERT_ITEM, purpose=purpose)
+    before = await gateway.counts()
+    cases: list[tuple[dict[str, Any], str]] = [
+        (good | {"consent": "true"}, "consent"),
+        (good | {"consent": 1}, "consent"),
+        (good | {"accept": "false"}, "accept"),
+        (good | {"applicant": good["applicant"] | {"phone": 13800138000}}, "applicant.phone"),
+        (good | {"applicant": good["applicant"] | {"nickname": "三儿"}}, "applicant.nickname"),
+        (good | {"purpose": 42}, "purpose"),
+    ]
+    for body, field in cases:
+        response = await gateway.create(body)
+        assert response.status_code == 422, (field, response.text)
+        assert list(fields(response)) == [field], response.text
+        # Neither the purpose nor the applicant's data come back in a refusal.
+        for value in (purpose, citizen.id_number, citizen.name, citizen.phone):
+            assert value not in response.text
+    raw = msgspec.json.encode(good)
+    for headers in ({"Content-Type": "text/plain"}, {}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        response = await gateway.client.post(
+            "/api/v1/applications", content=raw, headers=gateway.auth("clerk") | headers
+        )
+        assert response.status_code == 415, (headers, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert list(fields(response)) == ["Content-Type"] and purpose not in response.text
+    assert await gateway.counts() == before
+    # A JSON media type with parameters, or a +json one, is JSON.
+    for media in ("application/json; charset=utf-8", "application/vnd.onewindow+json"):
+        response = await gateway.client.post(
+            "/api/v1/applications", content=raw, headers=gateway.auth("clerk") | {"Content-Type": media}
+        )
+        assert response.status_code == 201, (media, response.text)
+
+
 async def test_community_window_files_a_street_item_on_behalf(gateway: Gateway) -> None:
     """代办: routed to the parent street, visible to both windows and to the item's department only."""
     citizen = gateway.citizen("resident_id_card", "disability_certificate", "household_register")
@@ -213,11 +250,11 @@ async def test_uploads_are_sniffed_capped_deduplicated(gateway: Gateway) -> None
     assert (await gateway.upload(application_id, "application_form", b"")).status_code in (400, 422)
     assert (await gateway.upload(application_id, "no_such_material")).status_code == 404
     assert (await gateway.upload(application_id, "application_form", who="other_clerk")).status_code == 404
-    response = await gateway.client.post(
-        f"/api/v1/applications/{application_id}/materials/application_form",
-        data={"note": "no file part"},
-        headers=gateway.auth("clerk"),
-    )
+    url = f"/api/v1/applications/{application_id}/materials/application_form"
+    # A form that is not multipart is another media type; a multipart form without the file part is invalid.
+    response = await gateway.client.post(url, data={"note": "no file part"}, headers=gateway.auth("clerk"))
+    assert response.status_code == 415
+    response = await gateway.client.post(url, files={"note": (None, "no file part")}, headers=gateway.auth("clerk"))
     assert response.status_code in (400, 422)
     # Over the configured cap: 413.
     settings = context_of(gateway.app).settings
@@ -285,8 +322,12 @@ async def test_accept_assigns_number_code_and_deadline(gateway: Gateway) -> None
     assert body.get("deadline_estimated", False) is False
     # Accepting twice: 409 naming what is allowed; uploads are closed.
     again = await gateway.accept(application_id)
-    assert again.status_code == 409 and "allowed" in again.json()
-    assert (await gateway.upload(application_id, "application_form", PNG)).status_code == 409
+    assert again.status_code == 409 and again.json()["allowed"] == ["in_review", "withdrawn"]
+    assert again.json()["status"] == 409 and again.json()["current_status"] == "accepted"
+    upload = await gateway.upload(application_id, "application_form", PNG)
+    assert upload.status_code == 409 and upload.json()["status"] == 409
+    assert upload.json()["current_status"] == "accepted"
+    assert upload.json()["allowed"] == ["draft", "correction_required"]
     # Another unit's clerk cannot even see it.
     assert (await gateway.accept(application_id, who="other_clerk")).status_code == 404
 

@@ -43,6 +43,8 @@ async def test_officer_review_correction_resubmission_completion(gateway: Gatewa
     # The clerk cannot resubmit without new material; the officer cannot skip the citizen.
     response = await gateway.move(application_id, "in_review", who="clerk")
     assert response.status_code == 409, response.text
+    assert response.json()["status"] == 409 and response.json()["current_status"] == "correction_required"
+    assert response.json()["allowed"] == ["withdrawn"]
     response = await gateway.move(application_id, "approved", result="准予")
     assert response.status_code == 409
     assert response.json()["allowed"] == ["in_review"]
@@ -90,9 +92,11 @@ async def test_illegal_moves_answer_409_with_the_allowed_statuses(gateway: Gatew
     assert response.status_code == 409
     body = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert body["allowed"] == ["in_review"] and body["status"] == "accepted"
+    # The HTTP status stays the problem's `status`; the case's own status is `current_status`.
+    assert body["allowed"] == ["in_review"] and body["status"] == 409 and body["current_status"] == "accepted"
     response = await gateway.move(application_id, "in_review", who="clerk")
     assert response.status_code == 409 and response.json()["allowed"] == ["withdrawn"]
+    assert response.json()["status"] == 409 and response.json()["current_status"] == "accepted"
     response = await gateway.move(application_id, "draft")
     assert response.status_code == 409
     response = await gateway.move(application_id, "finished")

@@ -184,7 +184,9 @@ async def test_evaluation_once_after_completion(gateway: Gateway) -> None:
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     before = await gateway.counts()
     response = await evaluate(gateway, number, code, {"level": 5, "comment": "很好"})
-    assert response.status_code == 409 and response.json()["status"] == "accepted"
+    assert response.status_code == 409 and response.json()["status"] == 409
+    assert response.json()["current_status"] == "accepted"
+    assert response.json()["allowed"] == ["approved", "delivered", "denied"]
     assert (await gateway.move(application_id, "in_review")).status_code == 200
     assert (await gateway.move(application_id, "approved", result="准予")).status_code == 200
     bad: list[tuple[dict[str, Any], str]] = [
@@ -259,9 +261,9 @@ async def test_bad_review_opens_a_rectification_for_the_supervisor(gateway: Gate
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "closed"
-    assert (
-        await gateway.client.post(close, json={"outcome": "again"}, headers=gateway.auth("supervisor"))
-    ).status_code == 409
+    again = await gateway.client.post(close, json={"outcome": "again"}, headers=gateway.auth("supervisor"))
+    assert again.status_code == 409
+    assert again.json()["status"] == 409 and again.json()["current_status"] == "closed"
     open_now = await gateway.client.get("/api/v1/supervision/rectifications", headers=gateway.auth("admin"))
     assert open_now.json()["items"] == []
     closed = await gateway.client.get(
