@@ -39,7 +39,7 @@ async def test_concurrent_closes_of_a_rectification_close_it_once(gateway: Gatew
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 1, 409: CONCURRENT - 1}, [r.text for r in responses if r.status_code not in (200, 409)]
     (winner,) = [r for r in responses if r.status_code == 200]
-    assert all(r.json()["status"] == "closed" for r in responses if r.status_code == 409)
+    assert all(r.json()["current_status"] == "closed" for r in responses if r.status_code == 409)
     assert await gateway.audited("rectification.closed") == 1
     listing = await gateway.client.get(
         "/api/v1/supervision/rectifications", params={"status": "all"}, headers=gateway.auth("supervisor")
