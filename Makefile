@@ -15,8 +15,13 @@ lint: venv
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; README.md, "Tests"). Bytecode is cached under .venv even
+# when the environment sets PYTHONDONTWRITEBYTECODE: otherwise every worker, and every command a test starts,
+# compiles the project and rewrites the tests' asserts again.
+PYTEST_WORKERS ?= 4
 test: venv lint
-	.venv/bin/python -m pytest -q
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$(CURDIR)/.venv/pycache" \
+	  .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS)
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: venv

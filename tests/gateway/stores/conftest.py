@@ -1,4 +1,4 @@
-"""Stores for these tests: memory, or Redis (db 15) under a namespace of their own, emptied afterwards."""
+"""Stores for these tests: memory, or Redis (tests/services.py) under a namespace of their own, emptied afterwards."""
 
 from __future__ import annotations
 
