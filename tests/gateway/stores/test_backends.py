@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway.stores import AtomicRedisStore, Stores, build_stores
+from tests.timing import Run, timely
 
 
 async def test_backend_follows_settings(stores: Stores, redis_url: str) -> None:
@@ -72,15 +73,22 @@ async def test_concurrent_claims_have_one_winner(make_stores: Callable[[], Store
 
 async def test_sliding_window_events(stores: Stores) -> None:
     store = stores.rate_limit
-    assert await store.count_events("c", 300) == (0, 0)
-    assert (await store.add_event("c", 300, keep=3))[0] == 1
-    await store.add_event("c", 300, keep=3)
-    count, age = await store.add_event("c", 300, keep=3)
+
+    async def scenario(run: Run) -> tuple[str, list[tuple[int, int]]]:
+        key = f"c{run.number}"
+        assert await store.count_events(key, 300) == (0, 0)
+        started = run.now()
+        added = [await store.add_event(key, 300, keep=3) for _ in range(4)]
+        run.check(started, 0.3)  # all four inside one 300 ms window
+        return key, added
+
+    key, added = await timely(scenario)
+    assert added[0][0] == 1
+    count, age = added[2]
     assert count == 3 and 0 <= age < 300
-    count, _ = await store.add_event("c", 300, keep=3)
-    assert count == 3  # only the newest `keep` are kept
+    assert added[3][0] == 3  # only the newest `keep` are kept
     await asyncio.sleep(0.35)
-    assert await store.count_events("c", 300) == (0, 0)
+    assert await store.count_events(key, 300) == (0, 0)
 
 
 async def test_namespaces_keep_purposes_apart(stores: Stores) -> None:
