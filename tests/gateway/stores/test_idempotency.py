@@ -145,13 +145,13 @@ async def test_same_key_in_flight_is_409(client_and_seen: Client) -> None:
     client, seen = client_and_seen
     headers = _key()
     first = asyncio.create_task(client.post("/slow", json={"a": 1}, headers=headers))
-    await asyncio.wait_for(seen.entered.wait(), 5)
+    await asyncio.wait_for(seen.entered.wait(), 30)
     during = await client.post("/slow", json={"a": 1}, headers=headers)
     assert during.status_code == 409
     assert during.headers["retry-after"] == "1"
     assert during.json()["title"] == "Conflict"
     seen.release.set()
-    done = await asyncio.wait_for(first, 5)
+    done = await asyncio.wait_for(first, 30)
     assert done.status_code == 201
     after = await client.post("/slow", json={"a": 1}, headers=headers)
     assert after.status_code == 201 and after.headers["idempotent-replayed"] == "true"
@@ -305,10 +305,10 @@ async def test_two_gateway_processes_share_keys_through_redis(
         # In flight on A is in flight for B too.
         slow = _key()
         task = asyncio.create_task(a.post("/slow", json={}, headers=slow))
-        await asyncio.wait_for(seen_a.entered.wait(), 5)
+        await asyncio.wait_for(seen_a.entered.wait(), 30)
         assert (await b.post("/slow", json={}, headers=slow)).status_code == 409
         seen_a.release.set()
-        assert (await asyncio.wait_for(task, 5)).status_code == 201
+        assert (await asyncio.wait_for(task, 30)).status_code == 201
 
         # A burst of double clicks spread over both processes files once.
         burst = _key()
