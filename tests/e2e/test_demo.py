@@ -23,6 +23,8 @@ import httpx
 import msgspec
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs the command line in other processes
+
 REPO = Path(__file__).resolve().parents[2]
 ONEWINDOW = Path(sys.executable).parent / "onewindow"
 START_TIMEOUT = 90.0  # generous: the CI machine has two cores shared with the rest of the suite

@@ -152,6 +152,7 @@ def test_demo_citizens_from_the_default_size_population() -> None:
     assert {"disability_certificate", "subsistence_allowance_certificate"} <= set(picked[0].certificate_types)
 
 
+@pytest.mark.slow
 def test_five_thousand_citizens_are_fast_enough() -> None:
     started = time.process_time()
     population = generate_population(20200501, 5000, as_of=AS_OF)
