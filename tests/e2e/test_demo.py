@@ -79,7 +79,8 @@ class Demo:
                         f"demo exited with {self.proc.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
                     )
                 try:
-                    if client.get(self.base + "/health/ready").status_code == 200:
+                    # Ready, and the banner written: it comes a moment after the server starts answering.
+                    if client.get(self.base + "/health/ready").status_code == 200 and " demo is up in " in self.stdout:
                         return
                 except httpx.HTTPError:
                     pass
