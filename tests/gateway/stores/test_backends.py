@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway.stores import AtomicRedisStore, Stores, build_stores
+from tests.gateway.stores.conftest import StoreClock
 from tests.timing import Run, timely
 
 
@@ -21,7 +22,7 @@ async def test_backend_follows_settings(stores: Stores, redis_url: str) -> None:
     assert check.ok and not check.critical
 
 
-async def test_store_api_round_trip_and_expiry(stores: Stores) -> None:
+async def test_store_api_round_trip_and_expiry(stores: Stores, clock: StoreClock) -> None:
     cache = stores.cache
     await cache.set("a", "值")
     assert await cache.get("a") == "值".encode()
@@ -30,7 +31,7 @@ async def test_store_api_round_trip_and_expiry(stores: Stores) -> None:
     assert await cache.expires_in("short") in (0, 1)
     await cache.delete("a")
     assert await cache.get("a") is None
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     assert await cache.get("short") is None
 
 
@@ -41,10 +42,10 @@ async def test_claim_is_set_if_absent(stores: Stores) -> None:
     assert await store.get("k") == b"first"
 
 
-async def test_claim_expires_with_its_lease(stores: Stores) -> None:
+async def test_claim_expires_with_its_lease(stores: Stores, clock: StoreClock) -> None:
     store = stores.idempotency
     assert await store.claim("lease", b"a", 100) is None
-    await asyncio.sleep(0.25)
+    await clock.advance(0.25)
     assert await store.claim("lease", b"b", 10_000) is None
     assert await store.get("lease") == b"b"
 
@@ -71,7 +72,7 @@ async def test_concurrent_claims_have_one_winner(make_stores: Callable[[], Store
     assert all(r == winner for r in results if r is not None)
 
 
-async def test_sliding_window_events(stores: Stores) -> None:
+async def test_sliding_window_events(stores: Stores, clock: StoreClock) -> None:
     store = stores.rate_limit
 
     async def scenario(run: Run) -> tuple[str, list[tuple[int, int]]]:
@@ -87,7 +88,7 @@ async def test_sliding_window_events(stores: Stores) -> None:
     count, age = added[2]
     assert count == 3 and 0 <= age < 300
     assert added[3][0] == 3  # only the newest `keep` are kept
-    await asyncio.sleep(0.35)
+    await clock.advance(0.35)
     assert await store.count_events(key, 300) == (0, 0)
 
 

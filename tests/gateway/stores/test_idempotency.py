@@ -20,6 +20,7 @@ from litestar.params import Body, JSONBody
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.problems import EXCEPTION_HANDLERS, Conflict, Unprocessable
 from gateway.stores import IdempotencyMiddleware, Stores, build_stores, idempotency_middleware
+from tests.gateway.stores.conftest import StoreClock
 from tests.gateway.stores.http import asgi_client
 
 KEY = "Idempotency-Key"
@@ -261,12 +262,12 @@ async def _stored_values(stores: Stores, namespace: str) -> list[bytes]:
     return [v for v in values if isinstance(v, bytes)]
 
 
-async def test_records_expire_after_the_ttl(stores: Stores) -> None:
+async def test_records_expire_after_the_ttl(stores: Stores, clock: StoreClock) -> None:
     app, seen = make_app(stores, ttl_seconds=1)
     async with asgi_client(app) as client:
         headers = _key()
         await client.post("/things", json={"a": 1}, headers=headers)
-        await asyncio.sleep(1.2)
+        await clock.advance(1.2)
         again = await client.post("/things", json={"a": 1}, headers=headers)
         assert "idempotent-replayed" not in again.headers
     assert seen.calls == {"things": 2}

@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery
 
 from gateway.problems import EXCEPTION_HANDLERS, NotFound, TooManyRequests
 from gateway.stores import FailureLimiter, Stores, build_stores
+from tests.gateway.stores.conftest import StoreClock
 from tests.gateway.stores.http import asgi_client
 from tests.timing import Run, timely
 
@@ -41,19 +42,19 @@ async def test_checks_alone_never_count(stores: Stores) -> None:
     assert not await limiter.blocked("10.0.0.3")
 
 
-async def test_window_slides(stores: Stores) -> None:
+async def test_window_slides(stores: Stores, clock: StoreClock) -> None:
     limiter = FailureLimiter(stores.rate_limit, limit=2, window_seconds=0.4)
 
     async def scenario(run: Run) -> tuple[bool, bool, bool]:
         client = f"c{run.number}"
         first = run.now()
         await limiter.record_failure(client)
-        await asyncio.sleep(0.25)
+        await clock.advance(0.25)
         second = run.now()
         await limiter.record_failure(client)
         both = await limiter.blocked(client)
         run.check(first, 0.4)  # both failures were inside the window when it was asked
-        await asyncio.sleep(0.2)  # the first failure has left the window (0.45 s), the second has not
+        await clock.advance(0.2)  # the first failure has left the window (0.45 s), the second has not
         after_first_left = await limiter.blocked(client)
         await limiter.record_failure(client)
         second_and_third = await limiter.blocked(client)
