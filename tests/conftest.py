@@ -13,6 +13,12 @@ from tests.dbutil import isolated_settings, open_database
 from tests.services import POSTGRES_URL, REDIS_URL, need
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first; the others keep their order (the sort is stable and the same in every
+    pytest-xdist worker). Started last, one of them would keep a worker busy after the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL: an empty SQLite file under tmp_path, or the real PostgreSQL service."""

@@ -1,17 +1,18 @@
 """Isolated databases for tests: a fresh SQLite file, or a PostgreSQL schema of the test's own.
 
-Several test processes share one PostgreSQL database, so each test gets its own schema (``search_path`` set on
-every connection through ``Settings.database_schema``). Use the fixtures in tests/conftest.py:
-``db_settings`` (Settings on an isolated database already migrated to the newest schema, with empty tables — for
-``create_app``) and ``database`` (a `Database` on the same).
+Several test processes (pytest-xdist workers, other checkouts' runs) share one PostgreSQL database, so each test
+gets its own schema (``search_path`` set on every connection through ``Settings.database_schema``). Use the
+fixtures in tests/conftest.py: ``db_settings`` (Settings on an isolated database already migrated to the newest
+schema, with empty tables — for ``create_app``) and ``database`` (a `Database` on the same).
 
 Running Alembic costs a few hundred milliseconds, and PostgreSQL DDL as much again, so tests pay it once per
 process: a SQLite database is a copy of a template file migrated once; a PostgreSQL schema comes from a small
 per-process pool. A schema goes back to the pool only if its structure still equals a freshly migrated one
 (tables, columns, constraints, triggers, functions, Alembic revision); its rows are deleted with triggers
 suspended. Anything else (a test that dropped a trigger or created a table) is dropped instead. Pooled schemas
-are dropped when the process exits. ``ONEWINDOW_TEST_REAL_MIGRATIONS=1`` runs Alembic for every test instead;
-the migrations themselves are tested for real in tests/gateway/storage/test_migrations.py.
+(named after the process id) and the template file are removed when the process exits; each pytest-xdist worker
+has its own. ``ONEWINDOW_TEST_REAL_MIGRATIONS=1`` runs Alembic for every test instead; the migrations themselves
+are tested for real in tests/gateway/storage/test_migrations.py.
 """
 
 from __future__ import annotations

@@ -349,8 +349,8 @@ def test_estimated_exactly_when_a_counted_day_is_in_an_unknown_year(start: dt.da
 def test_deadline_is_fast() -> None:
     cal = WorkingCalendar()
     starts = [D(2024, 1, 1) + dt.timedelta(days=i) for i in range(900)]
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: other processes on a busy machine do not count
     for start in starts:
         cal.deadline(start, 60)
-    per_call = (time.perf_counter() - began) / len(starts)
-    assert per_call < 0.001, f"{per_call * 1e6:.0f} µs per deadline"
+    per_call = (time.process_time() - began) / len(starts)
+    assert per_call < 0.001, f"{per_call * 1e6:.0f} µs of CPU per deadline"

@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import ipaddress
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -22,13 +24,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from connectors import auth as auth_module
 from connectors.auth import encode_query, hmac_signature, hmac_string_to_sign
 from connectors.client import ConnectorPool
 from connectors.errors import AuthenticationFailed, ConfigurationError, ConnectionFailed
 from connectors.spec import DepartmentSpec
 from connectors.sync import probe, sync_department
 from connectors.trust import TrustStore
-from tests.connectors.helpers import SHANGHAI, InMemorySink, make_certificate
+from tests.connectors.helpers import SHANGHAI, FakeClock, InMemorySink, make_certificate
 
 VETERANS_RECORD_FIELDS = {
     "identifier": "cardId",
@@ -247,16 +250,20 @@ async def test_oauth2_token_is_cached_and_fetched_once_under_concurrency(
     assert server.issued == ["t0"]
 
 
-async def test_oauth2_refreshes_before_expiry(token_server: tuple[TokenServer, str], tmp_path: Path) -> None:
+async def test_oauth2_refreshes_before_expiry(
+    token_server: tuple[TokenServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, url = token_server
     server.expires_in = 0.5  # refresh after 0.4 s (80 %)
+    clock = FakeClock()  # the token's age, moved by hand: a busy machine cannot age it early
+    monkeypatch.setattr(auth_module, "time", SimpleNamespace(monotonic=clock, time=time.time))
     async with ConnectorPool([spec_for(url, OAUTH)], data_dir=tmp_path) as pool:
         client = pool.client("veterans")
         await client.check_list()
-        await asyncio.sleep(0.3)
+        clock.now += 0.3
         await client.check_list()
         assert server.issued == ["t0"]
-        await asyncio.sleep(0.15)  # past 80 % but not expired: refreshed proactively
+        clock.now += 0.15  # past 80 % but not expired: refreshed proactively
         await client.check_list()
         assert server.issued == ["t0", "t1"]
 

@@ -111,7 +111,7 @@ async def test_sink_failure_stops_the_sync(pool: ConnectorPool) -> None:
 async def test_repeated_cursor_terminates_and_is_reported(pool: ConnectorPool, dept_server: DepartmentServer) -> None:
     dept_server.repeat_cursor = True
     sink = InMemorySink()
-    report = await asyncio.wait_for(sync_department(pool, "public_security", sink, page_size=10), 5)
+    report = await asyncio.wait_for(sync_department(pool, "public_security", sink, page_size=10), 30)
     assert report.pages == 2  # the first page, then the page at the repeated cursor; never a third
     assert any("repeated a cursor" in e for e in report.errors)
     assert sink.cursors == {}

@@ -16,6 +16,8 @@ import pytest
 from demokit.simulators import Simulators, run_simulators
 from gateway.settings import DEFAULT_CONFIG_DIR, Settings
 
+pytestmark = pytest.mark.slow  # every test here runs the command line in other processes
+
 ONEWINDOW = [sys.executable, "-m", "gateway.cli"]
 
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -19,6 +21,7 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_")}
 
 
+@pytest.mark.slow
 def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "simulate", "--port", "0", "--citizens", "60", "--seed", "3",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ssl
 import time
+from types import SimpleNamespace
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -16,7 +16,8 @@ from yarl import URL
 
 from connectors.model import Certificate
 from connectors.trust import TrustStore
-from demokit.simulators import Simulators
+from demokit.simulators import Simulators, human_resources
+from tests.connectors.helpers import FakeClock
 from tests.demokit.simulators import wire
 from tests.demokit.simulators.conftest import AS_OF
 
@@ -258,7 +259,12 @@ async def test_human_resources_token_endpoint_refuses_bad_clients(
         assert r.status == 200
 
 
-async def test_human_resources_bearer_token_and_expiry(sims: Simulators, http: aiohttp.ClientSession) -> None:
+async def test_human_resources_bearer_token_and_expiry(
+    sims: Simulators, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The simulator's clock, moved by hand: tokens age only when the test says so.
+    clock = FakeClock()
+    monkeypatch.setattr(human_resources, "time", SimpleNamespace(monotonic=clock))
     url = sims.url("human_resources") + "/hrss/v1/cards"
     async with http.get(url) as r:
         assert r.status == 401
@@ -270,7 +276,10 @@ async def test_human_resources_bearer_token_and_expiry(sims: Simulators, http: a
     async with http.get(url, headers={"Authorization": "Bearer made-up"}) as r:
         assert r.status == 401
         assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
-    await asyncio.sleep(2.1)
+    clock.now += 1.9
+    async with http.get(url, headers=auth) as r:
+        assert r.status == 200  # not yet expired
+    clock.now += 0.1
     async with http.get(url, headers=auth) as r:
         assert r.status == 401  # expired
     fresh = {"Authorization": f"Bearer {await hr_token(sims, http)}"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from connectors.trust import TrustStore
@@ -80,19 +81,32 @@ async def test_error_rate_answers_503_and_control_still_works(sims: Simulators, 
         assert r.status == 200
 
 
-async def test_hang_times_out_on_the_client_and_shutdown_stays_clean(tmp_path: Path) -> None:
+async def test_hang_times_out_on_the_client_and_shutdown_stays_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with aiohttp.ClientSession() as http:
         async with run_simulators(seed=1, citizens=30, data_dir=tmp_path, faults="veterans:hang", as_of=AS_OF) as sims:
-            started = time.monotonic()
+            veterans = sims.departments["veterans"]
+            hanging: list[web.Request] = []
+            second_hangs = asyncio.Event()
+            pause = veterans.pause
+
+            async def counted_pause(request: web.Request, seconds: float | None) -> None:
+                hanging.append(request)
+                if len(hanging) == 2:
+                    second_hangs.set()
+                await pause(request, seconds)
+
+            monkeypatch.setattr(veterans, "pause", counted_pause)
             with pytest.raises(asyncio.TimeoutError):
                 async with http.get(sims.url("veterans") + "/veterans/cards", timeout=aiohttp.ClientTimeout(total=0.3)):
                     pass
-            assert time.monotonic() - started < 2
             # a second request still waiting while the simulators stop: dropped, not answered
             waiting = asyncio.ensure_future(http.get(sims.url("veterans") + "/veterans/cards"))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(second_hangs.wait(), 30)
             stopped = time.monotonic()
-        assert time.monotonic() - stopped < 1.5
+        # Without dropping them, stopping would wait for the hanging requests (aiohttp's 60 s shutdown timeout).
+        assert time.monotonic() - stopped < 10
         with pytest.raises(aiohttp.ClientError):
             await waiting
 
@@ -102,7 +116,8 @@ async def test_latency_and_jitter_delay_the_answer(sims: Simulators, http: aioht
     started = time.monotonic()
     async with http.get(sims.url("veterans") + "/health") as r:
         assert r.status == 200
-    assert 0.25 <= time.monotonic() - started < 2
+    # At least the latency; the upper bound only has to tell milliseconds from seconds.
+    assert 0.25 <= time.monotonic() - started < 10
 
 
 async def test_malformed_is_not_valid_json(sims: Simulators, http: aiohttp.ClientSession) -> None:

@@ -152,12 +152,13 @@ def test_demo_citizens_from_the_default_size_population() -> None:
     assert {"disability_certificate", "subsistence_allowance_certificate"} <= set(picked[0].certificate_types)
 
 
+@pytest.mark.slow
 def test_five_thousand_citizens_are_fast_enough() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     population = generate_population(20200501, 5000, as_of=AS_OF)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(population.citizens) == 5000
     assert 14_000 <= len(population.certificates) <= 20_000
     # ~1.5 s on an idle 2-core machine (signing ~18k certificates is most of it); the bound only catches a
-    # regression by a large factor, since several test processes may share the machine
-    assert elapsed < 8, f"{elapsed:.2f} s"
+    # regression by a large factor. CPU time, not wall-clock time: other processes on a busy machine do not count.
+    assert elapsed < 8, f"{elapsed:.2f} s of CPU"

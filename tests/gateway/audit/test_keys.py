@@ -66,5 +66,5 @@ def test_racing_processes_agree_on_one_key(tmp_path: Path) -> None:
         p.start()
     for p in procs:
         p.join(30)
-    ids = {queue.get(timeout=5) for _ in procs}
+    ids = {queue.get(timeout=30) for _ in procs}
     assert len(ids) == 1 and ids == {load_or_create_signer(tmp_path).key_id}

@@ -109,6 +109,7 @@ async def test_fifty_concurrent_appends_form_one_chain(database: Database, signe
     assert result.records == 50 and result.head_seq == 50
 
 
+@pytest.mark.slow
 async def test_appends_from_several_processes_form_one_chain(db_settings: Settings, signer: AuditSigner) -> None:
     async with migrated_database(db_settings) as db:
         script = textwrap.dedent(

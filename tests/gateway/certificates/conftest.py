@@ -6,6 +6,7 @@ as `onewindow demo` does, so the mutual-TLS connector finds its client certifica
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -68,11 +69,34 @@ def make_service(
     )
 
 
+class RetryWaits:
+    """Stands in for the pool's sleep between retries: records each wait and returns at once.
+
+    With real waits the number of attempts inside the lookup budget, and whether the last one is cut off by the
+    deadline, would depend on how busy the machine is; recorded waits keep both fixed and let a test check the
+    retry plan itself.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+        await asyncio.sleep(0)
+
+
 @pytest.fixture
-async def lookup_pool(db_settings: Settings, sims: Simulators) -> AsyncIterator[ConnectorPool]:
-    """The pool as the gateway builds it for lookups: retries and timeouts inside a 1 s budget."""
+def retry_waits() -> RetryWaits:
+    return RetryWaits()
+
+
+@pytest.fixture
+async def lookup_pool(db_settings: Settings, sims: Simulators, retry_waits: RetryWaits) -> AsyncIterator[ConnectorPool]:
+    """The pool as the gateway builds it for lookups: retries and timeouts inside a 1 s budget (waits between
+    retries recorded in ``retry_waits`` instead of slept)."""
     specs = lookup_specs(simulated_specs(db_settings, sims), 1.0)
-    async with ConnectorPool(specs, data_dir=db_settings.data_dir, trust=load_trust(db_settings.config_dir)) as p:
+    trust = load_trust(db_settings.config_dir)
+    async with ConnectorPool(specs, data_dir=db_settings.data_dir, trust=trust, sleep=retry_waits) as p:
         yield p
 
 

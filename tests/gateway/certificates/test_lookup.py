@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from connectors.client import ConnectorPool
-from connectors.sync import sync_department
+from connectors.registry import load_departments
+from connectors.sync import fetch_holder, sync_department
 from demokit.simulators import Citizen, Simulators
 from gateway import audit
+from gateway.certificates import lookup as lookup_module
 from gateway.certificates.lookup import CertificateService, unavailable_reason
+from gateway.certificates.runtime import lookup_specs
 from gateway.certificates.store import CertificateStore
 from gateway.certificates.tables import certificates
+from gateway.settings import Settings
 from gateway.storage import Database
+from tests.gateway.certificates.conftest import RetryWaits
 
 PURPOSE = "application:0000000000000000000000000000test"
 ACTOR = "token:clerk-1"
@@ -75,17 +81,28 @@ async def test_store_miss_pulls_live_and_stores(
 
 
 async def test_store_hit_answers_without_asking_the_department(
-    sims: Simulators, service: CertificateService, store: CertificateStore, pool: ConnectorPool
+    sims: Simulators,
+    service: CertificateService,
+    store: CertificateStore,
+    pool: ConnectorPool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await sync_department(pool, "public_security", store, full=True)
     citizen = citizen_with(sims, "public_security")
     key = type_from(sims, citizen, "public_security")
     sims.set_faults("public_security", "hang=1")  # asking it now would time out
+    asked: list[str] = []
+
+    async def counted(pool: ConnectorPool, department: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(department)
+        return await fetch_holder(pool, department, *args, **kwargs)
+
+    monkeypatch.setattr(lookup_module, "fetch_holder", counted)
     result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert (outcome.state, outcome.source) == ("found", "store")
     assert outcome.certificate is not None and outcome.certificate.holder_name.startswith(citizen.name[0])
-    assert result.elapsed_ms < 500
+    assert asked == []  # answered without asking the department
     records = await audit_actions(store.db)
     reads = [r for r in records if r.action == "personal_data.read"]
     assert len(reads) == 1 and reads[0].purpose == PURPOSE and reads[0].actor == ACTOR
@@ -107,25 +124,26 @@ async def test_hanging_department_is_unavailable_within_the_budget(
         actor=ACTOR,
         budget_seconds=budget,
     )
-    assert result.elapsed_ms < (budget + 0.25) * 1000
     assert result.outcomes[answering].state == "found"
     outcome = result.outcomes[hanging]
     assert (outcome.state, outcome.department) == ("unavailable", "civil_affairs")
-    assert outcome.reason.startswith("timed out"), outcome.reason
+    # The lookup's own budget ended the wait (the pool's timeouts and deadline are longer: 0.85 s).
+    assert outcome.reason == f"timed out after {budget:g} s", outcome.reason
 
 
 async def test_failing_department_is_unavailable_with_the_http_status(
-    sims: Simulators, service: CertificateService, database: Database
+    sims: Simulators, service: CertificateService, database: Database, retry_waits: RetryWaits
 ) -> None:
     citizen = citizen_with(sims, "human_resources")
     key = type_from(sims, citizen, "human_resources")
     sims.set_faults("human_resources", "error_rate=1")
-    # The lookup pool's retries fit inside the budget, so the department's own last answer is reported.
+    # The lookup pool gives up retrying before the budget ends (test_lookup_policies_end_before_the_budget), so
+    # the department's own last answer is reported.
     result = await service.lookup(service.store.holder(citizen.id_number), [key], purpose=PURPOSE, actor=ACTOR)
     outcome = result.outcomes[key]
     assert outcome.state == "unavailable"
     assert outcome.reason.startswith("HTTP 503"), outcome.reason
-    assert result.elapsed_ms < 1250
+    assert retry_waits.seconds  # retried before giving up (the waits are recorded, not slept: see RetryWaits)
     pulls = [r for r in await audit_actions(database) if r.action == "certificate.pulled"]
     assert len(pulls) == 1 and pulls[0].detail["departments"]["human_resources"]["error"].startswith("HTTP 503")
     async with database.read() as conn:
@@ -180,6 +198,13 @@ async def test_circuit_open_reads_as_such(sims: Simulators, service: Certificate
         reasons.append(result.outcomes[key].reason)
     assert reasons[0].startswith("HTTP 503")
     assert reasons[-1].startswith("circuit open"), reasons
+
+
+def test_lookup_policies_end_before_the_budget(settings: Settings) -> None:
+    budget = 1.0
+    for spec in lookup_specs(load_departments(settings.config_dir), budget):
+        assert spec.retry.deadline < budget, spec.code
+        assert max(spec.timeouts.connect, spec.timeouts.read, spec.timeouts.total) < budget, spec.code
 
 
 def test_unavailable_reason_words() -> None:

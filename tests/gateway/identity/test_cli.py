@@ -9,12 +9,15 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text, update
 
 from gateway.audit.tables import audit_records
 from gateway.identity import principal_for_token
 from gateway.settings import Settings
 from gateway.storage import Database
+
+pytestmark = pytest.mark.slow  # every test here runs the command line in other processes
 
 ONEWINDOW = Path(sys.executable).parent / "onewindow"
 ROOT = Path(__file__).resolve().parents[3]

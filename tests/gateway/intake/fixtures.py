@@ -2,7 +2,8 @@
 parametrised database (SQLite / PostgreSQL), the department simulators on ephemeral ports, and one token per role
 created through gateway.identity.
 
-Import the ``gateway`` fixture into a conftest with ``from tests.gateway.intake.fixtures import gateway``.
+Import the ``gateway`` fixture into a conftest with ``from tests.gateway.intake.fixtures import gateway`` (its
+``shared_simulators`` comes from tests/gateway/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import queue
+import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from litestar import Litestar
 from sqlalchemy import func, select
 
 from demokit.simulators import Simulators, run_simulators
+from demokit.simulators.runner import PKI_SUBDIR
 from demokit.simulators.seed import Citizen
 from gateway.app import create_app
 from gateway.audit.tables import audit_records
@@ -223,17 +226,32 @@ def simulators_in_thread(data_dir: Path, *, seed: int = 11, citizens: int = 150)
         loop.close()
 
 
+@pytest.fixture(scope="session")
+def shared_simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
+    """One set of department simulators per test process, for every `gateway` (seeding them, making their TLS
+    material and starting seven servers each time would cost every case test a tenth of a second of CPU).
+    `gateway` clears their faults before each test and copies their TLS material into the test's data dir."""
+    with simulators_in_thread(tmp_path_factory.mktemp("simulators")) as sims:
+        yield sims
+
+
 @pytest.fixture
-async def gateway(db_settings: Settings) -> AsyncIterator[Gateway]:
-    with simulators_in_thread(db_settings.data_dir) as sims:
-        settings = msgspec.structs.replace(db_settings, simulator_base_host=sims.control_url, lookup_budget_seconds=3.0)
-        app = create_app(settings)
+async def gateway(db_settings: Settings, shared_simulators: Simulators) -> AsyncIterator[Gateway]:
+    sims = shared_simulators
+    sims.clear_faults()
+    # The health department's mutual TLS: the gateway finds the client certificate in its own data dir.
+    shutil.copytree(sims.pki_dir, db_settings.data_dir / PKI_SUBDIR)
+    settings = msgspec.structs.replace(db_settings, simulator_base_host=sims.control_url, lookup_budget_seconds=3.0)
+    app = create_app(settings)
+    try:
         async with asgi_client(app) as client:
             gw = Gateway(app=app, client=client, settings=settings, sims=sims)
             for name, spec in TOKENS.items():
                 token, _ = await create_token(context_of(app).database, **spec)
                 gw.tokens[name] = token
             yield gw
+    finally:
+        sims.clear_faults()
 
 
 def stored_files(directory: Path) -> set[str]:
@@ -259,6 +277,7 @@ __all__ = [
     "STREET",
     "Gateway",
     "gateway",
+    "shared_simulators",
     "stored_files",
     "today_local",
 ]

@@ -11,6 +11,7 @@ import sys
 
 import httpx
 import msgspec
+import pytest
 from sqlalchemy import func, select
 
 from demokit.simulators.seed import Citizen
@@ -206,6 +207,7 @@ async def test_prefilled_certificate_as_issued_with_audit(gateway: Gateway) -> N
     await assert_chain_intact(gateway)
 
 
+@pytest.mark.slow
 async def test_reads_keep_the_chain_verifiable_from_the_command_line(gateway: Gateway) -> None:
     """`onewindow audit checkpoint` and `verify`, as an operator runs them, over the same database and data dir."""
     application_id, _ = await filed_case(gateway)

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -33,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -335,7 +337,7 @@ async def test_fetch_never_sees_uncommitted_writes_nor_waits_for_them(database: 
     async with database.transaction() as conn:
         await conn.execute(update(counters).where(counters.c.name == "c").values(value=41))
         # The writer holds SQLite's write lock (BEGIN IMMEDIATE) / PostgreSQL's row lock: reads go on regardless.
-        assert await asyncio.wait_for(_counter(database, "c"), timeout=2) == 0
+        assert await asyncio.wait_for(_counter(database, "c"), timeout=30) == 0
     assert await _counter(database, "c") == 41
     if database.dialect == "sqlite":
         assert _served(database) == served + 2
@@ -446,11 +448,12 @@ async def test_sqlite_fetch_does_not_wait_on_the_loop_when_the_file_is_locked(se
                 while True:
                     await asyncio.sleep(0.01)
                     ticks += 1
+                    if ticks == 10:
+                        release.set()  # only a loop that runs while the read waits ever lets the lock go
 
             tick_task = asyncio.create_task(ticker())
-            asyncio.get_running_loop().call_later(0.3, release.set)
             deferred = db.inline.deferred
-            value = await asyncio.wait_for(_counter(db, "c"), timeout=5)
+            value = await asyncio.wait_for(_counter(db, "c"), timeout=30)
             tick_task.cancel()
             assert value == 7
             assert ticks >= 10  # the loop ran while the read waited for the lock
@@ -543,8 +546,21 @@ async def test_postgres_read_cancelled_mid_query_leaves_the_reader_usable(databa
     reader = database.pg_reader
     assert reader is not None
     slow = PreparedRead(select(func.pg_sleep(bindparam("seconds")).label("slept")), name="test.slow")
+    name = f"onewindow-test-{uuid.uuid4().hex[:12]}"  # tells this reader's connections apart on the server
+    reader._server_settings["application_name"] = name
+    sleeping = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND state = 'active' "
+        "AND query LIKE '%pg_sleep%'"
+    )
     tasks = [asyncio.create_task(database.fetch(slow, seconds=5)) for _ in range(reader.max_connections + 2)]
-    await asyncio.sleep(0.3)  # every connection busy, two readers waiting for one
+    conns = reader._for_loop()
+    async with asyncio.timeout(30):  # every connection busy in its query, two readers waiting for one
+        while True:
+            async with database.read() as conn:
+                busy = (await conn.execute(sleeping, {"name": name})).scalar_one()
+            if busy == reader.max_connections and len(conns.waiters) == 2:
+                break
+            await asyncio.sleep(0.01)
     for task in tasks:
         task.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)

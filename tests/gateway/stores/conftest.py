@@ -1,13 +1,42 @@
-"""Stores for these tests: memory, or Redis (db 15) under a namespace of their own, emptied afterwards."""
+"""Stores for these tests: memory, or Redis (tests/services.py) under a namespace of their own, emptied afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.stores import PURPOSES, Stores, build_stores, redis_client
+from gateway.stores import PURPOSES, AtomicMemoryStore, Stores, build_stores, redis_client
+
+
+class StoreClock:
+    """Time for the stores under test. The memory store reads a clock the test moves, so nothing waits; Redis
+    keeps time on its server, so there the test really waits (only ever for something to expire or leave a
+    window, which waiting longer cannot spoil)."""
+
+    def __init__(self, *, real: bool) -> None:
+        self.real = real
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        if self.real:
+            await asyncio.sleep(seconds)
+        else:
+            self.now += seconds
+
+
+@pytest.fixture
+def clock(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> StoreClock:
+    """The clock of the parametrised backend (memory: moved by hand; Redis: real)."""
+    clock = StoreClock(real=bool(redis_url))
+    if not redis_url:
+        monkeypatch.setattr(AtomicMemoryStore, "_now", staticmethod(clock))
+    return clock
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from collections.abc import Callable
 import pytest
 
 from gateway.stores import AtomicRedisStore, Stores, build_stores, redis_client
+from tests.gateway.stores.conftest import StoreClock
+from tests.timing import Run, timely
 
 
 async def test_backend_follows_settings(stores: Stores, redis_url: str) -> None:
@@ -19,7 +21,7 @@ async def test_backend_follows_settings(stores: Stores, redis_url: str) -> None:
     assert check.ok and not check.critical
 
 
-async def test_store_api_round_trip_and_expiry(stores: Stores) -> None:
+async def test_store_api_round_trip_and_expiry(stores: Stores, clock: StoreClock) -> None:
     cache = stores.registry.get("response_cache")
     await cache.set("a", "值")
     assert await cache.get("a") == "值".encode()
@@ -28,7 +30,7 @@ async def test_store_api_round_trip_and_expiry(stores: Stores) -> None:
     assert await cache.expires_in("short") in (0, 1)
     await cache.delete("a")
     assert await cache.get("a") is None
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     assert await cache.get("short") is None
 
 
@@ -39,10 +41,10 @@ async def test_claim_is_set_if_absent(stores: Stores) -> None:
     assert await store.get("k") == b"first"
 
 
-async def test_claim_expires_with_its_lease(stores: Stores) -> None:
+async def test_claim_expires_with_its_lease(stores: Stores, clock: StoreClock) -> None:
     store = stores.idempotency
     assert await store.claim("lease", b"a", 100) is None
-    await asyncio.sleep(0.25)
+    await clock.advance(0.25)
     assert await store.claim("lease", b"b", 10_000) is None
     assert await store.get("lease") == b"b"
 
@@ -69,17 +71,24 @@ async def test_concurrent_claims_have_one_winner(make_stores: Callable[[], Store
     assert all(r == winner for r in results if r is not None)
 
 
-async def test_sliding_window_events(stores: Stores) -> None:
+async def test_sliding_window_events(stores: Stores, clock: StoreClock) -> None:
     store = stores.rate_limit
-    assert await store.count_events("c", 300) == (0, 0)
-    assert (await store.add_event("c", 300, keep=3))[0] == 1
-    await store.add_event("c", 300, keep=3)
-    count, age = await store.add_event("c", 300, keep=3)
+
+    async def scenario(run: Run) -> tuple[str, list[tuple[int, int]]]:
+        key = f"c{run.number}"
+        assert await store.count_events(key, 300) == (0, 0)
+        started = run.now()
+        added = [await store.add_event(key, 300, keep=3) for _ in range(4)]
+        run.check(started, 0.3)  # all four inside one 300 ms window
+        return key, added
+
+    key, added = await timely(scenario)
+    assert added[0][0] == 1
+    count, age = added[2]
     assert count == 3 and 0 <= age < 300
-    count, _ = await store.add_event("c", 300, keep=3)
-    assert count == 3  # only the newest `keep` are kept
-    await asyncio.sleep(0.35)
-    assert await store.count_events("c", 300) == (0, 0)
+    assert added[3][0] == 3  # only the newest `keep` are kept
+    await clock.advance(0.35)
+    assert await store.count_events(key, 300) == (0, 0)
 
 
 async def test_namespaces_keep_purposes_apart(stores: Stores) -> None:

@@ -23,6 +23,7 @@ from gateway.identity.principal import Principal, Role
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.problems import EXCEPTION_HANDLERS, Conflict, Unprocessable
 from gateway.stores import IdempotencyMiddleware, Stores, build_stores, idempotency_middleware, redis_client
+from tests.gateway.stores.conftest import StoreClock
 from tests.gateway.stores.http import asgi_client
 
 KEY = "Idempotency-Key"
@@ -164,13 +165,13 @@ async def test_same_key_in_flight_is_409(client_and_seen: Client) -> None:
     client, seen = client_and_seen
     headers = _key()
     first = asyncio.create_task(client.post("/slow", json={"a": 1}, headers=headers))
-    await asyncio.wait_for(seen.entered.wait(), 5)
+    await asyncio.wait_for(seen.entered.wait(), 30)
     during = await client.post("/slow", json={"a": 1}, headers=headers)
     assert during.status_code == 409
     assert during.headers["retry-after"] == "1"
     assert during.json()["title"] == "Conflict"
     seen.release.set()
-    done = await asyncio.wait_for(first, 5)
+    done = await asyncio.wait_for(first, 30)
     assert done.status_code == 201
     after = await client.post("/slow", json={"a": 1}, headers=headers)
     assert after.status_code == 201 and after.headers["idempotent-replayed"] == "true"
@@ -290,12 +291,12 @@ async def _stored_values(stores: Stores, namespace: str) -> list[bytes]:
     return [v for v in values if isinstance(v, bytes)]
 
 
-async def test_records_expire_after_the_ttl(stores: Stores) -> None:
+async def test_records_expire_after_the_ttl(stores: Stores, clock: StoreClock) -> None:
     app, seen = make_app(stores, ttl_seconds=1)
     async with asgi_client(app) as client:
         headers = _key()
         await client.post("/things", json={"a": 1}, headers=headers)
-        await asyncio.sleep(1.2)
+        await clock.advance(1.2)
         again = await client.post("/things", json={"a": 1}, headers=headers)
         assert "idempotent-replayed" not in again.headers
     assert seen.calls == {"things": 2}
@@ -334,10 +335,10 @@ async def test_two_gateway_processes_share_keys_through_redis(
         # In flight on A is in flight for B too.
         slow = _key()
         task = asyncio.create_task(a.post("/slow", json={}, headers=slow))
-        await asyncio.wait_for(seen_a.entered.wait(), 5)
+        await asyncio.wait_for(seen_a.entered.wait(), 30)
         assert (await b.post("/slow", json={}, headers=slow)).status_code == 409
         seen_a.release.set()
-        assert (await asyncio.wait_for(task, 5)).status_code == 201
+        assert (await asyncio.wait_for(task, 30)).status_code == 201
 
         # A burst of double clicks spread over both processes files once.
         burst = _key()

@@ -12,7 +12,9 @@ from litestar.params import FromPath, FromQuery
 
 from gateway.problems import EXCEPTION_HANDLERS, NotFound, TooManyRequests
 from gateway.stores import FailureLimiter, Stores, build_stores, redis_client
+from tests.gateway.stores.conftest import StoreClock
 from tests.gateway.stores.http import asgi_client
+from tests.timing import Run, timely
 
 
 async def test_blocks_after_limit_failures_and_says_when_to_retry(stores: Stores) -> None:
@@ -40,16 +42,29 @@ async def test_checks_alone_never_count(stores: Stores) -> None:
     assert not await limiter.blocked("10.0.0.3")
 
 
-async def test_window_slides(stores: Stores) -> None:
+async def test_window_slides(stores: Stores, clock: StoreClock) -> None:
     limiter = FailureLimiter(stores.rate_limit, limit=2, window_seconds=0.4)
-    await limiter.record_failure("c")
-    await asyncio.sleep(0.25)
-    await limiter.record_failure("c")
-    assert await limiter.blocked("c")
-    await asyncio.sleep(0.2)  # the first failure has left the window, the second has not
-    assert not await limiter.blocked("c")
-    await limiter.record_failure("c")
-    assert await limiter.blocked("c")
+
+    async def scenario(run: Run) -> tuple[bool, bool, bool]:
+        client = f"c{run.number}"
+        first = run.now()
+        await limiter.record_failure(client)
+        await clock.advance(0.25)
+        second = run.now()
+        await limiter.record_failure(client)
+        both = await limiter.blocked(client)
+        run.check(first, 0.4)  # both failures were inside the window when it was asked
+        await clock.advance(0.2)  # the first failure has left the window (0.45 s), the second has not
+        after_first_left = await limiter.blocked(client)
+        await limiter.record_failure(client)
+        second_and_third = await limiter.blocked(client)
+        run.check(second, 0.4)
+        return both, after_first_left, second_and_third
+
+    both, after_first_left, second_and_third = await timely(scenario)
+    assert both
+    assert not after_first_left
+    assert second_and_third
 
 
 async def test_client_keys_are_stored_as_digests(stores: Stores, namespace: str) -> None:
