@@ -66,6 +66,11 @@ class Holder(msgspec.Struct, frozen=True, kw_only=True):
     index: str
 
 
+def holder_of(cipher: FieldCipher, id_number: str) -> Holder:
+    """The holder with their blind index (one HMAC)."""
+    return Holder(id_number=id_number, index=cipher.blind_index(id_number, kind=HOLDER_INDEX_KIND))
+
+
 class StoredCertificate(msgspec.Struct, frozen=True, kw_only=True):
     """One row of the store as the lookup reads it (personal data still encrypted)."""
 
@@ -209,8 +214,8 @@ class CertificateStore:
     # -- the two halves of accept (the lookup uses them inside its own transaction) ------------------------
 
     def holder(self, id_number: str) -> Holder:
-        """The holder with their blind index (one HMAC)."""
-        return Holder(id_number=id_number, index=self.cipher.blind_index(id_number, kind=HOLDER_INDEX_KIND))
+        """`holder_of` with this store's cipher."""
+        return holder_of(self.cipher, id_number)
 
     def prepare(
         self, batch: Sequence[FetchedCertificate], *, now: dt.datetime | None = None, holder: Holder | None = None
@@ -445,4 +450,5 @@ __all__ = [
     "PreparedBatch",
     "StoredCertificate",
     "display_number",
+    "holder_of",
 ]

@@ -53,7 +53,7 @@ from gateway.cases.views import (
     missing_required,
 )
 from gateway.certificates.lookup import CertificateService, Outcome
-from gateway.certificates.store import HOLDER_INDEX_KIND, Holder
+from gateway.certificates.store import Holder, holder_of
 from gateway.identity.principal import Principal, Role
 from gateway.intake import files, uploads
 from gateway.intake.schemas import (
@@ -270,9 +270,7 @@ class IntakeService:
 
         application_id = new_id()
         # The blind index of the ID number, once: the certificate lookup, its audit records and the application row.
-        holder = Holder(
-            id_number=applicant.id_number, index=self.cipher.blind_index(applicant.id_number, kind=HOLDER_INDEX_KIND)
-        )
+        holder = holder_of(self.cipher, applicant.id_number)
         views = await self._prefill(item, holder, application_id, principal)
         if body.accept:
             self._require_complete(views)

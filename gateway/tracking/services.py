@@ -15,7 +15,6 @@ A bad review opens a rectification in the same transaction (`gateway.tracking.re
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -50,8 +49,6 @@ from gateway.tracking.schemas import (
     TrackView,
 )
 from gateway.tracking.tables import evaluations
-
-log = logging.getLogger("onewindow.tracking")
 
 #: The one answer for an unknown number and a wrong code alike.
 NO_MATCH = "No case matches this tracking number and query code."
