@@ -421,6 +421,16 @@ def _check_item(item: Item, report: Report, departments: set[str], certificate_t
             report(f"{where}.certificate_type", "only materials with source = certificate name a certificate_type")
         if m.copies < 0:
             report(f"{where}.copies", "must not be negative")
+        if m.min_level == "D" and not m.commitment:
+            report(f"{where}.min_level", "D (a commitment) needs the commitment text in `commitment`")
+        if m.min_level == "A" and m.source != "certificate":
+            report(f"{where}.min_level", "A (an e-certificate) needs source = certificate and a certificate_type")
+        if m.commitment and len(m.commitment) > 1000:
+            report(f"{where}.commitment", "is too long (at most 1000 characters)")
+    if item.result_certificate is not None and item.result_certificate not in certificate_types:
+        report("result_certificate", f"unknown certificate type {item.result_certificate!r}")
+    if item.commitment_check_days < 1:
+        report("commitment_check_days", "must be at least 1 working day")
 
 
 def _load_items(

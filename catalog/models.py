@@ -20,6 +20,25 @@ Status = Literal["concept", "published"]
 Source = Literal["certificate", "applicant"]
 Form = Literal["paper", "electronic"]
 UnitLevel = Literal["district", "street", "community", "grid"]
+#: Trust level of a material (互联网+政务服务 technical guide, 2016): A an e-certificate or document signed by its
+#: issuer; B a copy a window clerk verified against the original; C an applicant's upload not yet verified; D the
+#: applicant's own statement under a written commitment (告知承诺). docs/domain.md#trust-levels.
+TrustLevel = Literal["A", "B", "C", "D"]
+TRUST_LEVELS: tuple[TrustLevel, ...] = ("A", "B", "C", "D")
+TRUST_LEVEL_NAMES: dict[str, str] = {
+    "A": "电子证照（签发机构签名）",
+    "B": "窗口核验原件的复印件",
+    "C": "申请人上传、未核验",
+    "D": "告知承诺",
+}
+#: Working days the 事后核查 of a commitment may take when an item does not declare its own.
+DEFAULT_COMMITMENT_CHECK_DAYS = 20
+
+
+def level_rank(level: str | None) -> int:
+    """A = 4 … D = 1; no level (nothing there) = 0."""
+    return {"A": 4, "B": 3, "C": 2, "D": 1}.get(level or "", 0)
+
 
 LEVELS: tuple[Level, ...] = ("street", "community")
 
@@ -54,6 +73,15 @@ class Material(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
     condition: str = ""
     #: 纸质份数 when handed in on paper.
     copies: int = 1
+    #: The lowest trust level acceptance takes for it (A > B > C > D). C (an upload) by default, as windows
+    #: always took scans; B asks the clerk to verify the copy against the original; A only an e-certificate.
+    min_level: TrustLevel = "C"
+    #: 告知承诺: when not empty, the applicant may replace the material with this written commitment (level D),
+    #: checked afterwards (事后核查) within the item's ``commitment_check_days``.
+    commitment: str = ""
+    #: A verified copy (B) may be kept in the applicant's evidence store and offered again to any item that needs a
+    #: material of the same key (一次提交、多次复用). False for item-specific forms.
+    reusable: bool = True
 
 
 class Item(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -92,6 +120,11 @@ class Item(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
     result: str = ""
     #: Extra search words (common short names such as 低保).
     keywords: tuple[str, ...] = ()
+    #: When the result (审批结果) is itself a certificate: its type key in the registry. An approved case then gets
+    #: an e-certificate of the district, signed by the gateway and stored for later prefill.
+    result_certificate: str | None = None
+    #: Working days within which a commitment (告知承诺) accepted for this item is checked (事后核查).
+    commitment_check_days: int = DEFAULT_COMMITMENT_CHECK_DAYS
 
     @property
     def item_type_name(self) -> str:
@@ -144,6 +177,9 @@ class Item(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
                     certificate_type=m.certificate_type,
                     form=m.form,
                     condition=m.condition,
+                    min_level=m.min_level,
+                    commitment=m.commitment,
+                    reusable=m.reusable,
                 )
                 for m in self.materials
             ],
@@ -157,6 +193,8 @@ class Item(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):
             service_object=self.service_object,
             result=self.result,
             fee_basis=self.fee_basis,
+            result_certificate=self.result_certificate,
+            commitment_check_days=self.commitment_check_days,
         )
 
 
@@ -168,6 +206,9 @@ class PublicMaterial(msgspec.Struct, kw_only=True):
     certificate_type: str | None
     form: Form
     condition: str = ""
+    min_level: TrustLevel = "C"
+    commitment: str = ""
+    reusable: bool = True
 
 
 class PublicItem(msgspec.Struct, kw_only=True):
@@ -197,6 +238,8 @@ class PublicItem(msgspec.Struct, kw_only=True):
     service_object: str = ""
     result: str = ""
     fee_basis: str = ""
+    result_certificate: str | None = None
+    commitment_check_days: int = DEFAULT_COMMITMENT_CHECK_DAYS
 
 
 class Department(_Model, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -16,6 +16,7 @@ from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
+from gateway.evidence.controllers import EvidenceController
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -26,7 +27,12 @@ from gateway.identity.auth import (
 )
 from gateway.identity.controllers import whoami
 from gateway.identity.lifespan import identity_lifespan
-from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
+from gateway.intake.controllers import (
+    IntakeController,
+    MaterialEvidenceController,
+    PersonalDataController,
+    upload_controller,
+)
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
@@ -76,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     SupervisionController,
                     TrackingController,
                     RectificationController,
+                    MaterialEvidenceController,
+                    EvidenceController,
                 ],
             ),
         ],

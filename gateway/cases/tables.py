@@ -99,6 +99,15 @@ application_materials = Table(
     Column("file_type", String(32), nullable=True),
     Column("file_size", Integer, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    #: Trust level (A e-certificate, B verified copy, C upload, D commitment; `gateway.evidence.levels`), who set
+    #: it and when; NULL while nothing is there.
+    Column("level", String(1), nullable=True),
+    Column("level_set_by", String(100), nullable=True),
+    Column("level_set_at", UTCDateTime, nullable=True),
+    #: The commitment text the applicant signed (告知承诺, level D).
+    Column("commitment", Text, nullable=True),
+    #: Where a reused verified copy came from (`gateway.evidence.store.Provenance`).
+    Column("evidence", JSON, nullable=True),
     UniqueConstraint("application_id", "key"),
 )
 Index("ix_application_materials_file_sha256", application_materials.c.file_sha256)

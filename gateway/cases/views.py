@@ -6,6 +6,7 @@ decrypts personal data. Intake, lifecycle and tracking all answer with these sha
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 import msgspec
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.calendar import local_time
 from gateway.cases.tables import application_materials
 from gateway.certificates.lookup import CertificateView
 
@@ -33,6 +35,20 @@ class FileView(msgspec.Struct, kw_only=True):
     size: int
 
 
+class EvidenceSource(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where a reused verified copy (level B) came from: the case, item and window where a clerk checked it against
+    the original, who and when, and until when it may be reused."""
+
+    evidence_id: str
+    application_id: str
+    item_code: str
+    unit: str
+    verified_by: str
+    verified_at: dt.datetime
+    valid_until: dt.date
+    sha256: str | None = None
+
+
 class MaterialView(msgspec.Struct, kw_only=True, omit_defaults=True):
     key: str
     name: str
@@ -43,6 +59,14 @@ class MaterialView(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
     certificate: CertificateView | None = None
     file: FileView | None = None
+    #: Trust level: A e-certificate, B copy verified against the original, C upload, D commitment (告知承诺).
+    level: str | None = None
+    level_set_by: str | None = None
+    level_set_at: dt.datetime | None = None
+    #: The commitment the applicant signed in place of the material (level D).
+    commitment: str | None = None
+    #: A reused verified copy's provenance.
+    evidence: EvidenceSource | None = None
 
 
 class ApplicantView(msgspec.Struct, kw_only=True):
@@ -69,6 +93,9 @@ def material_view(row: Row[Any]) -> MaterialView:
     file = None
     if row.file_sha256:
         file = FileView(sha256=row.file_sha256, content_type=row.file_type or "", size=row.file_size or 0)
+    mapping = row._mapping
+    evidence = mapping.get("evidence")
+    set_at = mapping.get("level_set_at")
     return MaterialView(
         key=row.key,
         name=row.name,
@@ -79,6 +106,11 @@ def material_view(row: Row[Any]) -> MaterialView:
         reason=row.reason,
         certificate=certificate,
         file=file,
+        level=mapping.get("level"),
+        level_set_by=mapping.get("level_set_by"),
+        level_set_at=local_time(set_at) if set_at is not None else None,
+        commitment=mapping.get("commitment"),
+        evidence=msgspec.convert(evidence, EvidenceSource) if evidence else None,
     )
 
 
@@ -98,6 +130,7 @@ def missing_required(materials: list[MaterialView]) -> list[MaterialView]:
 
 __all__ = [
     "ApplicantView",
+    "EvidenceSource",
     "FileView",
     "ItemRef",
     "MaterialState",

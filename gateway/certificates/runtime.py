@@ -30,6 +30,7 @@ from connectors.client import ConnectorPool
 from connectors.registry import load_departments, load_trust, rebase
 from connectors.spec import DepartmentSpec, SpecError
 from connectors.sync import probe
+from gateway.certificates.issuer import district_issuer, with_issuer
 from gateway.certificates.lookup import CertificateService
 from gateway.certificates.store import CertificateStore
 from gateway.context import context_of
@@ -182,13 +183,15 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
         problem = str(exc)
         log.error("department files are invalid; starting without connectors:\n%s", problem)
     store = CertificateStore(context.database, context.cipher)
+    # The district's own issuer key is published next to the departments' (certificates issued for cases).
+    issuer = district_issuer(Path(settings.data_dir))
+    issuer.publish(Path(settings.data_dir))
+    trust = with_issuer(load_trust(settings.config_dir), issuer)
     async with contextlib.AsyncExitStack() as stack:
         breakers = breaker_store_for(context.redis)
         stack.push_async_callback(breakers.aclose)
         pool = await stack.enter_async_context(
-            ConnectorPool(
-                specs, data_dir=Path(settings.data_dir), breaker_store=breakers, trust=load_trust(settings.config_dir)
-            )
+            ConnectorPool(specs, data_dir=Path(settings.data_dir), breaker_store=breakers, trust=trust)
         )
         context.connectors = pool
         context.certificate_store = store

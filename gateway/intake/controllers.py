@@ -12,6 +12,7 @@ from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, MultipartBody, QueryParameter
 
+from gateway.evidence.schemas import CommitMaterial, VerifyMaterial
 from gateway.identity.auth import require_roles
 from gateway.identity.principal import Principal, Role
 from gateway.intake.applicant import (
@@ -24,9 +25,10 @@ from gateway.intake.applicant import (
     IssuedCertificateRecord,
     PersonalDataService,
 )
-from gateway.intake.deps import provide_intake, provide_personal_data
-from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialUploaded
+from gateway.intake.deps import provide_intake, provide_material_evidence, provide_personal_data
+from gateway.intake.schemas import Acceptance, ApplicationCreated, CreateApplication, MaterialLevel, MaterialUploaded
 from gateway.intake.services import APPLICATIONS_PATH, IntakeService, application_location
+from gateway.intake.verification import MaterialEvidenceService
 from gateway.openapi import documented_string
 from gateway.problems import problem_spec
 from gateway.settings import Settings
@@ -155,6 +157,66 @@ class MaterialUploadController(Controller):
         return await intake.upload(principal, application_id, key, content, if_match)
 
 
+class MaterialEvidenceController(Controller):
+    """A material's trust level set by the window: verified against the original (C → B), or a commitment (D)."""
+
+    path = APPLICATIONS_PATH
+    tags = ("intake",)
+    dependencies = {  # noqa: RUF012 - Litestar layer API
+        "material_evidence": Provide(provide_material_evidence, sync_to_thread=False)
+    }
+
+    @post(
+        "/{application_id:str}/materials/{key:str}/verification",
+        operation_id="verifyMaterial",
+        summary="Mark an uploaded scan verified against the original (level C → B)",
+        description=(
+            "The clerk compared the scan with the applicant's original (`original_seen: true`). The material "
+            "becomes level B and the copy is kept, encrypted with its hash, in the applicant's evidence store, "
+            "offered to later applications at any window until `valid_until` (default one year) or a consent "
+            "withdrawal. Only an upload (C) can be verified (409 otherwise); a verified one answers as it stands. "
+            "Audited (`material.verified`)."
+        ),
+        guards=[require_roles(Role.CLERK)],
+        status_code=200,
+        responses={**_ERRORS, **_CASE_ERRORS},
+    )
+    async def verify(
+        self,
+        application_id: FromPath[str],
+        key: FromPath[str],
+        data: JSONBody[VerifyMaterial],
+        principal: NamedDependency[Principal],
+        material_evidence: NamedDependency[MaterialEvidenceService],
+        if_match: IfMatch = None,
+    ) -> MaterialLevel:
+        return await material_evidence.verify(principal, application_id, key, data, if_match)
+
+    @post(
+        "/{application_id:str}/materials/{key:str}/commitment",
+        operation_id="commitMaterial",
+        summary="Replace a material by the applicant's written commitment (告知承诺, level D)",
+        description=(
+            "Only for materials the catalog allows a commitment for (422 naming `materials.<key>` otherwise). The "
+            "material carries the commitment text the applicant signed; acceptance opens its check (事后核查), "
+            "due within the item's declared working days. Audited (`material.committed`)."
+        ),
+        guards=[require_roles(Role.CLERK)],
+        status_code=200,
+        responses={**_ERRORS, **_CASE_ERRORS},
+    )
+    async def commit(
+        self,
+        application_id: FromPath[str],
+        key: FromPath[str],
+        data: JSONBody[CommitMaterial],
+        principal: NamedDependency[Principal],
+        material_evidence: NamedDependency[MaterialEvidenceService],
+        if_match: IfMatch = None,
+    ) -> MaterialLevel:
+        return await material_evidence.commit(principal, application_id, key, data, if_match)
+
+
 Purpose = Annotated[
     str,
     QueryParameter(
@@ -235,4 +297,10 @@ def upload_controller(settings: Settings) -> type[Controller]:
     return type("MaterialUploadController", (MaterialUploadController,), {"request_max_body_size": limit})
 
 
-__all__ = ["IntakeController", "MaterialUploadController", "PersonalDataController", "upload_controller"]
+__all__ = [
+    "IntakeController",
+    "MaterialEvidenceController",
+    "MaterialUploadController",
+    "PersonalDataController",
+    "upload_controller",
+]

@@ -8,6 +8,7 @@ from gateway.certificates.store import CertificateStore
 from gateway.context import AppContext
 from gateway.intake.applicant import PersonalDataService
 from gateway.intake.services import IntakeService
+from gateway.intake.verification import MaterialEvidenceService
 from gateway.stores import IdempotentRequest
 
 
@@ -26,10 +27,23 @@ def provide_intake(
     )
 
 
+def provide_material_evidence(
+    context: NamedDependency[AppContext], idempotency: NamedDependency[IdempotentRequest | None] = None
+) -> MaterialEvidenceService:
+    """Verification against the original (C → B) and commitments (D) of one request."""
+    return MaterialEvidenceService(
+        database=context.database,
+        catalog=context.catalog,
+        cipher=context.cipher,
+        data_dir=context.settings.data_dir,
+        idempotency=idempotency,
+    )
+
+
 def provide_personal_data(context: NamedDependency[AppContext]) -> PersonalDataService:
     # An app without the certificates lifespan (some tests) still reads stored certificates.
     store = context.certificate_store or CertificateStore(context.database, context.cipher)
     return PersonalDataService(database=context.database, cipher=context.cipher, store=store)
 
 
-__all__ = ["provide_intake", "provide_personal_data"]
+__all__ = ["provide_intake", "provide_material_evidence", "provide_personal_data"]

@@ -53,6 +53,9 @@ class CreateApplication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     purpose: Annotated[str, msgspec.Meta(max_length=TEXT_MAX), documented(max_length=200)] | None = None
     #: Accept in the same transaction (or store nothing and answer 422 with the missing materials).
     accept: bool = False
+    #: Material keys the applicant replaces with the catalog's written commitment (告知承诺, level D); each must
+    #: allow one (422 naming ``commitments.<key>`` otherwise).
+    commitments: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=50)] = []
 
 
 class ApplicationCreated(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -99,6 +102,14 @@ class MaterialUploaded(msgspec.Struct, kw_only=True, omit_defaults=True):
     file: FileView
     application_id: str
     certificate_type: str | None = None
+    #: Trust level: an upload is C until a clerk verifies it against the original (B).
+    level: str | None = None
+
+
+class MaterialLevel(MaterialView, kw_only=True, omit_defaults=True):
+    """``200`` of a verification (C → B) or a commitment (D): the material as it now stands."""
+
+    application_id: str = ""
 
 
 class PurgeResult(msgspec.Struct, kw_only=True):
@@ -115,6 +126,7 @@ __all__ = [
     "ApplicantIn",
     "ApplicationCreated",
     "CreateApplication",
+    "MaterialLevel",
     "MaterialUploaded",
     "PurgeResult",
 ]

@@ -54,8 +54,11 @@ from gateway.cases.views import (
 )
 from gateway.certificates.lookup import CertificateService, Outcome
 from gateway.certificates.store import Holder, holder_of
+from gateway.evidence.checks import open_checks
+from gateway.evidence.levels import level_problems, needed_levels
+from gateway.evidence.store import EvidenceStore
 from gateway.identity.principal import Principal, Role
-from gateway.intake import files, uploads
+from gateway.intake import files, reuse, uploads
 from gateway.intake.schemas import (
     Acceptance,
     ApplicantIn,
@@ -220,6 +223,7 @@ class IntakeService:
         #: The request's Idempotency-Key (None without one): its record commits in the write transaction.
         self.idempotency = idempotency
         self.now = now
+        self.evidence = EvidenceStore(cipher)
 
     # -- helpers ----------------------------------------------------------------------------------------
     async def _record(
@@ -272,8 +276,14 @@ class IntakeService:
         # The blind index of the ID number, once: the certificate lookup, its audit records and the application row.
         holder = holder_of(self.cipher, applicant.id_number)
         views = await self._prefill(item, holder, application_id, principal)
+        # Verified copies and the district's own certificates for what the departments did not supply; then the
+        # commitments the applicant signed (level D).
+        reused = await reuse.prefill(
+            self.db, self.evidence, item, views, holder, local_date(now), mask_name(applicant.name), principal, now
+        )
+        reuse.apply_commitments(item, views, body.commitments, principal, now)
         if body.accept:
-            self._require_complete(views)
+            self._require_complete(views, item)
 
         values = self._application_values(
             application_id, item, window, handling_unit, applicant, holder.index, purpose, principal, now
@@ -288,6 +298,7 @@ class IntakeService:
             await record_status(
                 conn, application_id=application_id, status="draft", from_status=None, principal=principal, at=now
             )
+            await reuse.record(conn, reused, holder=holder, application_id=application_id, principal=principal)
             await audit_case(
                 conn,
                 principal,
@@ -298,12 +309,13 @@ class IntakeService:
                     "filing_unit": window.code,
                     "handling_unit": handling_unit,
                     "materials": {v.key: v.state for v in views},
+                    "levels": {v.key: v.level for v in views if v.level},
                 },
             )
             acceptance = None
             if body.accept:
                 row = await load_application(conn, application_id, principal, for_update=True)
-                acceptance = await self._accept_in(conn, row, item, principal, now)
+                acceptance = await self._accept_in(conn, row, item, principal, now, views)
             created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
             await self._record(conn, created, {"Location": application_location(application_id)})
         return created
@@ -410,6 +422,7 @@ class IntakeService:
             "file_type": None,
             "file_size": None,
             "updated_at": now,
+            **reuse.level_values(view),
         }
 
     async def _prefill(
@@ -455,6 +468,7 @@ class IntakeService:
                 elif outcome.state == "found" and outcome.certificate is not None:
                     view.state = "prefilled"
                     view.certificate = outcome.certificate
+                    reuse.set_level(view, "A", "system", self.now())
                 elif outcome.state == "not_found":
                     view.state = "missing"
                     view.reason = outcome.reason or "the department holds no such certificate for the applicant"
@@ -465,8 +479,14 @@ class IntakeService:
         return out
 
     @staticmethod
-    def _require_complete(views: list[MaterialView]) -> None:
+    def _require_complete(views: list[MaterialView], item: Item | None = None) -> None:
         missing = missing_required(views)
+        if not missing and item is not None and (below := level_problems(item, views)):
+            raise Unprocessable(
+                f"{len(below)} material(s) below the trust level the catalog asks for acceptance.",
+                errors=below,
+                extra={"levels": needed_levels(item, [e.field.removeprefix("materials.") for e in below])},
+            )
         if missing:
             raise Unprocessable(
                 f"{len(missing)} required material(s) missing: the application cannot be accepted yet.",
@@ -490,16 +510,21 @@ class IntakeService:
         # Refuse what can be refused without the write lock first, so a 4xx never waits for a writer's turn.
         async with self.db.read() as conn:
             row = await load_application(conn, application_id, principal)
-            self._check_acceptable(row, if_match, [material_view(m) for m in await load_materials(conn, row.id)])
+            views = [material_view(m) for m in await load_materials(conn, row.id)]
+            self._check_acceptable(row, if_match, views)
             item = self._offered_item(row, local_date(now))
+            self._require_complete(views, item)
         async with self.db.transaction() as conn:
             row = await load_application(conn, application_id, principal, for_update=True)
-            self._check_acceptable(row, if_match, [material_view(m) for m in await load_materials(conn, row.id)])
-            acceptance = await self._accept_in(conn, row, item, principal, now)
+            views = [material_view(m) for m in await load_materials(conn, row.id)]
+            self._check_acceptable(row, if_match, views, item)
+            acceptance = await self._accept_in(conn, row, item, principal, now, views)
             await self._record(conn, acceptance)
         return acceptance
 
-    def _check_acceptable(self, row: Row[Any], if_match: str | None, materials: list[MaterialView]) -> None:
+    def _check_acceptable(
+        self, row: Row[Any], if_match: str | None, materials: list[MaterialView], item: Item | None = None
+    ) -> None:
         check_if_match(row, if_match)
         if row.status != "draft":
             allowed = allowed_targets(row.status)
@@ -507,7 +532,7 @@ class IntakeService:
                 f"Only a draft can be accepted; this application is {row.status}.",
                 extra={"current_status": row.status, "allowed": allowed},
             )
-        self._require_complete(materials)
+        self._require_complete(materials, item)
 
     def _offered_item(self, row: Row[Any], today: dt.date) -> Item:
         item = self.catalog.item(row.item_code)
@@ -519,7 +544,13 @@ class IntakeService:
         return item
 
     async def _accept_in(
-        self, conn: AsyncConnection, row: Row[Any], item: Item, principal: Principal, now: dt.datetime
+        self,
+        conn: AsyncConnection,
+        row: Row[Any],
+        item: Item,
+        principal: Principal,
+        now: dt.datetime,
+        materials: list[MaterialView] | None = None,
     ) -> Acceptance:
         accepted_on = local_date(now)
         sequence = await numbers.next_sequence(conn, accepted_on)
@@ -556,6 +587,10 @@ class IntakeService:
                 "deadline_estimated": state.deadline_estimated,
                 "promised_days": item.promised_days,
             },
+        )
+        # 告知承诺: each material accepted under a commitment gets its check (事后核查).
+        await open_checks(
+            conn, calendar=self.calendar, row=row, item=item, materials=materials or [], principal=principal, now=now
         )
         return Acceptance(
             id=row.id,
@@ -620,6 +655,11 @@ class IntakeService:
                         file_type=media_type,
                         file_size=len(content),
                         updated_at=now,
+                        level="C",
+                        level_set_by=principal.actor,
+                        level_set_at=now,
+                        commitment=None,
+                        evidence=None,
                     )
                 )
                 bumped = await conn.execute(
@@ -645,6 +685,7 @@ class IntakeService:
                     certificate_type=material.certificate_type,
                     state="provided",
                     file=FileView(sha256=digest, content_type=media_type, size=len(content)),
+                    level="C",
                 )
                 await self._record(conn, uploaded)
         except BaseException:

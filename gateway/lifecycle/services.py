@@ -37,6 +37,7 @@ from gateway.cases.machine import (
 from gateway.cases.numbers import normalise_tracking_number, tracking_number_problem
 from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
+from gateway.evidence.results import ResultIssuer
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.schemas import (
     RESULT_MAX_CHARS,
@@ -76,12 +77,15 @@ class LifecycleService:
         calendar: WorkingCalendar,
         cipher: FieldCipher,
         now: Callable[[], dt.datetime] = utcnow,
+        results: ResultIssuer | None = None,
     ) -> None:
         self.db = database
         self.catalog = catalog
         self.calendar = calendar
         self.cipher = cipher
         self.now = now
+        #: Issues the district's e-certificate when an approved item's result is a certificate.
+        self.results = results
 
     # -- reading ---------------------------------------------------------------------------------------------
     def _item_ref(self, row: Row[Any]) -> ItemRef:
@@ -249,6 +253,11 @@ class LifecycleService:
             await audit_case(
                 conn, principal, row.id, "status.changed", detail | ({"note": entry.note} if entry.note else {})
             )
+            if target == "approved" and self.results is not None:
+                # The result is itself a certificate: issued, signed and stored in this transaction.
+                await self.results.issue(
+                    conn, row=row, item=self.catalog.item(row.item_code), principal=principal, now=now
+                )
             fresh = await load_application(conn, application_id, principal)
             return await self.view_in(conn, fresh, principal), fresh
 

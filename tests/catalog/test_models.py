@@ -97,6 +97,9 @@ def test_public_shape_has_the_contract_fields_in_order() -> None:
         "certificate_type": "resident_id_card",
         "form": "electronic",
         "condition": "",
+        "min_level": "C",
+        "commitment": "",
+        "reusable": True,
     }
     assert data["materials"][1]["certificate_type"] is None and data["materials"][1]["source"] == "applicant"
     assert data["department_name"] == "湘潭市雨湖区民政局"

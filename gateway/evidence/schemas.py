@@ -1,0 +1,136 @@
+"""Request and response bodies of the evidence routes (msgspec Structs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, ClassVar
+
+import msgspec
+
+TEXT_MAX = 2000
+
+
+class CheckView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A check of a commitment (事后核查)."""
+
+    id: str
+    application_id: str
+    item_code: str
+    material_key: str
+    material_name: str
+    #: The commitment the applicant signed.
+    commitment: str
+    department: str
+    handling_unit: str
+    opened_at: dt.datetime
+    due_on: dt.date
+    #: ``open``, ``passed`` or ``failed`` (a failed check flags the case).
+    status: str
+    version: int
+    due_estimated: bool = False
+    overdue: bool = False
+    closed_at: dt.datetime | None = None
+    closed_by: str | None = None
+    note: str | None = None
+
+
+class CheckList(msgspec.Struct, kw_only=True):
+    items: list[CheckView]
+    total: int
+
+
+class CheckOutcome(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/evidence/checks/{id}/outcome``."""
+
+    api_required: ClassVar[tuple[str, ...]] = ("passed",)
+
+    #: True when the commitment held; false flags the case.
+    passed: bool | None = None
+    #: What was found (required when the check failed).
+    note: Annotated[str, msgspec.Meta(max_length=TEXT_MAX)] | None = None
+
+
+class VerifyMaterial(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/applications/{id}/materials/{key}/verification``: the clerk saw the original."""
+
+    api_required: ClassVar[tuple[str, ...]] = ("original_seen",)
+
+    #: Must be true: the clerk compared the uploaded copy with the original (核验原件).
+    original_seen: bool | None = None
+    #: Until when the verified copy may be reused (e.g. the original's own expiry); default one year.
+    valid_until: dt.date | None = None
+
+
+class CommitMaterial(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/applications/{id}/materials/{key}/commitment``: the applicant signs the commitment."""
+
+    api_required: ClassVar[tuple[str, ...]] = ("agreed",)
+
+    #: Must be true: the applicant was shown the catalog's commitment text and signed it.
+    agreed: bool | None = None
+
+
+class WithdrawConsent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/evidence/consent-withdrawals``."""
+
+    api_required: ClassVar[tuple[str, ...]] = ("id_number",)
+
+    #: The applicant's citizen ID number (never stored or logged; only its blind index is used).
+    id_number: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    #: One material key; absent: every kept copy of the applicant.
+    material_key: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class ConsentWithdrawn(msgspec.Struct, kw_only=True):
+    withdrawn: int
+    material_key: str | None = None
+
+
+class RateCounts(msgspec.Struct, kw_only=True):
+    """Required materials by how they were satisfied, and the prefill rate: (A + B + D) / (A + B + C + D), or null
+    when nothing was satisfied."""
+
+    applications: int = 0
+    required: int = 0
+    certificate: int = 0
+    verified: int = 0
+    commitment: int = 0
+    uploaded: int = 0
+    rate: float | None = None
+
+
+class RateRow(RateCounts, kw_only=True):
+    #: The group's key: an item code, a unit code or a date (YYYY-MM-DD, or YYYY-MM for months).
+    key: str = ""
+    name: str = ""
+
+
+class PrefillRateReport(msgspec.Struct, kw_only=True):
+    start: dt.date
+    end: dt.date
+    group: str
+    unit: str | None
+    item: str | None
+    totals: RateCounts
+    rows: list[RateRow]
+
+
+class ApplicationRate(RateCounts, kw_only=True):
+    application_id: str = ""
+    #: Level per required material key (null when missing).
+    levels: dict[str, str | None] = {}
+
+
+__all__ = [
+    "ApplicationRate",
+    "CheckList",
+    "CheckOutcome",
+    "CheckView",
+    "CommitMaterial",
+    "ConsentWithdrawn",
+    "PrefillRateReport",
+    "RateCounts",
+    "RateRow",
+    "VerifyMaterial",
+    "WithdrawConsent",
+]
