@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from catalog.calendar import WorkingCalendar, local_date, local_time
 from catalog.models import Item
 from gateway import audit
+from gateway.cases import clock
 from gateway.cases.history import clean_note
 from gateway.cases.views import MaterialView
 from gateway.evidence.levels import COMMITTED
@@ -51,7 +52,8 @@ async def open_checks(
     committed = [m for m in materials if m.level == COMMITTED and m.state in ("prefilled", "provided")]
     if not committed:
         return []
-    due = calendar.deadline(local_date(now), item.commitment_check_days)
+    # The working-day count of the case clock (its estimate flag kept; the calendar's warning logged once there).
+    due = clock.start(calendar, local_date(now), item.commitment_check_days)
     ids: list[str] = []
     for m in committed:
         check_id = new_id()
@@ -67,8 +69,8 @@ async def open_checks(
                 department=row.department,
                 handling_unit=row.handling_unit,
                 opened_at=now,
-                due_on=due.date,
-                due_estimated=due.estimated,
+                due_on=due.deadline,
+                due_estimated=due.deadline_estimated,
                 status="open",
                 version=1,
             )
@@ -81,7 +83,7 @@ async def open_checks(
         object_type="application",
         object_id=row.id,
         purpose=f"application:{row.id}",
-        detail={"materials": [m.key for m in committed], "due_on": due.date.isoformat(), "checks": ids},
+        detail={"materials": [m.key for m in committed], "due_on": due.deadline.isoformat(), "checks": ids},
     )
     return ids
 

@@ -95,14 +95,8 @@ async def record(
     )
 
 
-def apply_commitments(
-    item: Item, views: list[MaterialView], keys: Sequence[str], principal: Principal, now: dt.datetime
-) -> None:
-    """Replace each of ``keys`` by the catalog's commitment (level D); 422 naming every key that does not allow
-    one (nothing is stored)."""
-    if not keys:
-        return
-    by_key = {v.key: v for v in views}
+def commitment_errors(item: Item, keys: Sequence[str]) -> list[FieldError]:
+    """A `FieldError` (``commitments.<key>``) for each key the catalog allows no commitment for."""
     errors: list[FieldError] = []
     for key in dict.fromkeys(keys):
         material = item.material(key)
@@ -112,14 +106,23 @@ def apply_commitments(
             errors.append(
                 FieldError(f"commitments.{key}", f"{material.name} cannot be replaced by a commitment (告知承诺)")
             )
+    return errors
+
+
+def apply_commitments(
+    item: Item, views: list[MaterialView], keys: Sequence[str], principal: Principal, now: dt.datetime
+) -> None:
+    """Replace each of ``keys`` by the catalog's commitment (level D); 422 naming every key that does not allow
+    one (checked before anything is looked up or stored: `commitment_errors`)."""
+    errors = commitment_errors(item, keys)
     if errors:
         raise Unprocessable("A commitment was given for a material the catalog does not allow it for.", errors=errors)
+    by_key = {v.key: v for v in views}
     for key in dict.fromkeys(keys):
         material = item.material(key)
         view = by_key.get(key)
-        if material is None or view is None:
-            continue
-        commit_view(view, material.commitment, principal, now)
+        if material is not None and view is not None:
+            commit_view(view, material.commitment, principal, now)
 
 
 def commit_view(view: MaterialView, text: str, principal: Principal, now: dt.datetime) -> None:
@@ -132,4 +135,4 @@ def commit_view(view: MaterialView, text: str, principal: Principal, now: dt.dat
     set_level(view, COMMITTED, principal.actor, now)
 
 
-__all__ = ["apply_commitments", "commit_view", "level_values", "prefill", "record", "set_level"]
+__all__ = ["apply_commitments", "commit_view", "commitment_errors", "level_values", "prefill", "record", "set_level"]

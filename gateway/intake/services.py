@@ -260,6 +260,7 @@ class IntakeService:
             handling_unit, problem = route(self.catalog, window, item)
             if problem is not None:
                 errors.append(FieldError("item_code", problem))
+            errors.extend(reuse.commitment_errors(item, body.commitments))
         applicant = validate_applicant(body.applicant, catalog=self.catalog, window=window, today=today, errors=errors)
         if body.consent is not True:
             errors.append(
