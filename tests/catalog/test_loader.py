@@ -402,3 +402,62 @@ def test_missing_directories_are_problems_not_crashes(tmp_path: Path) -> None:
     _, problems = check_catalog(tmp_path)
     assert "registry/departments.toml:-:-: file is missing" in problems
     assert "catalog:-:-: catalog directory is missing" in problems
+
+
+EVIDENCE_ERRORS = """
+[[items]]
+code = "0205007100"
+name = "证据规则错误"
+level = "street"
+item_type = "05"
+department = "civil_affairs"
+legal_basis = "《社会救助暂行办法》"
+legal_days = 10
+promised_days = 5
+visits = 1
+online = false
+fee = 0
+conditions = "示例"
+steps = ["受理"]
+version = 1
+status = "published"
+valid_from = 2023-01-01
+result_certificate = "hukou_book"
+commitment_check_days = 0
+
+[[items.materials]]
+key = "statement"
+name = "声明"
+required = true
+form = "paper"
+source = "applicant"
+min_level = "D"
+
+[[items.materials]]
+key = "form"
+name = "申请书"
+required = true
+form = "paper"
+source = "applicant"
+min_level = "A"
+"""
+
+
+def test_evidence_rules_are_checked(tmp_path: Path) -> None:
+    root = write_config(tmp_path, {"street/civil_affairs.toml": STREET_ITEM + EVIDENCE_ERRORS}, counts=None)
+    _, problems = check_catalog(root, expected_counts={})
+    where = "catalog/street/civil_affairs.toml:0205007100:"
+    expected = [
+        f"{where}materials[0].min_level: D (a commitment) needs the commitment text in `commitment`",
+        f"{where}materials[1].min_level: A (an e-certificate) needs source = certificate and a certificate_type",
+        f"{where}result_certificate: unknown certificate type 'hukou_book'",
+        f"{where}commitment_check_days: must be at least 1 working day",
+    ]
+    for line in expected:
+        assert line in problems, f"missing: {line}\n got:\n" + "\n".join(problems)
+    unknown = write_config(
+        tmp_path / "unknown",
+        {"street/civil_affairs.toml": EVIDENCE_ERRORS.replace('min_level = "A"', 'min_level = "E"')},
+    )
+    _, problems = check_catalog(unknown, expected_counts={})
+    assert any(p.startswith(f"{where}materials[1].min_level: Invalid enum value 'E'") for p in problems), problems
