@@ -1,9 +1,11 @@
 """The prefill rate — the figure the 减证明、少跑腿 reform is judged by.
 
 For each accepted application, its required materials are counted by how they were satisfied: **without paper**
-— an e-certificate (A), a verified copy reused or verified at the window (B), a commitment (D) — or **as a new
-upload** (C). The rate is (A + B + D) / (A + B + C + D): the share of required materials the applicant did not
-have to bring; null when no required material was satisfied at all (a rate of an empty set means nothing).
+— an e-certificate (A), a verified copy reused from the evidence store (B, ``verified``), a commitment (D) — or
+**brought as a new upload**: a scan (C, ``uploaded``) or a scan the clerk verified against the original in this very
+application (B, ``verified_here``: the applicant did bring it; only its later reuse saves paper). The rate is
+paperless / satisfied: the share of required materials the applicant did not have to bring; null when no required
+material was satisfied at all (a rate of an empty set means nothing).
 
 `prefill_rates` is the one computation: the API (`GET /api/v1/evidence/prefill-rate`) and the reports call it
 with their own connection, period and filters; `application_rate` is the same count for one application.
@@ -27,16 +29,17 @@ RATE_GROUPS: tuple[str, ...] = ("item", "unit", "department", "day", "month")
 _LEVEL_FIELD = {"A": "certificate", "B": "verified", "C": "uploaded", "D": "commitment"}
 
 
-def _add(counts: RateCounts, level: str | None, n: int) -> None:
+def _add(counts: RateCounts, level: str | None, n: int, *, brought: bool = False) -> None:
+    """Count ``n`` required materials at ``level``; ``brought``: a B whose scan was uploaded in this application."""
     counts.required += n
-    field = _LEVEL_FIELD.get(level or "")
+    field = "verified_here" if level == "B" and brought else _LEVEL_FIELD.get(level or "")
     if field is not None:
         setattr(counts, field, getattr(counts, field) + n)
 
 
 def _finish(counts: RateCounts) -> None:
     paperless = counts.certificate + counts.verified + counts.commitment
-    satisfied = paperless + counts.uploaded
+    satisfied = paperless + counts.uploaded + counts.verified_here
     counts.rate = round(paperless / satisfied, 4) if satisfied else None
 
 
@@ -78,8 +81,14 @@ async def prefill_rates(
     }
     key_column = keys[group]
     joined = applications.join(application_materials, m.application_id == a.id)
+    # A verified copy reused from the evidence store has no scan of its own in this application; one verified here
+    # does (its upload).
+    brought = m.file_sha256.is_not(None).label("brought")
     by_level = await conn.execute(
-        select(key_column, m.level, func.count()).select_from(joined).where(*conditions).group_by(key_column, m.level)
+        select(key_column, m.level, brought, func.count())
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(key_column, m.level, brought)
     )
     per_key = await conn.execute(
         select(key_column, func.count(func.distinct(a.id))).select_from(joined).where(*conditions).group_by(key_column)
@@ -101,10 +110,10 @@ async def prefill_rates(
         row = rows.setdefault(_bucket(key, group), RateRow(key=_bucket(key, group)))
         row.applications += int(n)
         totals.applications += int(n)
-    for key, level, n in by_level:
+    for key, level, scanned, n in by_level:
         row = rows.setdefault(_bucket(key, group), RateRow(key=_bucket(key, group)))
-        _add(row, level, int(n))
-        _add(totals, level, int(n))
+        _add(row, level, int(n), brought=bool(scanned))
+        _add(totals, level, int(n), brought=bool(scanned))
     for row in rows.values():
         row.name = names.get(row.key, "")
         _finish(row)
@@ -130,15 +139,15 @@ async def application_rate(conn: AsyncConnection, application_id: str) -> Applic
     """The same count for one application (any status: a draft's rate is what it would be if accepted now)."""
     m = application_materials.c
     rows = await conn.execute(
-        select(m.key, m.level, m.state)
+        select(m.key, m.level, m.state, m.file_sha256)
         .where(m.application_id == application_id, m.required.is_(True))
         .order_by(m.position)
     )
     out = ApplicationRate(application_id=application_id, applications=1)
-    for key, level, state in rows:
+    for key, level, state, scan in rows:
         present = state in ("prefilled", "provided")
         out.levels[key] = level if present else None
-        _add(out, level if present else None, 1)
+        _add(out, level if present else None, 1, brought=scan is not None)
     _finish(out)
     return out
 

@@ -87,15 +87,21 @@ class ConsentWithdrawn(msgspec.Struct, kw_only=True):
 
 
 class RateCounts(msgspec.Struct, kw_only=True):
-    """Required materials by how they were satisfied, and the prefill rate: (A + B + D) / (A + B + C + D), or null
-    when nothing was satisfied."""
+    """Required materials by how they were satisfied, and the prefill rate: (certificate + verified + commitment) /
+    (all satisfied), or null when nothing was satisfied."""
 
     applications: int = 0
     required: int = 0
+    #: A: e-certificates.
     certificate: int = 0
+    #: B reused from the applicant's evidence store (verified in an earlier application).
     verified: int = 0
+    #: D: commitments.
     commitment: int = 0
+    #: C: scans brought for this application.
     uploaded: int = 0
+    #: B verified against the original in this application: brought as a scan, so counted with the uploads.
+    verified_here: int = 0
     rate: float | None = None
 
 

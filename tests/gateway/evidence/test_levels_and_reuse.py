@@ -115,6 +115,20 @@ async def test_verified_copy_reused_at_another_window(gateway: Gateway) -> None:
     # Shown again from the stored row, with where it came from.
     stored = materials((await gateway.get(body["id"], who="other_clerk")).json())["household_register"]
     assert stored["evidence"]["application_id"] == first_id and stored["level"] == "B"
+    # The prefill rate tells a copy verified here (brought) from one reused (no paper this time).
+    first_rate = (
+        await gateway.client.get(
+            f"/api/v1/evidence/prefill-rate/applications/{first_id}", headers=gateway.auth("clerk")
+        )
+    ).json()
+    assert (first_rate["certificate"], first_rate["verified_here"], first_rate["uploaded"]) == (1, 2, 1)
+    assert first_rate["rate"] == 0.25
+    second_rate = (
+        await gateway.client.get(
+            f"/api/v1/evidence/prefill-rate/applications/{body['id']}", headers=gateway.auth("other_clerk")
+        )
+    ).json()
+    assert (second_rate["verified"], second_rate["verified_here"]) == (2, 0)
     records = await audit_details(gateway, "evidence.reused")
     assert len(records) == 1
     assert records[0]["purpose"] == f"application:{body['id']}"
