@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         t = r["totals"]
         print(
             f"{r['mode']:>6}: {r['applications']} applications, {r['accepted']} accepted; required satisfied: "
-            f"A {t['certificate']}, B {t['verified']}, D {t['commitment']}, C {t['uploaded']} → rate {t['rate']}"
+            f"A {t['certificate']}, B reused {t['verified']}, D {t['commitment']}, C {t['uploaded']}, "
+            f"B verified here {t['verified_here']} → rate {t['rate']}"
         )
         for row in r["rows"]:
             print(f"        {row['key']} {row['name']}: {row['rate']} ({row['applications']} applications)")
