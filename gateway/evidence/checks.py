@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
@@ -34,7 +34,8 @@ from gateway.problems import Conflict, FieldError, Forbidden, NotFound, Unproces
 from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
 
-CHECK_STATUSES = ("open", "passed", "failed")
+CheckStatus = Literal["open", "passed", "failed"]
+CHECK_STATUSES: tuple[str, ...] = ("open", "passed", "failed")
 LIST_MAX = 500
 
 
@@ -163,8 +164,6 @@ class CheckService:
             raise Forbidden("A check's outcome is recorded by the department's officer or a supervisor.")
         note = clean_note(body.note)
         errors: list[FieldError] = []
-        if body.passed is None:
-            errors.append(FieldError("passed", "is required: true when the commitment held, false when it did not"))
         if body.passed is False and not note:
             errors.append(FieldError("note", "is required when the check failed: what was found"))
         if note and len(note) > 1000:
@@ -221,4 +220,4 @@ class CheckService:
             return _view(fresh, local_date(now))
 
 
-__all__ = ["CHECK_STATUSES", "CheckService", "open_checks"]
+__all__ = ["CHECK_STATUSES", "CheckService", "CheckStatus", "open_checks"]

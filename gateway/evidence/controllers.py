@@ -10,8 +10,9 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from gateway.evidence.checks import LIST_MAX, CheckService
+from gateway.evidence.checks import LIST_MAX, CheckService, CheckStatus
 from gateway.evidence.deps import provide_checks, provide_evidence
+from gateway.evidence.rates import RateGroup
 from gateway.evidence.schemas import (
     ApplicationRate,
     CheckList,
@@ -46,13 +47,13 @@ class EvidenceController(Controller):
             "A failed check has flagged its case (`application.flagged` in the audit log)."
         ),
         guards=[require_roles(*_STAFF)],
-        responses={403: problem_spec("Not staff"), 422: problem_spec("Unknown status")},
+        responses={403: problem_spec("Not staff")},
     )
     async def list_checks(
         self,
         principal: NamedDependency[Principal],
         checks: NamedDependency[CheckService],
-        status: Annotated[str | None, QueryParameter(description="open, passed or failed")] = None,
+        status: Annotated[CheckStatus | None, QueryParameter(description="open, passed or failed")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=LIST_MAX)] = 100,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> CheckList:
@@ -114,7 +115,7 @@ class EvidenceController(Controller):
         evidence: NamedDependency[EvidenceService],
         start: Annotated[dt.date | None, QueryParameter(description="first acceptance date")] = None,
         end: Annotated[dt.date | None, QueryParameter(description="last acceptance date")] = None,
-        group: Annotated[str, QueryParameter(description="item, unit, department, day or month")] = "item",
+        group: Annotated[RateGroup, QueryParameter(description="item, unit, department, day or month")] = "item",
         unit: Annotated[str | None, QueryParameter(description="handling unit code")] = None,
         item: Annotated[str | None, QueryParameter(description="item code")] = None,
     ) -> PrefillRateReport:

@@ -42,10 +42,8 @@ class CheckList(msgspec.Struct, kw_only=True):
 class CheckOutcome(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/evidence/checks/{id}/outcome``."""
 
-    api_required: ClassVar[tuple[str, ...]] = ("passed",)
-
     #: True when the commitment held; false flags the case.
-    passed: bool | None = None
+    passed: bool
     #: What was found (required when the check failed).
     note: Annotated[str, msgspec.Meta(max_length=TEXT_MAX)] | None = None
 
@@ -53,10 +51,8 @@ class CheckOutcome(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class VerifyMaterial(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/applications/{id}/materials/{key}/verification``: the clerk saw the original."""
 
-    api_required: ClassVar[tuple[str, ...]] = ("original_seen",)
-
     #: Must be true: the clerk compared the uploaded copy with the original (核验原件).
-    original_seen: bool | None = None
+    original_seen: bool
     #: Until when the verified copy may be reused (e.g. the original's own expiry); default one year.
     valid_until: dt.date | None = None
 
@@ -64,10 +60,8 @@ class VerifyMaterial(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class CommitMaterial(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/applications/{id}/materials/{key}/commitment``: the applicant signs the commitment."""
 
-    api_required: ClassVar[tuple[str, ...]] = ("agreed",)
-
     #: Must be true: the applicant was shown the catalog's commitment text and signed it.
-    agreed: bool | None = None
+    agreed: bool
 
 
 class WithdrawConsent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,9 +70,12 @@ class WithdrawConsent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_required: ClassVar[tuple[str, ...]] = ("id_number",)
 
     #: The applicant's citizen ID number (never stored or logged; only its blind index is used).
-    id_number: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    id_number: Annotated[
+        str,
+        msgspec.Meta(max_length=64, extra_json_schema={"extra": {"pattern": r"^[0-9]{17}[0-9Xx]$"}}),
+    ] = ""
     #: One material key; absent: every kept copy of the applicant.
-    material_key: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    material_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class ConsentWithdrawn(msgspec.Struct, kw_only=True):

@@ -74,6 +74,13 @@ DOMAIN_RULES: dict[str, dict[str, str]] = {
     "evaluateService": {"422": "a comment with a level of 2 or less"},
     "listApplications": {"400": "a tracking number's date and check character"},
     "listCatalogItems": {"400": "a department code the catalog knows"},
+    "verifyMaterial": {"412": _IF_MATCH, "422": "the clerk saw the original (original_seen is true); valid_until "
+                       "neither past nor more than five years ahead"},
+    "commitMaterial": {"412": _IF_MATCH, "422": "the applicant signed (agreed is true); the catalog allows a "
+                       "commitment for the material"},
+    "recordEvidenceCheck": {"422": "a note when the check failed"},
+    "withdrawEvidenceConsent": {"422": "the ID number's check character and birth date"},
+    "prefillRate": {"422": "start not after end, and a period of at most three years"},
 }  # fmt: skip
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 
