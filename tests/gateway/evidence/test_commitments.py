@@ -4,6 +4,7 @@ supervisors."""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any
 
@@ -111,3 +112,16 @@ async def test_failed_check_flags_the_case_for_supervisors(gateway: Gateway) -> 
     assert theirs.json()["total"] == 0
     bad = await gateway.client.get("/api/v1/evidence/checks?status=nope", headers=gateway.auth("supervisor"))
     assert bad.status_code == 400
+
+
+async def test_concurrent_outcomes_one_counts(gateway: Gateway) -> None:
+    _, check = await _accepted_with_commitment(gateway)
+    url = f"/api/v1/evidence/checks/{check['id']}/outcome"
+
+    async def record(passed: bool) -> int:
+        body = {"passed": passed, "note": "核查结论"}
+        return (await gateway.client.post(url, json=body, headers=gateway.auth("officer"))).status_code
+
+    statuses = sorted(await asyncio.gather(record(True), record(False), record(True), record(False)))
+    assert statuses == [200, 409, 409, 409]
+    assert await gateway.audited("evidence.check_passed") + await gateway.audited("evidence.check_failed") == 1

@@ -4,6 +4,8 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
 import hashlib
 
@@ -162,7 +164,6 @@ async def test_expired_altered_and_withdrawn_copies_are_not_offered(gateway: Gat
                 select(evidence_materials).where(evidence_materials.c.material_key == "resident_id_card")
             )
         ).one()
-        import base64
 
         forged = cipher.encrypt(
             base64.b64encode(b"%PDF-1.7 another document").decode(),
@@ -197,3 +198,14 @@ async def test_expired_altered_and_withdrawn_copies_are_not_offered(gateway: Gat
     assert withdrawn.json() == {"withdrawn": 1, "material_key": "household_register"}
     assert (await offered())["household_register"] is None
     assert await gateway.audited("evidence.consent_withdrawn") == 1
+
+
+async def test_concurrent_verifications_record_once(gateway: Gateway) -> None:
+    application_id, _ = await _care_case_with_scans(gateway)
+    answers = await asyncio.gather(*(verify(gateway, application_id, "household_register") for _ in range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert {a.json()["level"] for a in answers} == {"B"}
+    assert await gateway.audited("material.verified") == 1
+    async with gateway.db.read() as conn:
+        kept = (await conn.execute(select(evidence_materials.c.id))).all()
+    assert len(kept) == 1
