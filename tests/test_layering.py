@@ -333,3 +333,27 @@ def test_the_case_domain_check_finds_a_sibling_import() -> None:
         "gateway.cases.views imports gateway.tracking.schemas",
         "gateway.intake.services imports gateway.lifecycle.machine",
     ]
+
+
+#: `gateway.evidence` sits between the case and the case domains: they call it, it needs none of them.
+def evidence_violations(graph: Mapping[str, set[str]]) -> list[str]:
+    return [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if module == "gateway.evidence" or module.startswith("gateway.evidence.")
+        for target in sorted(targets)
+        if any(target == d or target.startswith(d + ".") for d in CASE_DOMAINS)
+    ]
+
+
+def test_evidence_needs_no_case_domain() -> None:
+    sources = {
+        module_name(path): (path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        for path in production_modules()
+    }
+    graph = import_graph(sources)
+    assert "gateway.evidence.store" in graph
+    assert not evidence_violations(graph), "\n".join(evidence_violations(graph))
+    assert evidence_violations({"gateway.evidence.rates": {"gateway.lifecycle.schemas"}}) == [
+        "gateway.evidence.rates imports gateway.lifecycle.schemas"
+    ]
