@@ -6,7 +6,7 @@ Where the department systems are:
 - by default, each ``config/departments/<code>.toml``'s ``base_url``;
 - with a simulators URL (``--simulators-url`` or ``ONEWINDOW_SIMULATOR_BASE_HOST``, e.g.
   ``http://127.0.0.1:8100``, the simulators' control port), each department at the URL the control port lists,
-  or, if it lists none, at control port + 1 … + 6 in docs/simulators.md's order (keeping the file's scheme, since
+  or, if it lists none, at control port + 1 … + 7 in docs/simulators.md's order (keeping the file's scheme, since
   the health department speaks TLS).
 """
 
@@ -38,12 +38,20 @@ from gateway.settings import Settings
 
 log = logging.getLogger("onewindow.certificates")
 
-#: docs/simulators.md: the departments listen on control port + 1 … + 6 in this order.
-SIMULATOR_ORDER = ("public_security", "civil_affairs", "human_resources", "disabled_persons", "health", "veterans")
+#: docs/simulators.md: the departments listen on control port + 1 … + 7 in this order.
+SIMULATOR_ORDER = (
+    "public_security",
+    "civil_affairs",
+    "human_resources",
+    "disabled_persons",
+    "health",
+    "veterans",
+    "natural_resources",
+)
 
 
 def simulator_urls_by_convention(control_url: str, specs: Iterable[DepartmentSpec]) -> dict[str, str]:
-    """Department URLs at control port + 1 … + 6 (docs/simulators.md), keeping each file's scheme and path."""
+    """Department URLs at control port + 1 … + 7 (docs/simulators.md), keeping each file's scheme and path."""
     control = URL(control_url)
     if control.port is None or control.host is None:
         raise ValueError(f"simulators URL {control_url!r} must name a host and port, e.g. http://127.0.0.1:8100")
