@@ -58,6 +58,33 @@ def parse_local_time(raw: str) -> dt.datetime:
     return dt.datetime.strptime(raw.strip().replace("+", " "), "%Y-%m-%d %H:%M:%S").replace(tzinfo=DISTRICT_TZ)
 
 
+def encode_record(certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
+    """One certificate as this platform writes it."""
+    c = certificate
+    pick = sum(map(ord, c.identifier)) % len(LONG_TERM)  # deterministic per certificate
+    valid_until = c.valid_until.isoformat() if c.valid_until is not None else LONG_TERM[pick]
+    sig = c.signature
+    return {
+        "dzzzbs": c.identifier,
+        "bdcqzh": c.number,
+        "zzlx": KIND_OUT.get(c.type_code, c.type_code),
+        "zzmc": c.name,
+        "qlr": c.holder_name,
+        "qlrzjhm": c.holder_code,
+        "qlrzjlx": ID_TYPE_OUT[c.holder_code_type],
+        "djjg": c.issuer_name,
+        "djjgdm": c.issuer_code,
+        "fzrq": chinese_date(c.issue_date),
+        "qlqssj": f"{c.valid_from.isoformat()} 00:00:00",
+        "qljssj": valid_until,
+        "zt": STATUS_OUT[c.status],
+        "xzqdm": c.division_code,
+        "fj": c.attributes,
+        "gxsj": int(updated_at.timestamp() * 1000),
+        "qm": None if sig is None else {"sf": ALG_OUT[sig.alg], "kid": sig.key_id, "z": sig.value},
+    }
+
+
 class NaturalResourcesSimulator(DepartmentSimulator):
     code = "natural_resources"
     bulk_path = "/bdc/api/zzxx/list"
@@ -86,29 +113,7 @@ class NaturalResourcesSimulator(DepartmentSimulator):
             raise ApiError(401, "appKey无效或缺失")
 
     def encode(self, certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
-        c = certificate
-        pick = sum(map(ord, c.identifier)) % len(LONG_TERM)  # deterministic per certificate
-        valid_until = c.valid_until.isoformat() if c.valid_until is not None else LONG_TERM[pick]
-        sig = c.signature
-        return {
-            "dzzzbs": c.identifier,
-            "bdcqzh": c.number,
-            "zzlx": KIND_OUT.get(c.type_code, c.type_code),
-            "zzmc": c.name,
-            "qlr": c.holder_name,
-            "qlrzjhm": c.holder_code,
-            "qlrzjlx": ID_TYPE_OUT[c.holder_code_type],
-            "djjg": c.issuer_name,
-            "djjgdm": c.issuer_code,
-            "fzrq": chinese_date(c.issue_date),
-            "qlqssj": f"{c.valid_from.isoformat()} 00:00:00",
-            "qljssj": valid_until,
-            "zt": STATUS_OUT[c.status],
-            "xzqdm": c.division_code,
-            "fj": c.attributes,
-            "gxsj": int(updated_at.timestamp() * 1000),
-            "qm": None if sig is None else {"sf": ALG_OUT[sig.alg], "kid": sig.key_id, "z": sig.value},
-        }
+        return encode_record(certificate, updated_at)
 
     def _envelope(self, data: Any, code: int = OK, msg: str = "成功") -> web.Response:
         return json_response({"code": code, "msg": msg, "data": data})
@@ -135,7 +140,9 @@ class NaturalResourcesSimulator(DepartmentSimulator):
         entries = self.store.of_holder(holder)
         if not entries:
             return self._envelope(None, NOT_FOUND, "未查询到证照信息")
-        return self._envelope({"total": len(entries), "pageNum": 1, "pageSize": len(entries), "list": self.records(entries)})
+        return self._envelope(
+            {"total": len(entries), "pageNum": 1, "pageSize": len(entries), "list": self.records(entries)}
+        )
 
     async def refuse(self, request: web.Request) -> web.Response:
         """``?page=N`` (repeatable): those bulk pages answer the REFUSED code; no ``page``: none do."""

@@ -783,7 +783,9 @@ def _real_estate(generator: _Generator, pending: Sequence[tuple[_Person, _Househ
                 continue
             if rng.random() >= 0.5:
                 continue
-            issued = generator.between(max(dt.date(2016, 1, 1), generator.plus_years(person.birth, 18)), generator.last_day)
+            issued = generator.between(
+                max(dt.date(2016, 1, 1), generator.plus_years(person.birth, 18)), generator.last_day
+            )
             use = rng.choices([u for u, _ in _REAL_ESTATE_USES], weights=[w for _, w in _REAL_ESTATE_USES])[0]
             generator.issue(
                 person,

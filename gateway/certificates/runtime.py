@@ -31,10 +31,12 @@ from connectors.registry import load_departments, load_trust, rebase
 from connectors.spec import DepartmentSpec, SpecError
 from connectors.sync import probe
 from gateway.certificates.lookup import CertificateService
+from gateway.certificates.quarantine import qualities
 from gateway.certificates.store import CertificateStore
 from gateway.context import context_of
 from gateway.health.checks import Check, ReadinessCheck
 from gateway.settings import Settings
+from gateway.storage import Database
 
 log = logging.getLogger("onewindow.certificates")
 
@@ -171,6 +173,22 @@ def departments_check(pool: ConnectorPool, *, ttl_seconds: float = 30.0, within:
     return check
 
 
+def records_check(db: Database, departments: Iterable[str]) -> ReadinessCheck:
+    """A non-critical readiness check: no department is degraded, i.e. in its last sync that received records no
+    more than its ``[quality] max_rejected_share`` of them were quarantined (one indexed read per probe)."""
+    wanted = set(departments)
+
+    async def check() -> Check:
+        found = {code: q for code, q in (await qualities(db)).items() if code in wanted}
+        degraded = sorted(code for code, q in found.items() if q.degraded)
+        if not degraded:
+            return Check(ok=True, critical=False, detail=f"{len(found)} department(s) synced, none degraded")
+        shares = ", ".join(f"{code} ({found[code].share:.1%} of records quarantined)" for code in degraded)
+        return Check(ok=False, critical=False, detail=f"degraded: {shares}")
+
+    return check
+
+
 @contextlib.asynccontextmanager
 async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Sets the context's ``connectors`` (a `ConnectorPool`), ``certificate_store`` and ``certificates`` (the
@@ -216,6 +234,7 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
             context.readiness["departments"] = broken
         else:
             context.readiness["departments"] = departments_check(pool)
+        context.readiness["department_records"] = records_check(context.database, pool.codes)
         yield
 
 
@@ -225,6 +244,7 @@ __all__ = [
     "department_specs",
     "departments_check",
     "lookup_specs",
+    "records_check",
     "simulator_urls",
     "simulator_urls_by_convention",
     "type_departments",

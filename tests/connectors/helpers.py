@@ -35,6 +35,7 @@ TYPE_CODES = {
     "disabled_persons": ("disability_certificate", "11100000603527777W001"),
     "health": ("birth_medical_certificate", "1110000009874357D9001"),
     "veterans": ("veteran_preferential_card", "1110000048348815WN001"),
+    "natural_resources": ("real_estate_certificate", "1110000078603166X8001"),
 }
 
 

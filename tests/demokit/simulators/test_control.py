@@ -88,6 +88,7 @@ async def test_request_id_is_echoed(sims: Simulators, http: aiohttp.ClientSessio
 async def test_python_api(sims: Simulators) -> None:
     assert set(sims.urls) == {
         "public_security", "civil_affairs", "human_resources", "disabled_persons", "health", "veterans",
+        "natural_resources",
     }  # fmt: skip
     assert sum(sims.certificate_counts().values()) == sum(len(c.certificates) for c in sims.citizens)
     assert sims.pki_dir.name == "pki" and sims.pki_dir.parent.name == "simulators"
