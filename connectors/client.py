@@ -230,7 +230,7 @@ def _paging_paths(paging: Paging) -> list[str]:
         return [paging.next_cursor]
     if isinstance(paging, OffsetPaging):
         return [paging.total, paging.has_more]
-    return [paging.total_pages]
+    return [paging.total_pages, paging.total]
 
 
 def _typed_pages(spec: DepartmentSpec, fmt: Any, paging: Paging, mapper: RecordMapper) -> TypedJsonPages | None:

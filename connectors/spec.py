@@ -468,6 +468,24 @@ def _result_problems(fmt: Format) -> list[tuple[str, str]]:
     return problems
 
 
+def _locate(raw: bytes, where: str, message: str) -> tuple[str, str]:
+    """msgspec names a table entry ``[...]``; find which one (value rules: the field they are declared for)."""
+    if not where.startswith("mapping.rules[...]"):
+        return where, message
+    doc = msgspec.toml.decode(raw)
+    rules = doc.get("mapping", {}).get("rules", {}) if isinstance(doc, dict) else {}
+    for name, rule in rules.items() if isinstance(rules, dict) else ():
+        try:
+            msgspec.convert(rule, ValueRule, strict=True)
+        except msgspec.ValidationError as exc:
+            inner, inner_message = _where(exc)
+            if inner.startswith("sentinels[...]") and isinstance(rule.get("sentinels"), dict):
+                bad = [k for k, v in rule["sentinels"].items() if v not in ("no_expiry", "unknown")]
+                inner = f"sentinels.{bad[0]!r}" if bad else "sentinels"
+            return f"mapping.rules.{name}" + (f".{inner}" if inner else ""), inner_message
+    return where, message
+
+
 def _hint(where: str, message: str) -> str:
     """msgspec's message with the fix, for the mistakes operators make most."""
     if where.startswith("mapping.rules.") and where.endswith(".kind"):
@@ -486,6 +504,8 @@ def decode_department(data: bytes | str, *, source: str = "<department>") -> Dep
         spec = msgspec.toml.decode(raw, type=DepartmentSpec, strict=True)
     except msgspec.ValidationError as exc:
         where, message = _where(exc)
+        if "[...]" in where:
+            where, message = _locate(raw, where, message)
         raise SpecError([f"{source}: {where or '(file)'}: {_hint(where, message)}"]) from exc
     except msgspec.DecodeError as exc:
         raise SpecError([f"{source}: (file): not valid TOML: {exc}"]) from exc
