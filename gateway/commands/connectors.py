@@ -74,6 +74,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rejections.set_defaults(handler=run_rejections)
 
 
+def department_file_problems(settings: Settings) -> list[str]:
+    """Every problem of the department files under the settings' config dir, one ``file: field: message`` line
+    each (value rules included); [] when they all load. ``serve`` refuses to start on any."""
+    from pathlib import Path
+
+    from connectors.registry import load_departments
+    from connectors.spec import SpecError
+
+    if not (Path(settings.config_dir) / "departments").is_dir():
+        return []  # no departments configured: the gateway serves without connectors
+    try:
+        load_departments(settings.config_dir)
+    except SpecError as exc:
+        return list(exc.problems)
+    return []
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"onewindow connectors: {message}", file=sys.stderr)
     return code
