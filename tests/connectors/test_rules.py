@@ -99,7 +99,8 @@ def test_unknown_on_a_required_field_is_a_rejection() -> None:
 
 def test_code_tables_translate_names_and_codes_into_ours() -> None:
     status = CodeRule(table={"1": "valid", "2": "revoked", "注销": "cancelled", "7": "07"})
-    assert [run("status", status, v) for v in ("1", 1, "2", " 注销 ", "7")] == ["01", "01", "03", "04", "07"]
+    codes: tuple[Any, ...] = ("1", 1, "2", " 注销 ", "7")
+    assert [run("status", status, v) for v in codes] == ["01", "01", "03", "04", "07"]
     with pytest.raises(RuleError, match="not a code in the table") as info:
         run("status", status, "8")
     assert info.value.rule == "code" and info.value.value_kind == "text(1)"
