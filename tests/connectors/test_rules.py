@@ -124,7 +124,8 @@ def test_text_rules_strip_and_take_numbers_as_text() -> None:
 
 
 def test_value_kinds_describe_without_content() -> None:
-    kinds = [value_kind(v) for v in (None, True, 3, 1.5, "", "abc", {}, [], dt.date(2024, 1, 1))]
+    values: tuple[Any, ...] = (None, True, 3, 1.5, "", "abc", {}, [], dt.date(2024, 1, 1))
+    kinds = [value_kind(v) for v in values]
     assert kinds == ["null", "boolean", "integer", "number", "empty text", "text(3)", "object", "array", "date"]
 
 
