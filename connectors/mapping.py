@@ -25,7 +25,7 @@ import msgspec
 
 from connectors.formats import Record, Tree, attribute_path, json_get, leaf, split_path, tree_insert, tree_struct
 from connectors.model import Certificate, Signature, SignatureAlgorithm
-from connectors.rules import RuleError, compile_rule, rule_name, value_kind
+from connectors.rules import DATE_FIELDS, CodeRule, DateRule, RuleError, compile_rule, rule_name, value_kind
 from connectors.spec import CERTIFICATE_FIELDS, MAPPED_FIELDS, DepartmentSpec, FieldMapping
 
 _MISSING = re.compile(r"missing required field `(\w+)`")
@@ -323,7 +323,9 @@ class RecordMapper:
             except ValueError:
                 raise FastPathRefused(name) from None
             if value is not None:
-                values[name] = msgspec.convert(value, type_)  # a ValidationError sends the page the general way
+                # a ValidationError sends the page the general way; a rule whose output is already of the field's
+                # type (a date, one of our codes, text for a text field) needs no check
+                values[name] = value if type_ is None else msgspec.convert(value, type_)
             elif name in plan.required:
                 raise FastPathRefused(name)
         values["type_key"] = self._type_keys.get(values["type_code"], "")
@@ -440,6 +442,20 @@ def _signature_getter(where: list[tuple[str, ...] | None]) -> Callable[[Any], tu
     return parts
 
 
+def _rule_output_trusted(name: str, mapping: FieldMapping, type_: Any) -> bool:
+    """Whether the field's last step is a value rule that only ever yields values of the field's type (or None):
+    a date rule on a date field, a code table into a closed set of our codes (checked when the file loaded), or
+    any rule on a plain text field."""
+    rule = mapping.rules.get(name)
+    if rule is None:
+        return False
+    if isinstance(rule, DateRule):
+        return DATE_FIELDS.get(name) == "date"
+    if isinstance(rule, CodeRule) and name in ("status", "holder_code_type"):
+        return True
+    return type_ is str
+
+
 def _plan_row(code: str, mapping: FieldMapping, steps: dict[str, tuple[Step, ...]]) -> _RowPlan | None:
     """The typed record of a department's mapping, or None when only the general path can map it."""
     tree: Tree = {}
@@ -485,7 +501,8 @@ def _plan_row(code: str, mapping: FieldMapping, steps: dict[str, tuple[Step, ...
             plan.defaulted.append((name, get))
         else:
             info = _CERTIFICATE_INFO[name]
-            plan.transformed.append((name, get, steps[name], info.type))
+            trusted = _rule_output_trusted(name, mapping, info.type)
+            plan.transformed.append((name, get, steps[name], None if trusted else info.type))
             if info.required:
                 plan.required.add(name)
     if top:

@@ -263,12 +263,11 @@ def compile_rule(field: str, rule: ValueRule, *, required: bool, types: Mapping[
         parsers = [DATE_FORMATS[f] for f in rule.formats]
         want_datetime = DATE_FIELDS.get(field) == "datetime"
 
-        def apply_date(value: Any, tz: dt.timezone) -> Any:
-            matched, meaning = sentinel(value)
-            if matched:
-                return meaning
-            if value is None:
-                return absent(value)
+        # Bulk data repeats its dates (issue dates, validity starts): texts already read are looked up, not parsed.
+        # One compiled rule serves one mapping, hence one time zone.
+        seen: dict[str, Any] = {}
+
+        def read(value: Any, tz: dt.timezone) -> Any:
             text = value.strip() if isinstance(value, str) else value
             for parse in parsers:
                 try:
@@ -286,6 +285,21 @@ def compile_rule(field: str, rule: ValueRule, *, required: bool, types: Mapping[
                 f"fits none of the formats {', '.join(rule.formats)}", rule=name, value_kind=value_kind(value)
             )
 
+        def apply_date(value: Any, tz: dt.timezone) -> Any:
+            if type(value) is str:
+                known = seen.get(value)
+                if known is not None:
+                    return known
+            matched, meaning = sentinel(value)
+            if matched:
+                return meaning
+            if value is None:
+                return absent(value)
+            result = read(value, tz)
+            if type(value) is str and len(seen) < 4096:
+                seen[value] = result
+            return result
+
         return apply_date
 
     if isinstance(rule, CodeRule):
@@ -295,6 +309,10 @@ def compile_rule(field: str, rule: ValueRule, *, required: bool, types: Mapping[
         default = resolve(rule.default) if rule.default is not None else None
 
         def apply_code(value: Any, tz: dt.timezone) -> Any:
+            if type(value) is str:
+                found = table.get(value)  # the common case: a code as listed
+                if found is not None:
+                    return found
             matched, meaning = sentinel(value)
             if matched:
                 return meaning
