@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.sync_bench [--citizens 5000] [--verify-processes N] [--repeat N] [--profile] [--json F]
 
 What it does:
-1. starts ``onewindow simulate`` (the six department systems) in a child process on free ports, seeded with
+1. starts ``onewindow simulate`` (the seven department systems) in a child process on free ports, seeded with
    ``--citizens`` synthetic citizens (5,000 citizens hold ~18,000 certificates), so the simulators have their own
    process (and core) as real department systems would;
 2. makes a fresh data dir with an empty, migrated SQLite database and new keys;
@@ -87,12 +87,12 @@ SIMULATOR_PIDS: list[int] = []
 def simulators(citizens: int, data_dir: Path, *, faults: str = "", attempts: int = 5) -> Iterator[str]:
     """``onewindow simulate`` in a child process; yields its control URL once every department answers.
 
-    Seven consecutive free ports are needed (control + six departments); a port taken between the probe and the
+    Eight consecutive free ports are needed (control + seven departments); a port taken between the probe and the
     bind makes the child exit, and the start is tried again on other ports.
     """
     for _ in range(attempts):
         port = free_port()
-        if port > 65535 - 7 or any(_taken(port + i) for i in range(1, 7)):
+        if port > 65535 - 8 or any(_taken(port + i) for i in range(1, 8)):
             continue
         command = [PYTHON, "-m", "gateway.cli", "simulate", "--port", str(port), "--citizens", str(citizens)]
         command += ["--data-dir", str(data_dir)] + (["--faults", faults] if faults else [])
@@ -177,7 +177,7 @@ class CpuAccount(msgspec.Struct, kw_only=True):
 
     gateway: float  # this process: event loop, aiosqlite's thread, encryption, SQLite
     verify_workers: float  # the signature verification processes
-    simulators: float  # the six department systems (their own process)
+    simulators: float  # the seven department systems (their own process)
     others: float  # everything else on the machine: other helpers' builds and tests
     idle: float
 

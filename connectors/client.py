@@ -3,7 +3,10 @@ that the gateway's lifespan and the CLI enter once).
 
 A call goes: breaker (fail fast while open) -> retry policy (tenacity, retriable errors only, overall deadline)
 -> per-attempt: fresh request id and auth headers -> department semaphore -> one HTTP exchange with explicit
-connect/read/total timeouts -> classification into the `connectors.errors` tree -> format parsing -> mapping.
+connect/read/total timeouts -> classification into the `connectors.errors` tree -> format parsing -> the business
+result code inside a 2xx answer, classified by the format's ``result_rules`` (so a declared-retriable code is
+retried and counted by the breaker like a 503) -> mapping, record by record: a record that cannot be mapped is
+quarantined (`QuarantinedRecord`), the rest of its page goes on.
 
 `DepartmentClient` is the protocol every connector implements: the declarative `HttpDepartmentClient` built from a
 department file, or a class named by the file's ``[custom] class`` (constructed with the same keyword arguments).
@@ -22,10 +25,10 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 import aiohttp
@@ -43,22 +46,26 @@ from connectors.breaker import Breaker, BreakerState, BreakerStore, MemoryBreake
 from connectors.errors import (
     AuthenticationFailed,
     BadRequest,
+    BusinessError,
     ConfigurationError,
     ConnectionFailed,
     ConnectorError,
+    DepartmentBusy,
     MalformedResponse,
     RateLimited,
+    RejectedResponse,
     RetriableError,
     ServerError,
     Timeout,
 )
-from connectors.formats import Document, FormatError, TypedJsonPages, parse, xml_error_message
-from connectors.mapping import MappedRecord, MappingError, RecordMapper, format_since
+from connectors.formats import Document, FormatError, TypedJsonPages, parse, result_code, xml_error_message
+from connectors.mapping import MappedRecord, MappingError, QuarantinedRecord, RecordMapper, format_since
 from connectors.paging import Pager, minimal_params
 from connectors.retry import Sleep, call_with_retry
 from connectors.spec import (
     CursorPaging,
     DepartmentSpec,
+    Format,
     JsonFormat,
     MutualTlsAuth,
     OAuth2ClientCredentials,
@@ -69,14 +76,24 @@ from connectors.trust import TrustStore
 from connectors.verifier import InlineVerifier, ProcessVerifier, Verifier
 
 _JSON = msgspec.json.Decoder()
+T = TypeVar("T")
 
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):
-    """One fully decoded and mapped page of a bulk listing."""
+    """One fully decoded and mapped page of a bulk listing: its mapped records and its rejected ones."""
 
     number: int
     records: list[MappedRecord]
     request_id: str = ""
+    #: Records that could not be decoded or mapped (or, for a page the department refused, one entry for it).
+    quarantined: list[QuarantinedRecord] = []
+
+
+class ListSample(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``connectors check``'s one-record list call brought: the record mapped, or why it could not be."""
+
+    record: MappedRecord | None = None
+    quarantined: QuarantinedRecord | None = None
 
 
 @runtime_checkable
@@ -104,8 +121,9 @@ class DepartmentClient(Protocol):
     async def check_health(self) -> None:
         """Raise a `ConnectorError` unless the department's health endpoint answers 2xx."""
 
-    async def check_list(self) -> None:
-        """One authenticated, minimal bulk-list call; raise a `ConnectorError` on failure."""
+    async def check_list(self) -> ListSample | None:
+        """One authenticated, minimal bulk-list call (its first record, if any); raise a `ConnectorError` on
+        failure."""
 
     def pages(self, *, since: dt.datetime | None = None, page_size: int | None = None) -> PageStream: ...
 
@@ -173,11 +191,37 @@ class _Stream:
 
     async def _iterate(self) -> AsyncIterator[Page]:
         async for document in self._pager:
+            number = self._pager.pages
+            if document.refused is not None:
+                yield Page(
+                    number=number,
+                    records=[],
+                    request_id=document.request_id,
+                    quarantined=[_refused_page(self._department, document.refused, number)],
+                )
+                continue
             records = document.mapped
+            quarantined = document.quarantined
             if records is None:
-                records = _map_all(self._mapper, document, self._department, self._endpoint)
-            yield Page(number=self._pager.pages, records=records, request_id=document.request_id)
+                records, quarantined = _map_all(self._mapper, document)
+            if quarantined:
+                quarantined = [msgspec.structs.replace(q, page=number) for q in quarantined]
+            yield Page(number=number, records=records, request_id=document.request_id, quarantined=quarantined)
         self.stop_reason = self._pager.stop_reason
+
+
+def _refused_page(department: str, refused: Exception, number: int) -> QuarantinedRecord:
+    code = getattr(refused, "code", "")
+    return QuarantinedRecord(
+        department=department,
+        position=-1,
+        page=number,
+        field="(page)",
+        value_kind="page",
+        rule=f"result_code {code}".strip(),
+        message=scrub(getattr(refused, "message", str(refused)))[:300],
+        request_id=getattr(refused, "request_id", ""),
+    )
 
 
 def _paging_paths(paging: Paging) -> list[str]:
@@ -186,7 +230,7 @@ def _paging_paths(paging: Paging) -> list[str]:
         return [paging.next_cursor]
     if isinstance(paging, OffsetPaging):
         return [paging.total, paging.has_more]
-    return [paging.total_pages]
+    return [paging.total_pages, paging.total]
 
 
 def _typed_pages(spec: DepartmentSpec, fmt: Any, paging: Paging, mapper: RecordMapper) -> TypedJsonPages | None:
@@ -199,16 +243,35 @@ def _typed_pages(spec: DepartmentSpec, fmt: Any, paging: Paging, mapper: RecordM
         return None
 
 
-def _map_all(mapper: RecordMapper, document: Document, department: str, endpoint: str) -> list[MappedRecord]:
+def _map_all(mapper: RecordMapper, document: Document) -> tuple[list[MappedRecord], list[QuarantinedRecord]]:
+    """Every record mapped, or quarantined with why: one bad record never costs its page."""
     records: list[MappedRecord] = []
+    quarantined: list[QuarantinedRecord] = []
     for index, record in enumerate(document.records):
         try:
             records.append(mapper.map(record))
         except MappingError as exc:
-            raise MalformedResponse(
-                f"record {index}: {exc}", department=department, endpoint=endpoint, request_id=document.request_id
-            ) from None
-    return records
+            quarantined.append(mapper.quarantine(record, exc, position=index, request_id=document.request_id))
+    return records, quarantined
+
+
+def _judge_result(fmt: Format, document: Document, context: dict[str, str]) -> None:
+    """A business result code other than ``result_ok``, classified by the format's ``result_rules``."""
+    found = result_code(document, fmt)
+    if found is None:
+        return
+    code, words = found
+    outcome = fmt.result_default
+    for rule in fmt.result_rules:
+        if code in rule.codes:
+            outcome = rule.outcome
+            break
+    detail = f"result code {code[:40]}" + (f": {scrub(' '.join(words.split()))[:200]}" if words else "")
+    if outcome == "retriable":
+        raise DepartmentBusy(detail, code=code, **context)
+    if outcome == "rejected":
+        raise RejectedResponse(detail, code=code, **context)
+    raise BusinessError(detail, code=code, **context)
 
 
 class HttpDepartmentClient:
@@ -387,16 +450,25 @@ class HttpDepartmentClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(
-        self, label: str, path: str, params: Iterable[tuple[str, str]], *, authenticate: bool = True
-    ) -> tuple[bytes, str]:
+        self,
+        label: str,
+        path: str,
+        params: Iterable[tuple[str, str]],
+        decode: Callable[[bytes, str], T],
+        *,
+        authenticate: bool = True,
+    ) -> T:
+        """One call with retries; ``decode(body, request_id)`` runs inside each attempt, so what it raises (a
+        declared-retriable result code) is retried and counted like an HTTP failure."""
         endpoint = f"GET {self._base_path}{label}"
         query = encode_query(list(params))
         breaker = self._breaker
 
-        async def attempt() -> tuple[bytes, str]:
+        async def attempt() -> T:
             await breaker.before_call()
             try:
-                result = await self._attempt(endpoint, path, query, authenticate)
+                body, request_id = await self._attempt(endpoint, path, query, authenticate)
+                result = decode(body, request_id)
             except RateLimited:
                 await breaker.record_success()  # busy, not down
                 raise
@@ -425,21 +497,27 @@ class HttpDepartmentClient:
             raise
 
     async def _document(self, label: str, path: str, params: Iterable[tuple[str, str]]) -> Document:
-        """One call, its body decoded and its records mapped (``document.mapped``)."""
-        body, request_id = await self._call(label, path, params)
+        """One call, its body decoded, its result code judged and its records mapped (``document.mapped``, and
+        ``document.quarantined`` for those that could not be)."""
         endpoint = f"GET {self._base_path}{label}"
-        document = self._typed_document(body)
-        if document is None:
-            try:
-                document = parse(body, self.format)
-            except FormatError as exc:
-                raise MalformedResponse(str(exc), **self._context(endpoint, request_id)) from None
-            document.request_id = request_id  # _map_all's errors carry it
-            document.mapped = _map_all(self._mapper, document, self.spec.code, endpoint)
-        document.request_id = request_id
-        return document
 
-    def _typed_document(self, body: bytes) -> Document | None:
+        def decode(body: bytes, request_id: str) -> Document:
+            context = self._context(endpoint, request_id)
+            document = self._typed_document(body, context)
+            if document is None:
+                try:
+                    document = parse(body, self.format)
+                except FormatError as exc:
+                    raise MalformedResponse(str(exc), **context) from None
+                _judge_result(self.format, document, context)
+                document.request_id = request_id
+                document.mapped, document.quarantined = _map_all(self._mapper, document)
+            document.request_id = request_id
+            return document
+
+        return await self._call(label, path, params, decode)
+
+    def _typed_document(self, body: bytes, context: dict[str, str]) -> Document | None:
         """The fast path: decoded into typed records and mapped, or None when the general path must judge the body
         (it then reports what is wrong, if anything)."""
         typed = self._typed
@@ -448,8 +526,12 @@ class HttpDepartmentClient:
         map_row = self._mapper.map_row
         try:
             document = typed.decode(body)
+        except (msgspec.DecodeError, ValueError, TypeError):  # FormatError too
+            return None
+        _judge_result(self.format, document, context)
+        try:
             document.mapped = [map_row(row) for row in document.records]
-        except (msgspec.DecodeError, ValueError, TypeError):  # MappingError, FastPathRefused and FormatError too
+        except (ValueError, TypeError):  # MappingError, FastPathRefused: the general path maps record by record
             return None
         return document
 
@@ -457,11 +539,16 @@ class HttpDepartmentClient:
 
     async def check_health(self) -> None:
         health = self.endpoints.health
-        await self._call(health.path, health.path, health.query.items(), authenticate=False)
+        await self._call(health.path, health.path, health.query.items(), _ignore_body, authenticate=False)
 
-    async def check_list(self) -> None:
+    async def check_list(self) -> ListSample:
         bulk = self.endpoints.bulk
-        await self._document(bulk.path, bulk.path, [*bulk.query.items(), *minimal_params(self.paging)])
+        document = await self._document(bulk.path, bulk.path, [*bulk.query.items(), *minimal_params(self.paging)])
+        if document.mapped:
+            return ListSample(record=document.mapped[0])
+        if document.quarantined:
+            return ListSample(quarantined=document.quarantined[0])
+        return ListSample()
 
     def pages(self, *, since: dt.datetime | None = None, page_size: int | None = None) -> PageStream:
         bulk = self.endpoints.bulk
@@ -484,13 +571,21 @@ class HttpDepartmentClient:
         if type_codes and endpoint.types_param:
             params.append((endpoint.types_param, endpoint.types_separator.join(type_codes)))
         # The label keeps the template, never the ID number: it ends up in errors and logs.
-        document = await self._document(endpoint.path, path, params)
+        try:
+            document = await self._document(endpoint.path, path, params)
+        except RejectedResponse:
+            return []  # declared "rejected" (e.g. 查无此人): the department has nothing it will give for this holder
+        # Records that could not be mapped are left out (a lookup offers what it can; sync records rejections).
         records = document.mapped
         assert records is not None
         if type_codes:
             wanted = set(type_codes)
             records = [r for r in records if r.certificate.type_code in wanted]
         return records
+
+
+def _ignore_body(body: bytes, request_id: str) -> None:
+    return None
 
 
 def _custom_class(spec: DepartmentSpec) -> type[DepartmentClient]:

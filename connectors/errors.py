@@ -5,13 +5,17 @@
     │   ├── Timeout                 connect, read or total timeout, or the retry deadline passed
     │   ├── ConnectionFailed        refused, reset, DNS, TLS handshake failure
     │   ├── ServerError             HTTP 5xx (``status``)
-    │   └── RateLimited             HTTP 429 (``retry_after`` seconds, when the department said so)
+    │   ├── RateLimited             HTTP 429 (``retry_after`` seconds, when the department said so)
+    │   └── DepartmentBusy          a business error in a 2xx answer that the department file declares retriable
     ├── FatalError                  trying again will not help; never retried, not counted by the breaker
     │   ├── AuthenticationFailed    HTTP 401/403, or the token endpoint refused our credentials
     │   ├── BadRequest              any other HTTP 4xx
     │   ├── MalformedResponse       the body is not what the spec says (bad JSON/XML, missing fields, DTD)
     │   ├── ConfigurationError      the department file or its files (keys, certificates) are unusable
-    │   └── CircuitOpen             the breaker is open: failed fast, the network was not touched
+    │   ├── CircuitOpen             the breaker is open: failed fast, the network was not touched
+    │   └── BusinessError           a business error in a 2xx answer declared (or defaulting to) fatal
+    ├── RejectedResponse            a business error declared ``rejected``: the department refuses these records
+    │                               (a holder lookup finds nothing; a sync records the page as rejected, goes on)
     └── RejectedCertificate         a certificate arrived but failed verification; ``reason`` says why
 
 ``endpoint`` is ``"GET /api/v2/licenses"`` (method and path, never the query: it may hold an ID number).
@@ -80,6 +84,16 @@ class RateLimited(RetriableError):
         self.retry_after = retry_after
 
 
+class DepartmentBusy(RetriableError):
+    """A declared-retriable result code in a 2xx answer (``code``: the department's result code)."""
+
+    kind = "department_busy"
+
+    def __init__(self, message: str, *, code: str = "", **context: str) -> None:
+        super().__init__(message, **context)
+        self.code = code
+
+
 class FatalError(ConnectorError):
     kind = "fatal"
 
@@ -116,6 +130,26 @@ class CircuitOpen(FatalError):
         self.retry_in = retry_in
 
 
+class BusinessError(FatalError):
+    """A fatal (declared, or not declared at all) result code in a 2xx answer."""
+
+    kind = "business_error"
+
+    def __init__(self, message: str, *, code: str = "", **context: str) -> None:
+        super().__init__(message, **context)
+        self.code = code
+
+
+class RejectedResponse(ConnectorError):
+    """A result code declared ``rejected``: the department will not serve these records; others still come."""
+
+    kind = "rejected_response"
+
+    def __init__(self, message: str, *, code: str = "", **context: str) -> None:
+        super().__init__(message, **context)
+        self.code = code
+
+
 class RejectedCertificate(ConnectorError):
     """A certificate failed verification. ``status`` is the `Verification` status, ``reason`` its words."""
 
@@ -131,14 +165,17 @@ class RejectedCertificate(ConnectorError):
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
+    "BusinessError",
     "CircuitOpen",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectorError",
+    "DepartmentBusy",
     "FatalError",
     "MalformedResponse",
     "RateLimited",
     "RejectedCertificate",
+    "RejectedResponse",
     "RetriableError",
     "ServerError",
     "Timeout",

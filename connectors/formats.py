@@ -49,7 +49,7 @@ def json_get(obj: Any, parts: tuple[str, ...]) -> Any:
 class Document:
     """A parsed response body."""
 
-    __slots__ = ("_json", "_values", "_xml", "mapped", "records", "request_id")
+    __slots__ = ("_json", "_values", "_xml", "mapped", "quarantined", "records", "refused", "request_id")
 
     def __init__(
         self,
@@ -69,6 +69,10 @@ class Document:
         self.request_id = ""
         #: The records mapped onto the unified model, once the client has mapped them.
         self.mapped: list[Any] | None = None
+        #: The records that could not be mapped (`connectors.mapping.QuarantinedRecord`), once mapped.
+        self.quarantined: list[Any] = []
+        #: Set (to the `connectors.errors.RejectedResponse`) when the department refused this page's records.
+        self.refused: Exception | None = None
 
     def value(self, path: str) -> Any:
         """A top-level value (paging fields, result codes); None when absent."""
@@ -94,11 +98,10 @@ def parse_json(body: bytes, fmt: JsonFormat) -> Document:
         items = []  # some systems drop the array when it is empty; paging stops on an empty page anyway
     if not isinstance(items, list):
         raise FormatError(f"{fmt.items}: expected an array of records")
-    for index, record in enumerate(items):
-        if not isinstance(record, dict):
-            raise FormatError(f"{fmt.items}[{index}]: expected an object")
-    _check_result(Document(items, json=doc), fmt.result_code, fmt.result_ok)
-    return Document(items, json=doc)
+    # A record that is not an object stays in the list: the mapping rejects it alone, not the page.
+    document = Document(items, json=doc)
+    _check_result(document, fmt.result_code)
+    return document
 
 
 def parse_xml(body: bytes, fmt: XmlFormat) -> Document:
@@ -113,18 +116,27 @@ def parse_xml(body: bytes, fmt: XmlFormat) -> Document:
         # Legacy systems send every field as a child element with text; empty elements mean "".
         records.append({child.tag: (child.text or "").strip() for child in element})
     document = Document(records, xml=root)
-    _check_result(document, fmt.result_code, fmt.result_ok)
+    _check_result(document, fmt.result_code)
     return document
 
 
-def _check_result(document: Document, path: str, ok: str) -> None:
-    if not path:
-        return
-    code = document.value(path)
-    if code is None:
+def _check_result(document: Document, path: str) -> None:
+    """A declared result code must be there; what it says is the client's to judge (`result_code`)."""
+    if path and document.value(path) is None:
         raise FormatError(f"{path}: result code missing")
-    if str(code) != ok:
-        raise FormatError(f"{path}: result code {code!s:.40} is not {ok}")
+
+
+def result_code(document: Document, fmt: Format) -> tuple[str, str] | None:
+    """The result code and message of a document whose code is not ``result_ok``; None when it is (or when the
+    format declares no result code)."""
+    if not fmt.result_code:
+        return None
+    code = document.value(fmt.result_code)
+    text = "" if code is None else str(code)
+    if text == fmt.result_ok:
+        return None
+    message = document.value(fmt.result_message) if fmt.result_message else None
+    return text, "" if message is None else str(message)
 
 
 class _Leaf:
@@ -207,7 +219,7 @@ class TypedJsonPages:
         items = split_path(fmt.items)
         if not tree_insert(tree, items, leaf(list[record_type] | None, None)):
             raise ValueError(f"items path {fmt.items!r} cannot be decoded as typed records")
-        wanted = {p for p in (*paths, fmt.result_code) if p}
+        wanted = {p for p in (*paths, fmt.result_code, fmt.result_message) if p}
         for path in wanted:
             if not tree_insert(tree, split_path(path), leaf(Any, None)):
                 raise ValueError(f"path {path!r} collides with another path of the envelope")
@@ -223,7 +235,7 @@ class TypedJsonPages:
         records = attribute_path(envelope, self._items)
         values = {path: attribute_path(envelope, attrs) for path, attrs in self._values}
         document = Document([] if records is None else records, values=values)
-        _check_result(document, self.format.result_code, self.format.result_ok)
+        _check_result(document, self.format.result_code)
         return document
 
 

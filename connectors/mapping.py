@@ -19,19 +19,52 @@ import datetime as dt
 import operator
 import re
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import msgspec
 
 from connectors.formats import Record, Tree, attribute_path, json_get, leaf, split_path, tree_insert, tree_struct
 from connectors.model import Certificate, Signature, SignatureAlgorithm
-from connectors.spec import CERTIFICATE_FIELDS, MAPPED_FIELDS, DepartmentSpec, FieldMapping, Transform
+from connectors.rules import DATE_FIELDS, CodeRule, DateRule, RuleError, compile_rule, rule_name, value_kind
+from connectors.spec import CERTIFICATE_FIELDS, MAPPED_FIELDS, DepartmentSpec, FieldMapping
 
 _MISSING = re.compile(r"missing required field `(\w+)`")
+_LONG_NUMBER = re.compile(r"\d{8,}[\dXx]?")
+_IDENTIFIER = re.compile(r"1\.2\.156\.[0-9A-Z.]+")
 
 
 class MappingError(ValueError):
-    """A record does not fit the mapping; the message names the field (never its value: it may be personal)."""
+    """A record does not fit the mapping; the message names the field (never its value: it may be personal).
+
+    ``field`` is the unified field, ``source`` the department's name for it, ``value_kind`` what kind of value came
+    (`connectors.rules.value_kind`) and ``rule`` the rule or type it failed.
+    """
+
+    def __init__(
+        self, message: str, *, field: str = "", source: str = "", value_kind: str = "", rule: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.source = source
+        self.value_kind = value_kind
+        self.rule = rule
+
+
+class QuarantinedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A record that could not be decoded or mapped: why, and where it was, never what it said."""
+
+    department: str
+    #: The record's place in its page (0-based) and the page's number in the run (1-based; 0 = a lookup).
+    position: int
+    page: int = 0
+    #: The certificate identifier as sent, when it could be read (long digit runs masked).
+    identifier: str = ""
+    field: str
+    source: str = ""
+    value_kind: str
+    rule: str
+    message: str
+    request_id: str = ""
 
 
 class FastPathRefused(ValueError):
@@ -79,7 +112,9 @@ def _compact_datetime(value: Any, tz: dt.timezone) -> Any:
     )
 
 
-_TRANSFORMS: dict[Transform, Callable[[Any, dt.timezone], Any]] = {
+Step = Callable[[Any, dt.timezone], Any]
+
+_TRANSFORMS: dict[str, Step] = {
     "empty_as_none": _empty_as_none,
     "strip": _strip,
     "compact_date": _compact_date,
@@ -87,6 +122,44 @@ _TRANSFORMS: dict[Transform, Callable[[Any, dt.timezone], Any]] = {
 }
 
 Getter = Callable[[Record], Any]
+
+
+def field_steps(spec: DepartmentSpec, name: str) -> tuple[Step, ...]:
+    """What runs on a raw value of the unified field ``name``: its transforms, then its value rule."""
+    mapping = spec.mapping
+    if mapping is None:
+        return ()
+    steps = [_TRANSFORMS[t] for t in mapping.transforms.get(name, ())]
+    rule = mapping.rules.get(name)
+    if rule is not None:
+        info = _CERTIFICATE_INFO.get(name)
+        required = info is not None and info.required
+        steps.append(compile_rule(name, rule, required=required, types=spec.types))
+    return tuple(steps)
+
+
+def _type_label(field: str) -> str:
+    """The unified field's type in a word (``date``, ``text``, ``code`` for a closed set of values)."""
+    info = _CERTIFICATE_INFO.get(field)
+    if info is None:
+        return "unknown"
+    if get_origin(info.type) is dict:
+        return "object"
+    types = set(get_args(info.type)) - {type(None)} or {info.type}
+    if dt.date in types:
+        return "date"
+    if str in types:
+        return "text"
+    if any(get_args(t) for t in types) or get_args(info.type):
+        return "code"
+    return "object"
+
+
+def _mask(text: str) -> str:
+    """Long digit runs (an ID number, a phone number) masked; a GB/T 36904 identifier names no one and stays."""
+    if _IDENTIFIER.fullmatch(text):
+        return text
+    return _LONG_NUMBER.sub("…", text)
 
 
 def _getter(path: str) -> Getter | None:
@@ -110,11 +183,14 @@ class RecordMapper:
         self._tz = mapping.tzinfo()
         self._type_keys = spec.type_keys_by_code
         self._source_names = {name: getattr(mapping, name) for name in MAPPED_FIELDS}
-        self._fields: list[tuple[str, Getter, tuple[Callable[[Any, dt.timezone], Any], ...]]] = []
+        self._rule_names = {name: rule_name(rule) for name, rule in mapping.rules.items()}
+        steps = {name: field_steps(spec, name) for name in MAPPED_FIELDS}
+        self._identifier = _getter(mapping.identifier)
+        self._fields: list[tuple[str, Getter, tuple[Step, ...]]] = []
         for name in CERTIFICATE_FIELDS:
             getter = _getter(getattr(mapping, name))
             if getter is not None:
-                self._fields.append((name, getter, tuple(_TRANSFORMS[t] for t in mapping.transforms.get(name, ()))))
+                self._fields.append((name, getter, steps[name]))
         self._attributes = _getter(mapping.attributes)
         self._attribute_fields = [
             (name, getter) for name, path in mapping.attribute_fields.items() if (getter := _getter(path)) is not None
@@ -124,34 +200,76 @@ class RecordMapper:
             _getter(mapping.signature_key_id),
             _getter(mapping.signature_value),
         )
-        self._sig_transforms = {
-            name: tuple(_TRANSFORMS[t] for t in mapping.transforms.get(name, ()))
-            for name in ("signature_alg", "signature_key_id", "signature_value")
-        }
+        self._sig_transforms = {name: steps[name] for name in ("signature_alg", "signature_key_id", "signature_value")}
         self._updated_at = _getter(mapping.updated_at)
-        self._updated_at_transforms = tuple(_TRANSFORMS[t] for t in mapping.transforms.get("updated_at", ()))
+        self._updated_at_transforms = steps["updated_at"]
         #: The department's record as a typed Struct (see the module docstring); None when the mapping needs the
         #: general path (attribute fields, a path used twice, a required field the department does not send).
         self.row_type: type[msgspec.Struct] | None = None
         self._row: _RowPlan | None = None
         if not mapping.attribute_fields:
-            self._row = _plan_row(spec.code, mapping)
+            self._row = _plan_row(spec.code, mapping, steps)
             self.row_type = self._row.struct if self._row is not None else None
 
     def _where(self, field: str) -> str:
         source = self._source_names.get(field) or ""
         return f"{field} ({source})" if source else field
 
+    def _error(self, field: str, message: str, value: Any, rule: str = "") -> MappingError:
+        return MappingError(
+            f"{self._where(field)}: {message}",
+            field=field,
+            source=self._source_names.get(field) or "",
+            value_kind=value_kind(value),
+            rule=rule or self._rule_names.get(field, ""),
+        )
+
+    def _step_error(self, field: str, exc: ValueError, value: Any) -> MappingError:
+        if isinstance(exc, RuleError):
+            error = self._error(field, str(exc), value, exc.rule)
+            error.value_kind = exc.value_kind
+            return error
+        return self._error(field, str(exc), value, "transforms")
+
+    def quarantine(
+        self, record: Any, error: MappingError, *, position: int, page: int = 0, request_id: str = ""
+    ) -> QuarantinedRecord:
+        """The rejection of one record: the error's field, value kind and rule, and the identifier if readable."""
+        identifier = ""
+        if isinstance(record, dict) and self._identifier is not None:
+            value = self._identifier(record)
+            if isinstance(value, str):
+                identifier = _mask(value.strip())[:128]
+        return QuarantinedRecord(
+            department=self.department,
+            position=position,
+            page=page,
+            identifier=identifier,
+            field=error.field or "(record)",
+            source=error.source,
+            value_kind=error.value_kind or "unknown",
+            rule=error.rule or "mapping",
+            message=_mask(str(error))[:300],
+            request_id=request_id,
+        )
+
     def map(self, record: Record) -> MappedRecord:
+        if not isinstance(record, dict):
+            raise MappingError(
+                "a record must be an object",
+                field="(record)",
+                value_kind=value_kind(record),
+                rule="record",
+            )
         values: dict[str, Any] = {}
         tz = self._tz
         for name, getter, transforms in self._fields:
-            value = getter(record)
+            value = raw = getter(record)
             try:
                 for transform in transforms:
                     value = transform(value, tz)
             except ValueError as exc:
-                raise MappingError(f"{self._where(name)}: {exc}") from None
+                raise self._step_error(name, exc, raw) from None
             if value is not None:
                 values[name] = value
         values["type_key"] = self._type_keys.get(values.get("type_code", ""), "")
@@ -173,11 +291,12 @@ class RecordMapper:
             message, sep, where = text.rpartition(" - at `$.")
             if sep:
                 field = where.rstrip("`").split(".")[0].split("[")[0]
-                raise MappingError(f"{self._where(field)}: {message}") from None
+                rule = self._rule_names.get(field) or f"type {_type_label(field)}"
+                raise self._error(field, message, values.get(field), rule) from None
             missing = _MISSING.search(text)
             if missing:
-                raise MappingError(f"{self._where(missing[1])}: missing or null") from None
-            raise MappingError(text) from None
+                raise self._error(missing[1], "missing or null", None, "required") from None
+            raise MappingError(text, field="(record)", value_kind="object", rule="type") from None
         if signature is not None:
             certificate = msgspec.structs.replace(certificate, signature=signature)
         return MappedRecord(certificate=certificate, updated_at=self._updated(record))
@@ -204,7 +323,9 @@ class RecordMapper:
             except ValueError:
                 raise FastPathRefused(name) from None
             if value is not None:
-                values[name] = msgspec.convert(value, type_)  # a ValidationError sends the page the general way
+                # a ValidationError sends the page the general way; a rule whose output is already of the field's
+                # type (a date, one of our codes, text for a text field) needs no check
+                values[name] = value if type_ is None else msgspec.convert(value, type_)
             elif name in plan.required:
                 raise FastPathRefused(name)
         values["type_key"] = self._type_keys.get(values["type_code"], "")
@@ -220,8 +341,12 @@ class RecordMapper:
     def _signature_of(self, raw: list[Any]) -> Signature | None:
         parts: list[Any] = []
         for name, value in zip(("signature_alg", "signature_key_id", "signature_value"), raw, strict=True):
-            for transform in self._sig_transforms[name]:
-                value = transform(value, self._tz)
+            original = value
+            try:
+                for transform in self._sig_transforms[name]:
+                    value = transform(value, self._tz)
+            except ValueError as exc:
+                raise self._step_error(name, exc, original) from None
             parts.append(value)
         if not all(parts):
             return None  # unsigned: verification says so, the record is still a certificate
@@ -232,7 +357,7 @@ class RecordMapper:
         try:
             return msgspec.convert({"alg": alg, "key_id": key_id, "value": value}, Signature)
         except msgspec.ValidationError as exc:
-            raise MappingError(f"{self._where('signature_alg')}: {exc}") from None
+            raise self._error("signature_alg", str(exc), alg, "type signature") from None
 
     def _updated(self, record: Record) -> dt.datetime | None:
         if self._updated_at is None:
@@ -240,6 +365,7 @@ class RecordMapper:
         return self._updated_of(self._updated_at(record))
 
     def _updated_of(self, value: Any) -> dt.datetime | None:
+        raw = value
         try:
             for transform in self._updated_at_transforms:
                 value = transform(value, self._tz)
@@ -248,9 +374,9 @@ class RecordMapper:
             if isinstance(value, str):
                 value = dt.datetime.fromisoformat(value)
         except ValueError as exc:
-            raise MappingError(f"{self._where('updated_at')}: {exc}") from None
+            raise self._step_error("updated_at", exc, raw) from None
         if not isinstance(value, dt.datetime):
-            raise MappingError(f"{self._where('updated_at')}: expected a datetime")
+            raise self._error("updated_at", "expected a datetime", raw, "type datetime")
         return value if value.tzinfo is not None else value.replace(tzinfo=self._tz)
 
 
@@ -270,7 +396,7 @@ class _RowPlan:
         #: Passed unless None (the field's default then applies).
         self.defaulted: list[tuple[str, RowGetter]] = []
         #: Decoded as they come, transformed, then validated with msgspec.convert.
-        self.transformed: list[tuple[str, RowGetter, tuple[Callable[[Any, dt.timezone], Any], ...], Any]] = []
+        self.transformed: list[tuple[str, RowGetter, tuple[Step, ...], Any]] = []
         self.required: set[str] = set()
         #: The three raw signature parts (algorithm, key id, value).
         self.signature: Callable[[Any], tuple[Any, Any, Any]] = lambda row: (None, None, None)
@@ -316,7 +442,21 @@ def _signature_getter(where: list[tuple[str, ...] | None]) -> Callable[[Any], tu
     return parts
 
 
-def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
+def _rule_output_trusted(name: str, mapping: FieldMapping, type_: Any) -> bool:
+    """Whether the field's last step is a value rule that only ever yields values of the field's type (or None):
+    a date rule on a date field, a code table into a closed set of our codes (checked when the file loaded), or
+    any rule on a plain text field."""
+    rule = mapping.rules.get(name)
+    if rule is None:
+        return False
+    if isinstance(rule, DateRule):
+        return DATE_FIELDS.get(name) == "date"
+    if isinstance(rule, CodeRule) and name in ("status", "holder_code_type"):
+        return True
+    return type_ is str
+
+
+def _plan_row(code: str, mapping: FieldMapping, steps: dict[str, tuple[Step, ...]]) -> _RowPlan | None:
     """The typed record of a department's mapping, or None when only the general path can map it."""
     tree: Tree = {}
     paths: dict[str, tuple[str, ...]] = {}  # unified name -> the department's key path
@@ -328,7 +468,7 @@ def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
             if info.required:
                 return None  # every record would fail: the general path says so
             continue
-        if mapping.transforms.get(name):
+        if steps.get(name):
             kind, node = "transformed", leaf(Any, None)
         elif info.required:
             kind, node = "direct", leaf(info.type)
@@ -343,13 +483,12 @@ def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
         parts = split_path(getattr(mapping, name))
         if not parts:
             continue
-        node = leaf(Any, None) if mapping.transforms.get(name) else leaf(str | None, None)
+        node = leaf(Any, None) if steps.get(name) else leaf(str | None, None)
         if not tree_insert(tree, parts, node):
             return None
         paths[name] = parts
     struct, attrs = tree_struct(f"{code.title().replace('_', '')}Record", tree)
     plan = _RowPlan(struct)
-    transforms = mapping.transforms
     top: list[tuple[str, str]] = []
     for name, kind in kinds.items():
         where = attrs[".".join(paths[name])]
@@ -362,7 +501,8 @@ def _plan_row(code: str, mapping: FieldMapping) -> _RowPlan | None:
             plan.defaulted.append((name, get))
         else:
             info = _CERTIFICATE_INFO[name]
-            plan.transformed.append((name, get, tuple(_TRANSFORMS[t] for t in transforms[name]), info.type))
+            trusted = _rule_output_trusted(name, mapping, info.type)
+            plan.transformed.append((name, get, steps[name], None if trusted else info.type))
             if info.required:
                 plan.required.add(name)
     if top:

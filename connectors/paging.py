@@ -4,16 +4,23 @@ Every iterator stops on an empty page and at ``max_pages``; cursor paging also s
 cursor (a department that hands out the same cursor twice would otherwise loop forever); offset and page-number
 paging stop at the department's total (or ``has_more = false``) or, when the department says neither, on a short
 page. ``Pager.stop_reason`` tells why it stopped: ``"end"`` for a normal end, anything else is worth reporting.
+
+A page the department refuses with a result code declared ``rejected`` (`connectors.errors.RejectedResponse`) comes
+out as an empty document whose ``refused`` says so; offset and page-number paging go on past it (by one page size),
+at most `MAX_REFUSED_IN_A_ROW` times in a row; cursor paging cannot (no next cursor) and stops saying why.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from connectors.errors import RejectedResponse
 from connectors.formats import Document
 from connectors.spec import CursorPaging, OffsetPaging, PageNumberPaging, Paging
 
 Fetch = Callable[[list[tuple[str, str]]], Awaitable[Document]]
+#: Refused pages in a row after which paging stops (a department refusing everything is not "more pages").
+MAX_REFUSED_IN_A_ROW = 3
 
 
 def _as_int(value: object) -> int | None:
@@ -46,6 +53,7 @@ class Pager:
         self.max_pages = max_pages or paging.max_pages
         self.pages = 0
         self.stop_reason = ""
+        self._refused_in_a_row = 0
 
     def __aiter__(self) -> AsyncIterator[Document]:
         paging = self.paging
@@ -61,6 +69,29 @@ class Pager:
             return False
         return True
 
+    async def _fetch(self, params: list[tuple[str, str]]) -> Document:
+        """One page; a refused one as an empty document with ``refused`` set."""
+        try:
+            document = await self.fetch(params)
+        except RejectedResponse as exc:
+            document = Document([])
+            document.refused = exc
+            document.request_id = exc.request_id
+            self._refused_in_a_row += 1
+        else:
+            self._refused_in_a_row = 0
+        self.pages += 1
+        return document
+
+    def _refused_stop(self, document: Document) -> bool:
+        """After a refused page: True (with the reason) when paging must stop."""
+        if document.refused is None:
+            return False
+        if self._refused_in_a_row >= MAX_REFUSED_IN_A_ROW:
+            self.stop_reason = f"stopped: the department refused {self._refused_in_a_row} pages in a row"
+            return True
+        return False
+
     async def _cursor(self, paging: CursorPaging) -> AsyncIterator[Document]:
         cursor: str | None = None
         seen: set[str] = set()
@@ -68,9 +99,11 @@ class Pager:
             params = [(paging.limit_param, str(self.page_size))] if paging.limit_param else []
             if cursor is not None:
                 params.append((paging.cursor_param, cursor))
-            document = await self.fetch(params)
-            self.pages += 1
+            document = await self._fetch(params)
             yield document
+            if document.refused is not None:
+                self.stop_reason = "stopped: the department refused a page, and a cursor cannot go past it"
+                return
             if not document.records:
                 self.stop_reason = "end"
                 return
@@ -88,9 +121,13 @@ class Pager:
         offset = 0
         while self._guard():
             params = [(paging.offset_param, str(offset)), (paging.limit_param, str(self.page_size))]
-            document = await self.fetch(params)
-            self.pages += 1
+            document = await self._fetch(params)
             yield document
+            if document.refused is not None:
+                if self._refused_stop(document):
+                    return
+                offset += self.page_size
+                continue
             received = len(document.records)
             if received == 0:
                 self.stop_reason = "end"
@@ -112,15 +149,24 @@ class Pager:
         page = paging.first_page
         while self._guard():
             params = [(paging.page_param, str(page)), (paging.size_param, str(self.page_size))]
-            document = await self.fetch(params)
-            self.pages += 1
+            document = await self._fetch(params)
             yield document
+            if document.refused is not None:
+                if self._refused_stop(document):
+                    return
+                page += 1
+                continue
             received = len(document.records)
             if received == 0:
                 self.stop_reason = "end"
                 return
+            served = page - paging.first_page + 1
             total_pages = _as_int(document.value(paging.total_pages)) if paging.total_pages else None
-            if total_pages is not None and page - paging.first_page + 1 >= total_pages:
+            if total_pages is not None and served >= total_pages:
+                self.stop_reason = "end"
+                return
+            total = _as_int(document.value(paging.total)) if paging.total else None
+            if total is not None and (served * self.page_size >= total or received < self.page_size):
                 self.stop_reason = "end"
                 return
             if total_pages is None and received < self.page_size:

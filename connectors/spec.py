@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import msgspec.toml
 
+from connectors.rules import RULE_KINDS, ValueRule, rule_problems
+
 # --- auth -------------------------------------------------------------------------------------------------
 
 
@@ -121,13 +123,16 @@ class OffsetPaging(_Kind, frozen=True, tag="offset"):
 
 
 class PageNumberPaging(_Kind, frozen=True, tag="page_number"):
-    """Numbered pages; stops on an empty page, after ``total_pages`` or on a short page."""
+    """Numbered pages; stops on an empty page, after ``total_pages``, when ``total`` records have been served, or on a
+    short page (unless ``total_pages`` says more follow)."""
 
     page_param: str
     size_param: str
     page_size: PageSize = 500
     first_page: int = 1
     total_pages: str = ""  # path to the number of pages, when the department sends it
+    #: Path to the number of records in the whole listing, when the department sends that instead of pages.
+    total: str = ""
     max_pages: MaxPages = 100_000
 
 
@@ -135,25 +140,42 @@ Paging = CursorPaging | OffsetPaging | PageNumberPaging
 
 # --- formats ----------------------------------------------------------------------------------------------
 
+#: What a business error inside a 2xx answer means: worth retrying, a failure of the call, or a refusal of these
+#: records (the call's records are recorded as rejected and the sync goes on).
+Outcome = Literal["retriable", "fatal", "rejected"]
 
-class JsonFormat(_Kind, frozen=True, tag="json"):
+
+class ResultRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Result codes (as text) and what they mean."""
+
+    codes: list[str]
+    outcome: Outcome
+
+
+class _Envelope(_Kind, frozen=True, kw_only=True):
+    #: Path to an application-level result code, and the value meaning success (e.g. ``code`` = ``0``).
+    result_code: str = ""
+    result_ok: str = "0"
+    #: Path to the department's words for a non-success code (reported with it).
+    result_message: str = ""
+    #: What the other codes mean; a code no rule lists means ``result_default``.
+    result_rules: list[ResultRule] = []
+    result_default: Outcome = "fatal"
+
+
+class JsonFormat(_Envelope, frozen=True, kw_only=True, tag="json"):
     """A JSON object; ``items`` is the dotted path to the array of records."""
 
     items: str
-    #: Dotted path to an application-level result code and the value meaning success (e.g. ``code`` = ``0``).
-    result_code: str = ""
-    result_ok: str = "0"
 
 
-class XmlFormat(_Kind, frozen=True, tag="xml"):
+class XmlFormat(_Envelope, frozen=True, kw_only=True, tag="xml"):
     """An XML document; ``records`` is the ElementTree path (from the root) of the record elements.
 
     Parsed with defusedxml: documents with a DTD or entity declarations are rejected.
     """
 
     records: str
-    result_code: str = ""
-    result_ok: str = "0"
 
 
 Format = JsonFormat | XmlFormat
@@ -223,6 +245,8 @@ class FieldMapping(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     updated_at: str = ""
     #: Value transforms per unified field name, applied in order (``valid_until = ["empty_as_none"]``).
     transforms: dict[str, list[Transform]] = {}
+    #: Typed value rules per unified field name (`connectors.rules`: date formats, code tables, sentinels).
+    rules: dict[str, ValueRule] = {}
     #: Offset of local times that carry none (compact datetimes, the updated-since parameter).
     utc_offset: str = "+08:00"
 
@@ -301,6 +325,13 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     cool_down: Seconds = 30.0
 
 
+class Quality(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When a department counts as degraded: more than this share of the records a sync received were rejected
+    (could not be decoded or mapped)."""
+
+    max_rejected_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+
+
 class CustomClient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Escape hatch: ``class = "package.module:ClassName"`` implementing `DepartmentClient`."""
 
@@ -330,6 +361,7 @@ class DepartmentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     custom: CustomClient | None = None
+    quality: Quality = Quality()
     #: False keeps the file but skips the department in sync, check and lookup.
     enabled: bool = True
 
@@ -391,6 +423,18 @@ def _semantic_problems(spec: DepartmentSpec) -> list[tuple[str, str]]:
                 problems.append(
                     (f"mapping.transforms.{name}", f"not a mapped field (one of {', '.join(MAPPED_FIELDS)})")
                 )
+        for name, rule in mapping.rules.items():
+            where = f"mapping.rules.{name}"
+            if name not in MAPPED_FIELDS:
+                problems.append((where, f"not a mapped field; use one of {', '.join(MAPPED_FIELDS)}"))
+                continue
+            if not getattr(mapping, name):
+                problems.append((where, f"mapping.{name} is empty: name the department's field, or drop the rule"))
+            if mapping.transforms.get(name):
+                problems.append((where, f"declare a rule or transforms for {name}, not both: drop transforms.{name}"))
+            problems.extend(
+                (f"{where}.{path}", message) for path, message in rule_problems(name, rule, types=spec.types)
+            )
         if isinstance(spec.format, XmlFormat) and mapping.attributes:
             problems.append(("mapping.attributes", "XML records carry attributes as fields: use attribute_fields"))
     endpoints = spec.endpoints
@@ -401,7 +445,56 @@ def _semantic_problems(spec: DepartmentSpec) -> list[tuple[str, str]]:
         fmt = endpoints.bulk.updated_since_format
         if fmt != "iso" and "%" not in fmt:
             problems.append(("endpoints.bulk.updated_since_format", 'must be "iso" or a strftime pattern'))
+    if spec.format is not None:
+        problems.extend(_result_problems(spec.format))
     return problems
+
+
+def _result_problems(fmt: Format) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if (fmt.result_rules or fmt.result_message) and not fmt.result_code:
+        problems.append(("format.result_code", "result_rules and result_message need the path of the result code"))
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(fmt.result_rules):
+        where = f"format.result_rules[{index}].codes"
+        if not rule.codes:
+            problems.append((where, 'list the result codes this rule is about, e.g. codes = ["50001"]'))
+        for code in rule.codes:
+            if code == fmt.result_ok:
+                problems.append((where, f"{code!r} is result_ok (success); drop it from the rule"))
+            elif code in seen:
+                problems.append((where, f"{code!r} is listed by result_rules[{seen[code]}] too; keep it in one"))
+            seen.setdefault(code, index)
+    return problems
+
+
+def _locate(raw: bytes, where: str, message: str) -> tuple[str, str]:
+    """msgspec names a table entry ``[...]``; find which one (value rules: the field they are declared for)."""
+    if not where.startswith("mapping.rules[...]"):
+        return where, message
+    doc = msgspec.toml.decode(raw)
+    rules = doc.get("mapping", {}).get("rules", {}) if isinstance(doc, dict) else {}
+    for name, rule in rules.items() if isinstance(rules, dict) else ():
+        try:
+            msgspec.convert(rule, ValueRule, strict=True)
+        except msgspec.ValidationError as exc:
+            inner, inner_message = _where(exc)
+            if inner.startswith("sentinels[...]") and isinstance(rule.get("sentinels"), dict):
+                bad = [k for k, v in rule["sentinels"].items() if v not in ("no_expiry", "unknown")]
+                inner = f"sentinels.{bad[0]!r}" if bad else "sentinels"
+            return f"mapping.rules.{name}" + (f".{inner}" if inner else ""), inner_message
+    return where, message
+
+
+def _hint(where: str, message: str) -> str:
+    """msgspec's message with the fix, for the mistakes operators make most."""
+    if where.startswith("mapping.rules.") and where.endswith(".kind"):
+        return f"{message}; use one of {', '.join(RULE_KINDS)}"
+    if where.startswith("mapping.rules.") and ".sentinels." in where:
+        return f'{message}; use "no_expiry" or "unknown"'
+    if where.endswith(".outcome") or where.endswith("result_default"):
+        return f"{message}; use retriable, fatal or rejected"
+    return message
 
 
 def decode_department(data: bytes | str, *, source: str = "<department>") -> DepartmentSpec:
@@ -411,7 +504,9 @@ def decode_department(data: bytes | str, *, source: str = "<department>") -> Dep
         spec = msgspec.toml.decode(raw, type=DepartmentSpec, strict=True)
     except msgspec.ValidationError as exc:
         where, message = _where(exc)
-        raise SpecError([f"{source}: {where or '(file)'}: {message}"]) from exc
+        if "[...]" in where:
+            where, message = _locate(raw, where, message)
+        raise SpecError([f"{source}: {where or '(file)'}: {_hint(where, message)}"]) from exc
     except msgspec.DecodeError as exc:
         raise SpecError([f"{source}: (file): not valid TOML: {exc}"]) from exc
     problems = _semantic_problems(spec)

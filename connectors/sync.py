@@ -10,6 +10,11 @@
 - Fetching, verifying and storing overlap: a page's verification starts as soon as it is mapped, up to
   ``PAGES_AHEAD + 1`` pages ahead of the one being stored; with ``verify_processes`` on the pool, verification runs
   in worker processes, i.e. on the other cores.
+- A record that cannot be decoded or mapped never costs its page: it goes to the sink as a `QuarantinedRecord`
+  (field, value kind, rule — never the value) with the rest of its page, and the run goes on. When the share of
+  such records among those received passes the department's ``[quality] max_rejected_share``, the report says
+  ``degraded`` and the sink records the run's quality (`DepartmentQuality`) for ``connectors check`` and
+  readiness.
 - `fetch_holder` is the intake's live pull; `probe` is ``onewindow connectors check``.
 """
 
@@ -23,9 +28,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from connectors.client import ConnectorPool, Page, PageStream
+from connectors.client import ConnectorPool, ListSample, Page, PageStream
 from connectors.errors import ConnectorError
-from connectors.mapping import MappedRecord
+from connectors.mapping import MappedRecord, QuarantinedRecord
 from connectors.model import Certificate, FetchedCertificate, Verification
 from connectors.spec import DepartmentSpec
 from connectors.trust import TrustStore
@@ -40,10 +45,34 @@ class StoredCounts(msgspec.Struct, frozen=True, kw_only=True):
     unchanged: int = 0
 
 
+class DepartmentQuality(msgspec.Struct, frozen=True, kw_only=True):
+    """How much of what one sync run received had to be rejected, and whether that makes the department degraded."""
+
+    department: str
+    received: int
+    quarantined: int
+    max_rejected_share: float
+    at: dt.datetime
+
+    @property
+    def share(self) -> float:
+        return self.quarantined / self.received if self.received else 0.0
+
+    @property
+    def degraded(self) -> bool:
+        return self.share > self.max_rejected_share
+
+
 class CertificateSink(Protocol):
     """Where synced certificates go (the gateway implements it over its database)."""
 
-    async def accept(self, batch: Sequence[FetchedCertificate]) -> StoredCounts: ...
+    async def accept(
+        self, batch: Sequence[FetchedCertificate], quarantined: Sequence[QuarantinedRecord] = ()
+    ) -> StoredCounts:
+        """One page: its certificates and its rejected records, stored together."""
+
+    async def record_quality(self, quality: DepartmentQuality) -> None:
+        """Remember the last run's rejected share (called after every run that received records)."""
 
     async def cursor(self, department: str) -> str | None:
         """The saved incremental-sync cursor (an ISO 8601 datetime), or None for a first run."""
@@ -63,8 +92,15 @@ class SyncReport(msgspec.Struct, kw_only=True):
     stored: int = 0
     rejected: int = 0
     errors: list[str] = []
+    #: Records that could not be decoded or mapped, stored as rejections (`QuarantinedRecord`).
+    quarantined: int = 0
+    #: ``quarantined`` / records received; ``degraded`` when above the department's ``max_rejected_share``.
+    rejected_share: float = 0.0
+    degraded: bool = False
     #: Rejections by verification status (``bad_signature``, ``revoked``, …).
     rejections: dict[str, int] = {}
+    #: Quarantined records by unified field (``issue_date``, ``(record)``, ``(page)`` …).
+    quarantine: dict[str, int] = {}
     pages: int = 0
     full: bool = False
     since: str | None = None
@@ -87,6 +123,10 @@ class ProbeResult(msgspec.Struct, kw_only=True):
     milliseconds: float = 0.0
     error: str | None = None
     error_kind: str | None = None
+    #: The first record of the list call, mapped (personal fields included: callers mask before showing it).
+    sample: Certificate | None = None
+    #: Why that record could not be mapped, when it could not.
+    sample_rejection: QuarantinedRecord | None = None
 
 
 def verify_record(
@@ -150,7 +190,10 @@ async def sync_department(
             since = _parse_cursor(await sink.cursor(code))
         report.since = since.isoformat() if since else None
         stream = client.pages(since=since, page_size=page_size)
-        newest = await _run(pool, spec, stream, sink, report, since, now, today, progress)
+        try:
+            newest = await _run(pool, spec, stream, sink, report, since, now, today, progress)
+        finally:
+            await _record_quality(sink, spec, report, now())
         stop = getattr(stream, "stop_reason", "end")
         if stop not in ("", "end"):
             report.errors.append(f"[{code}] paging: {stop}")
@@ -161,6 +204,21 @@ async def sync_department(
         report.errors.append(str(exc))
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+async def _record_quality(sink: CertificateSink, spec: DepartmentSpec, report: SyncReport, at: dt.datetime) -> None:
+    received = report.fetched + report.quarantined
+    quality = DepartmentQuality(
+        department=spec.code,
+        received=received,
+        quarantined=report.quarantined,
+        max_rejected_share=spec.quality.max_rejected_share,
+        at=at,
+    )
+    report.rejected_share = round(quality.share, 4)
+    report.degraded = quality.degraded
+    if received:  # an incremental run that found nothing new says nothing about the department's records
+        await sink.record_quality(quality)
 
 
 def _unknown_type(spec: DepartmentSpec, certificate: Certificate) -> Verification:
@@ -214,7 +272,7 @@ async def _run(
                 day = today or fetched_at.astimezone(tz).date()
                 verification = asyncio.ensure_future(_verify_page(pool.verifier, spec, page, fetched_at, day))
                 verifying.append(verification)
-                await pages.put(verification)
+                await pages.put((verification, page.quarantined))
         except Exception as exc:  # handed on, so the storer never waits for a page that will not come
             await pages.put(exc)
         else:
@@ -230,9 +288,10 @@ async def _run(
                 break
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, asyncio.Future)
-            batch: list[FetchedCertificate] = await item
-            verifying.remove(item)
+            assert isinstance(item, tuple)
+            future, quarantined = item
+            batch: list[FetchedCertificate] = await future
+            verifying.remove(future)
             for fetched in batch:
                 status = fetched.verification.status
                 if status != "valid":
@@ -244,8 +303,12 @@ async def _run(
             report.rejected = sum(rejections.values())
             report.rejections = rejections
             report.pages += 1
-            if batch:
-                counts = await sink.accept(batch)
+            if quarantined:
+                report.quarantined += len(quarantined)
+                for q in quarantined:
+                    report.quarantine[q.field] = report.quarantine.get(q.field, 0) + 1
+            if batch or quarantined:
+                counts = await sink.accept(batch, quarantined)
                 report.stored += counts.stored
             if progress is not None:
                 progress(spec.code, report.fetched, report.pages)
@@ -336,9 +399,12 @@ async def probe(pool: ConnectorPool, code: str) -> ProbeResult:
         client = pool.client(code)
         await client.check_health()
         result.health = True
-        await client.check_list()
+        sample = await client.check_list()
         result.list = True
         result.ok = True
+        if isinstance(sample, ListSample):
+            result.sample = sample.record.certificate if sample.record is not None else None
+            result.sample_rejection = sample.quarantined
     except ConnectorError as exc:
         result.error = str(exc)
         result.error_kind = exc.kind

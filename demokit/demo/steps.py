@@ -1,6 +1,6 @@
 """The demo's start-up steps, one function each, so the runner and the benchmarks can string them together.
 
-1. `start_simulators`   the six department systems (ports clear of the gateway's), PKI written into the data dir
+1. `start_simulators`   the seven department systems (ports clear of the gateway's), PKI written into the data dir
 2. `demo_settings`      the gateway's settings pointed at them (connector specs rebased through the control port)
 3. `prepare_database`   the SQLite file (or PostgreSQL) created or migrated; an existing data dir is reused
 4. `sync_certificates`  every department's certificates pulled into the store
@@ -125,7 +125,7 @@ def simulator_base_port(gateway_port: int) -> int:
     """P + 100 (so the default gateway port 8000 gives the simulators' default 8100); 0 (ephemeral) when that
     would not fit below 65536 or the gateway itself is on an ephemeral port."""
     base = gateway_port + SIMULATOR_PORT_OFFSET
-    if gateway_port == 0 or base + 6 > 65535:
+    if gateway_port == 0 or base + 7 > 65535:
         return 0
     return base
 
@@ -144,11 +144,11 @@ def _ports_free(host: str, ports: Sequence[int]) -> bool:
 async def start_simulators(
     host: str, gateway_port: int, data_dir: Path, *, seed: int = DEMO_SEED, citizens: int = DEMO_POPULATION
 ) -> AsyncIterator[Simulators]:
-    """The six department simulators on P+100 … P+106, or on ephemeral ports when those are taken."""
+    """The seven department simulators on P+100 … P+107, or on ephemeral ports when those are taken."""
     from demokit.simulators import run_simulators
 
     base = simulator_base_port(gateway_port)
-    if base and not _ports_free(host, range(base, base + 7)):
+    if base and not _ports_free(host, range(base, base + 8)):
         base = 0
     async with run_simulators(host=host, base_port=base, seed=seed, citizens=citizens, data_dir=data_dir) as sims:
         yield sims

@@ -234,6 +234,9 @@ class DepartmentSimulator:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.fault_counts: Counter[str] = Counter()
         self._revoked_copies: dict[str, Certificate] = {}
+        #: identifier -> how its record is served broken (``POST /__sim__/corrupt``): field overrides, or the
+        #: whole record replaced (under ``None``).
+        self.corruptions: dict[str, dict[str | None, Any]] = {}
 
     # to be provided by each department --------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -257,6 +260,7 @@ class DepartmentSimulator:
         app.router.add_post("/__sim__/touch", self._sim_touch)
         app.router.add_post("/__sim__/revoke", self._sim_revoke)
         app.router.add_get("/__sim__/stats", self._sim_stats)
+        app.router.add_post("/__sim__/corrupt", self._sim_corrupt)
         self.add_routes(app)
         return app
 
@@ -350,10 +354,21 @@ class DepartmentSimulator:
             served.append((certificate, entry.updated_at))
         return served
 
-    def records(self, entries: Iterable[StoredCertificate]) -> list[dict[str, Any]]:
-        """The records as served (`present`), in this department's layout."""
-        encode = self.layout.encode
-        return [encode(certificate, updated_at) for certificate, updated_at in self.present(entries)]
+    def encode(self, certificate: Certificate, updated_at: dt.datetime) -> dict[str, Any]:
+        """One record in this department's layout."""
+        return self.layout.encode(certificate, updated_at)
+
+    def records(self, entries: Iterable[StoredCertificate]) -> list[Any]:
+        """The records as served (`present`), in this department's layout (and broken where asked)."""
+        encode = self.encode
+        presented = self.present(entries)
+        served: list[Any] = [encode(certificate, updated_at) for certificate, updated_at in presented]
+        if self.corruptions:
+            for index, (certificate, _) in enumerate(presented):
+                change = self.corruptions.get(certificate.identifier)
+                if change is not None:
+                    served[index] = change[None] if None in change else {**served[index], **change}
+        return served
 
     def changed_page(self, since: dt.datetime | None, offset: int, count: int) -> tuple[list[StoredCertificate], int]:
         """Up to ``count`` records from ``offset`` among those changed strictly after ``since`` (all when None), and
@@ -417,6 +432,29 @@ class DepartmentSimulator:
                 ],
             }
         )
+
+    async def _sim_corrupt(self, request: web.Request) -> web.Response:
+        """Serve one record broken: ``{"identifier", "fields": {name: value}}`` overrides fields as written on the
+        wire, ``{"identifier", "record": value}`` replaces the whole record; ``{}`` serves every record intact."""
+        try:
+            payload = _DECODE_JSON.decode(await request.read() or b"{}")
+        except msgspec.DecodeError:
+            raise ApiError(400, "body: expected a JSON object") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, "body: expected a JSON object")
+        if not payload:
+            self.corruptions.clear()
+            return json_response({"department": self.code, "corrupted": 0})
+        identifier = payload.get("identifier")
+        if not isinstance(identifier, str) or self.store.get(identifier) is None:
+            raise ApiError(404, "identifier: no such certificate in this department")
+        if "record" in payload:
+            self.corruptions[identifier] = {None: payload["record"]}
+        elif isinstance(payload.get("fields"), dict) and payload["fields"]:
+            self.corruptions[identifier] = dict(payload["fields"])
+        else:
+            raise ApiError(400, 'body: give "fields" (an object of field overrides) or "record"')
+        return json_response({"department": self.code, "corrupted": len(self.corruptions)})
 
     async def _sim_revoke(self, request: web.Request) -> web.Response:
         identifier = request.query.get("identifier", "")

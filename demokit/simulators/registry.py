@@ -47,10 +47,11 @@ CERTIFICATE_TYPES: dict[str, CertificateTypeInfo] = {
         CertificateTypeInfo(
             "veteran_preferential_card", "中华人民共和国退役军人优待证", "1110000048348815WN001", "veterans"
         ),
+        CertificateTypeInfo("real_estate_certificate", "不动产权证书", "1110000078603166X8001", "natural_resources"),
     )
 }
 
-#: In port order: the departments listen on base port + 1 … + 6 in this order (docs/simulators.md).
+#: In port order: the departments listen on base port + 1 … + 7 in this order (docs/simulators.md).
 DEPARTMENTS: dict[str, DepartmentInfo] = {
     d.code: d
     for d in (
@@ -100,6 +101,13 @@ DEPARTMENTS: dict[str, DepartmentInfo] = {
             "1143030285134115JB",
             "plain JSON, skip/take",
             ("veteran_preferential_card",),
+        ),
+        DepartmentInfo(
+            "natural_resources",
+            "湘潭市自然资源和规划局雨湖分局",
+            "1143030262199432C0",
+            "JSON envelope in HTTP 200 (business codes), page number with a record total, code tables",
+            ("real_estate_certificate",),
         ),
     )
 }

@@ -1,4 +1,4 @@
-"""Start the six department systems (and the control page) on loopback; stop them cleanly.
+"""Start the seven department systems (and the control page) on loopback; stop them cleanly.
 
 ::
 
@@ -7,7 +7,7 @@
         sims.set_faults("health", "hang=1")
         sims.demo_citizens(5)
 
-With ``base_port=P`` the control page listens on P and the departments on P+1 … P+6 in `DEPARTMENT_CODES` order;
+With ``base_port=P`` the control page listens on P and the departments on P+1 … P+7 in `DEPARTMENT_CODES` order;
 ``base_port=0`` binds every one to an ephemeral port.
 """
 
@@ -31,6 +31,7 @@ from demokit.simulators.disabled_persons import DisabledPersonsSimulator
 from demokit.simulators.faults import NO_FAULTS, Faults, faults_from_mapping, parse_fault_list, parse_fault_spec
 from demokit.simulators.health import HealthSimulator
 from demokit.simulators.human_resources import TOKEN_TTL_SECONDS, HumanResourcesSimulator
+from demokit.simulators.natural_resources import NaturalResourcesSimulator
 from demokit.simulators.pki import PkiFiles, client_ssl_context, make_pki, server_ssl_context
 from demokit.simulators.public_security import PublicSecuritySimulator
 from demokit.simulators.registry import CERTIFICATE_TYPES, DEPARTMENT_CODES
@@ -52,6 +53,7 @@ SIMULATOR_CLASSES: dict[str, type[DepartmentSimulator]] = {
         DisabledPersonsSimulator,
         HealthSimulator,
         VeteransSimulator,
+        NaturalResourcesSimulator,
     )
 }
 
@@ -274,7 +276,7 @@ async def build_simulators(
     token_ttl: int = TOKEN_TTL_SECONDS,
     as_of: dt.date | None = None,
 ) -> Simulators:
-    """Seed and configure the six systems without starting them (see `run_simulators`)."""
+    """Seed and configure the seven systems without starting them (see `run_simulators`)."""
     if not 0 <= base_port <= 65535 - len(DEPARTMENT_CODES):
         raise ValueError(f"base_port must be 0..{65535 - len(DEPARTMENT_CODES)}, got {base_port}")
     per_department = resolve_faults(faults)
@@ -307,7 +309,7 @@ async def run_simulators(
     token_ttl: int = TOKEN_TTL_SECONDS,
     as_of: dt.date | None = None,
 ) -> AsyncIterator[Simulators]:
-    """Run the six department systems for the duration of the block; everything is closed on exit.
+    """Run the seven department systems for the duration of the block; everything is closed on exit.
 
     ``faults``: a ``--faults`` spec string, or ``{"health": "hang=1", "*": {"latency": 50}}``. ``data_dir``: where
     the health system's TLS material goes (``<data_dir>/simulators/pki/``). ``token_ttl``: lifetime in seconds of

@@ -762,6 +762,47 @@ class _Generator:
                 self.veteran_card(person)
 
 
+_REAL_ESTATE_USES = (("住宅", 80), ("商业", 8), ("办公", 5), ("工业", 4), ("其他", 3))
+
+
+def _real_estate(generator: _Generator, pending: Sequence[tuple[_Person, _Household]], seed: int) -> None:
+    """不动产权证书 for about half the local households, issued to the first adult member (不动产统一登记, from 2016).
+
+    Drawn from a generator of its own, after everything else, so the other departments' certificates do not
+    change with it.
+    """
+    rng = random.Random(f"{seed}:natural_resources")
+    saved, generator.rng = generator.rng, rng
+    try:
+        seen: set[int] = set()
+        for person, household in pending:
+            if id(household) in seen:
+                continue
+            seen.add(id(household))
+            if not household.number or person is not household.members[0] or generator.age(person.birth) < 18:
+                continue
+            if rng.random() >= 0.5:
+                continue
+            issued = generator.between(
+                max(dt.date(2016, 1, 1), generator.plus_years(person.birth, 18)), generator.last_day
+            )
+            use = rng.choices([u for u, _ in _REAL_ESTATE_USES], weights=[w for _, w in _REAL_ESTATE_USES])[0]
+            generator.issue(
+                person,
+                "real_estate_certificate",
+                number=f"湘({issued.year})湘潭市不动产权第{generator.seq('real_estate_no'):07d}号",
+                issued=issued,
+                valid_until=None,
+                attributes={
+                    "right_type": "国有建设用地使用权/房屋所有权",
+                    "use": use,
+                    "area": f"{rng.uniform(38, 160):.2f}",
+                },
+            )
+    finally:
+        generator.rng = saved
+
+
 def _sign_all(
     pending: list[tuple[_Person, _Household]], keys: dict[str, IssuerPrivateKey]
 ) -> tuple[list[Citizen], list[SeededCertificate]]:
@@ -818,6 +859,7 @@ def generate_population(seed: int, citizens: int, *, as_of: dt.date | None = Non
         while len(pending) < citizens:
             household = generator.household()
             pending.extend((person, household) for person in household.members)
+        _real_estate(generator, pending[:citizens], seed)
         people, certificates = _sign_all(pending[:citizens], generator.keys)
     finally:
         if collecting:

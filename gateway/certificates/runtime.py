@@ -6,7 +6,7 @@ Where the department systems are:
 - by default, each ``config/departments/<code>.toml``'s ``base_url``;
 - with a simulators URL (``--simulators-url`` or ``ONEWINDOW_SIMULATOR_BASE_HOST``, e.g.
   ``http://127.0.0.1:8100``, the simulators' control port), each department at the URL the control port lists,
-  or, if it lists none, at control port + 1 … + 6 in docs/simulators.md's order (keeping the file's scheme, since
+  or, if it lists none, at control port + 1 … + 7 in docs/simulators.md's order (keeping the file's scheme, since
   the health department speaks TLS).
 """
 
@@ -32,19 +32,29 @@ from connectors.spec import DepartmentSpec, SpecError
 from connectors.sync import probe
 from gateway.certificates.issuer import district_issuer, with_issuer
 from gateway.certificates.lookup import CertificateService
+from gateway.certificates.quarantine import qualities
 from gateway.certificates.store import CertificateStore
 from gateway.context import context_of
 from gateway.health.checks import Check, ReadinessCheck
 from gateway.settings import Settings
+from gateway.storage import Database
 
 log = logging.getLogger("onewindow.certificates")
 
-#: docs/simulators.md: the departments listen on control port + 1 … + 6 in this order.
-SIMULATOR_ORDER = ("public_security", "civil_affairs", "human_resources", "disabled_persons", "health", "veterans")
+#: docs/simulators.md: the departments listen on control port + 1 … + 7 in this order.
+SIMULATOR_ORDER = (
+    "public_security",
+    "civil_affairs",
+    "human_resources",
+    "disabled_persons",
+    "health",
+    "veterans",
+    "natural_resources",
+)
 
 
 def simulator_urls_by_convention(control_url: str, specs: Iterable[DepartmentSpec]) -> dict[str, str]:
-    """Department URLs at control port + 1 … + 6 (docs/simulators.md), keeping each file's scheme and path."""
+    """Department URLs at control port + 1 … + 7 (docs/simulators.md), keeping each file's scheme and path."""
     control = URL(control_url)
     if control.port is None or control.host is None:
         raise ValueError(f"simulators URL {control_url!r} must name a host and port, e.g. http://127.0.0.1:8100")
@@ -164,6 +174,22 @@ def departments_check(pool: ConnectorPool, *, ttl_seconds: float = 30.0, within:
     return check
 
 
+def records_check(db: Database, departments: Iterable[str]) -> ReadinessCheck:
+    """A non-critical readiness check: no department is degraded, i.e. in its last sync that received records no
+    more than its ``[quality] max_rejected_share`` of them were quarantined (one indexed read per probe)."""
+    wanted = set(departments)
+
+    async def check() -> Check:
+        found = {code: q for code, q in (await qualities(db)).items() if code in wanted}
+        degraded = sorted(code for code, q in found.items() if q.degraded)
+        if not degraded:
+            return Check(ok=True, critical=False, detail=f"{len(found)} department(s) synced, none degraded")
+        shares = ", ".join(f"{code} ({found[code].share:.1%} of records quarantined)" for code in degraded)
+        return Check(ok=False, critical=False, detail=f"degraded: {shares}")
+
+    return check
+
+
 @contextlib.asynccontextmanager
 async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Sets the context's ``connectors`` (a `ConnectorPool`), ``certificate_store`` and ``certificates`` (the
@@ -211,6 +237,7 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
             context.readiness["departments"] = broken
         else:
             context.readiness["departments"] = departments_check(pool)
+        context.readiness["department_records"] = records_check(context.database, pool.codes)
         yield
 
 
@@ -220,6 +247,7 @@ __all__ = [
     "department_specs",
     "departments_check",
     "lookup_specs",
+    "records_check",
     "simulator_urls",
     "simulator_urls_by_convention",
     "type_departments",

@@ -13,6 +13,10 @@ What happens to each arriving `FetchedCertificate`, by its verification status:
 - anything else (bad signature, untrusted issuer, invalid identifier, unsigned, wrong holder): a rejection is
   recorded; the stored copy, if any, is left alone — a forged "revoked" must not be able to withdraw a valid one.
 
+Records the connectors could not decode or map arrive with their page (`QuarantinedRecord`: field, value kind,
+rule, never the value) and are written to ``record_rejections`` in the page's transaction; each run's rejected
+share goes to ``department_quality`` (`record_quality`), which ``connectors check`` and readiness report.
+
 Each batch is one transaction, with one audit record for it (never one per certificate). The CPU work —
 blind index, three AES-GCM encryptions and the JSON payload per certificate — happens before the transaction
 opens, so the database's single writer (SQLite) is held only for the inserts.
@@ -30,10 +34,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
+from connectors.mapping import QuarantinedRecord
 from connectors.model import Certificate, FetchedCertificate
-from connectors.sync import StoredCounts
+from connectors.sync import DepartmentQuality, StoredCounts
 from gateway import audit
-from gateway.certificates.tables import certificate_rejections, certificate_row_id, certificates, sync_cursors
+from gateway.certificates.tables import (
+    certificate_rejections,
+    certificate_row_id,
+    certificates,
+    department_quality,
+    record_rejections,
+    sync_cursors,
+)
 from gateway.privacy import FieldCipher, mask_id_number
 from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
 
@@ -162,14 +174,24 @@ class CertificateStore:
 
     # -- the sink protocol ---------------------------------------------------------------------------------
 
-    async def accept(self, batch: Sequence[FetchedCertificate]) -> AcceptCounts:
-        """Store one page of certificates in one transaction (with one audit record); returns the counts."""
+    async def accept(
+        self, batch: Sequence[FetchedCertificate], quarantined: Sequence[QuarantinedRecord] = ()
+    ) -> AcceptCounts:
+        """Store one page — its certificates and its quarantined records — in one transaction (with one audit
+        record); returns the counts."""
         prepared = self.prepare(batch)
-        if not batch:
+        if not batch and not quarantined:
             return AcceptCounts()
         self._bind(prepared)
+        now = utcnow()
+        quarantine_rows = [_quarantine_row(q, now) for q in quarantined]
+        for q in quarantined:
+            if q.department not in prepared.departments:
+                prepared.departments.append(q.department)
         async with self.db.transaction() as conn:
             counts = await self.write(conn, prepared)
+            if quarantine_rows:
+                await conn.execute(record_rejections.insert(), quarantine_rows)
             await audit.append(
                 conn,
                 actor=self.actor,
@@ -183,9 +205,27 @@ class CertificateStore:
                     "rejected": counts.rejected,
                     "withdrawn": counts.withdrawn,
                     "unchanged": counts.unchanged,
+                    "quarantined": len(quarantine_rows),
                 },
             )
         return counts
+
+    async def record_quality(self, quality: DepartmentQuality) -> None:
+        """The department's last sync that received records: its rejected share and whether it is degraded."""
+        values = {
+            "department": quality.department,
+            "received": quality.received,
+            "quarantined": quality.quarantined,
+            "degraded": quality.degraded,
+            "at": quality.at,
+        }
+        insert = _insert_for(self.db.dialect)(department_quality).values(**values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[department_quality.c.department],
+            set_={name: insert.excluded[name] for name in values if name != "department"},
+        )
+        async with self.db.transaction() as conn:
+            await conn.execute(statement)
 
     async def cursor(self, department: str) -> str | None:
         """Where the last sync of ``department`` stopped (the department's change marker), or None."""
@@ -391,6 +431,23 @@ class CertificateStore:
             key_id=row.key_id,
             fetched_at=row.fetched_at,
         )
+
+
+def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "department": record.department[:64],
+        "page": record.page,
+        "position": record.position,
+        "identifier": record.identifier[:128],
+        "field": record.field[:64],
+        "source": record.source[:200],
+        "value_kind": record.value_kind[:64],
+        "rule": record.rule[:200],
+        "message": record.message,
+        "request_id": record.request_id[:64],
+        "at": at,
+    }
 
 
 def _last_per_identifier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

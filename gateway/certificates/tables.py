@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Column, Date, Index, String, Table, Text
+from sqlalchemy import Boolean, Column, Date, Index, Integer, String, Table, Text
 
 from gateway.privacy import register_encrypted_column
 from gateway.storage.metadata import IdType, UTCDateTime, metadata
@@ -74,6 +74,39 @@ certificate_rejections = Table(
 Index("ix_certificate_rejections_department_at", certificate_rejections.c.department, certificate_rejections.c.at)
 Index("ix_certificate_rejections_identifier", certificate_rejections.c.identifier)
 
+#: Department records that could not be decoded or mapped (quarantined): where they were and why — the unified
+#: field, the department's field, the kind of value and the rule it failed — never the value itself.
+record_rejections = Table(
+    "record_rejections",
+    metadata,
+    Column("id", IdType(), primary_key=True),
+    Column("department", String(64), nullable=False),
+    #: The page's number in its sync run (1-based) and the record's place in the page (0-based; -1: the page).
+    Column("page", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    #: The certificate identifier as sent, when readable (long digit runs masked), else "".
+    Column("identifier", String(128), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("value_kind", String(64), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+Index("ix_record_rejections_department_at", record_rejections.c.department, record_rejections.c.at)
+
+#: Each department's last sync that received records: how many, how many were quarantined, degraded or not.
+department_quality = Table(
+    "department_quality",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("received", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("degraded", Boolean, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 #: Where the last incremental sync of each department stopped (the department's change marker).
 sync_cursors = Table(
     "sync_cursors",
@@ -89,4 +122,11 @@ def certificate_row_id(identifier: str) -> str:
     return hashlib.blake2b(identifier.encode("utf-8"), digest_size=16, person=b"onewindow.cert").hexdigest()
 
 
-__all__ = ["certificate_rejections", "certificate_row_id", "certificates", "sync_cursors"]
+__all__ = [
+    "certificate_rejections",
+    "certificate_row_id",
+    "certificates",
+    "department_quality",
+    "record_rejections",
+    "sync_cursors",
+]

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "demo",
         help="department simulators + gateway with demo data and tokens",
         description=(
-            "Start the six department simulators and the gateway on embedded defaults, sync the certificates, "
+            "Start the seven department simulators and the gateway on embedded defaults, sync the certificates, "
             "create one token per role and write DATA_DIR/demo.json. Ctrl-C or SIGTERM stops everything."
         ),
     )

@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"onewindow serve: {exc}", file=sys.stderr)
         return 2
+    from gateway.commands.connectors import department_file_problems
+
+    problems = department_file_problems(settings)
+    if problems:  # refuse to start on a malformed department file (each line: file: field: message with the fix)
+        print("onewindow serve: cannot start: invalid department files:\n" + "\n".join(problems), file=sys.stderr)
+        return 1
     try:
         app = create_app(settings)
     except Exception as exc:  # refuse to start, saying why (broken catalog, bad keys, …)

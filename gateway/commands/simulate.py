@@ -1,4 +1,4 @@
-"""`onewindow simulate`: the six simulated department systems, until Ctrl-C or SIGTERM.
+"""`onewindow simulate`: the seven simulated department systems, until Ctrl-C or SIGTERM.
 
 The servers live in `demokit.simulators`, imported only when the command runs; the defaults below are what the
 parser shows on every start, and `demokit` uses them too (``run_simulators()`` serves what a plain
@@ -18,7 +18,7 @@ PROG = "onewindow simulate"
 #: Seed of the synthetic citizens; the demo and the connector tests use it too.
 DEFAULT_SEED = 20200501
 DEFAULT_CITIZENS = 500
-#: Control port; the departments listen on the next six ports (docs/simulators.md).
+#: Control port; the departments listen on the next seven ports (docs/simulators.md).
 DEFAULT_PORT = 8100
 
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "simulate",
         help="run the simulated department systems (public security, civil affairs, …) on loopback",
-        description="Serve the six department systems: control page on PORT, departments on PORT+1 … PORT+6.",
+        description="Serve the seven department systems: control page on PORT, departments on PORT+1 … PORT+7.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(

@@ -18,9 +18,10 @@ import msgspec
 from aiohttp import web
 
 from catalog.codes import certificate_identifier, citizen_id_check_char
+from connectors.mapping import QuarantinedRecord
 from connectors.model import Certificate, FetchedCertificate
 from connectors.spec import DepartmentSpec, decode_department
-from connectors.sync import StoredCounts
+from connectors.sync import DepartmentQuality, StoredCounts
 from connectors.trust import DEMO_ISSUER_CODES, sign_as_department
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ TYPE_CODES = {
     "disabled_persons": ("disability_certificate", "11100000603527777W001"),
     "health": ("birth_medical_certificate", "1110000009874357D9001"),
     "veterans": ("veteran_preferential_card", "1110000048348815WN001"),
+    "natural_resources": ("real_estate_certificate", "1110000078603166X8001"),
 }
 
 
@@ -122,12 +124,17 @@ class InMemorySink:
         self.valid: dict[str, FetchedCertificate] = {}
         self.rejected: dict[str, FetchedCertificate] = {}
         self.cursors: dict[str, str] = {}
+        self.quarantined: list[QuarantinedRecord] = []
+        self.quality: dict[str, DepartmentQuality] = {}
         self._fail_on_batch = fail_on_batch
 
-    async def accept(self, batch: Sequence[FetchedCertificate]) -> StoredCounts:
+    async def accept(
+        self, batch: Sequence[FetchedCertificate], quarantined: Sequence[QuarantinedRecord] = ()
+    ) -> StoredCounts:
         if self._fail_on_batch is not None and len(self.batches) == self._fail_on_batch:
             raise RuntimeError("store is down")
         self.batches.append(list(batch))
+        self.quarantined.extend(quarantined)
         stored = rejected = 0
         for fetched in batch:
             if fetched.verification.ok:
@@ -145,6 +152,9 @@ class InMemorySink:
 
     async def save_cursor(self, department: str, cursor: str) -> None:
         self.cursors[department] = cursor
+
+    async def record_quality(self, quality: DepartmentQuality) -> None:
+        self.quality[quality.department] = quality
 
 
 class DepartmentServer:

@@ -36,6 +36,7 @@ def test_shipped_departments_load_with_their_styles() -> None:
         "disabled_persons",
         "health",
         "veterans",
+        "natural_resources",
     }
     assert isinstance(specs["public_security"].auth, ApiKeyAuth)
     assert isinstance(specs["public_security"].paging, CursorPaging)

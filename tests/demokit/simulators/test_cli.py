@@ -48,6 +48,7 @@ def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
                 "disabled_persons",
                 "health",
                 "veterans",
+                "natural_resources",
             ):
                 assert code in output
             assert "latency=5" in output
@@ -56,7 +57,7 @@ def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
             with urllib.request.urlopen(match.group(1) + "/", timeout=10) as response:
                 index = json.load(response)
             assert index["seed"] == 3 and index["citizens"] == 60
-            assert [d["code"] for d in index["departments"]][-1] == "veterans"
+            assert [d["code"] for d in index["departments"]][-1] == "natural_resources"
             assert (tmp_path / "simulators" / "pki" / "client.pem").is_file()
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0

@@ -88,6 +88,7 @@ async def test_request_id_is_echoed(sims: Simulators, http: aiohttp.ClientSessio
 async def test_python_api(sims: Simulators) -> None:
     assert set(sims.urls) == {
         "public_security", "civil_affairs", "human_resources", "disabled_persons", "health", "veterans",
+        "natural_resources",
     }  # fmt: skip
     assert sum(sims.certificate_counts().values()) == sum(len(c.certificates) for c in sims.citizens)
     assert sims.pki_dir.name == "pki" and sims.pki_dir.parent.name == "simulators"
@@ -99,13 +100,13 @@ async def test_python_api(sims: Simulators) -> None:
 
 
 async def test_ports_are_base_plus_offset(tmp_path: Path) -> None:
-    # find a free run of 7 ports, then ask for it explicitly
+    # find a free run of 8 ports (control + seven departments), then ask for it explicitly
     import socket
 
-    for base in range(39100, 40000, 7):
+    for base in range(39100, 40000, 8):
         sockets = []
         try:
-            for port in range(base, base + 7):
+            for port in range(base, base + 8):
                 s = socket.socket()
                 s.bind(("127.0.0.1", port))
                 sockets.append(s)
@@ -114,10 +115,11 @@ async def test_ports_are_base_plus_offset(tmp_path: Path) -> None:
         finally:
             for s in sockets:
                 s.close()
-        if len(sockets) == 7:
+        if len(sockets) == 8:
             break
     async with run_simulators(base_port=base, citizens=10, data_dir=tmp_path, as_of=AS_OF) as sims:
         assert sims.control_url == f"http://127.0.0.1:{base}"
         assert sims.url("public_security") == f"http://127.0.0.1:{base + 1}"
         assert sims.url("health") == f"https://127.0.0.1:{base + 5}"
         assert sims.url("veterans") == f"http://127.0.0.1:{base + 6}"
+        assert sims.url("natural_resources") == f"http://127.0.0.1:{base + 7}"

@@ -54,7 +54,7 @@ async def test_app_state_and_readiness(db_settings: Settings, threaded_sims: Sim
         assert pool is not None and sorted(pool.codes) == sorted(sims.urls)
         assert service.type_departments["business_license"] == "market_regulation"
         body = (await client.get("/health/ready")).json()
-        assert body["checks"]["departments"] == {"ok": True, "critical": False, "detail": "6/6 reachable"}
+        assert body["checks"]["departments"] == {"ok": True, "critical": False, "detail": "7/7 reachable"}
 
 
 async def test_unreachable_departments_do_not_make_the_gateway_unready(db_settings: Settings) -> None:
