@@ -8,7 +8,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.routes import HTTPRoute
 
 from gateway.audit.lifespan import audit_lifespan
@@ -38,6 +38,10 @@ from gateway.stores import idempotency_middleware, provide_idempotency
 from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
 from gateway.tracking.controllers import RectificationController, TrackingController
+from gateway.web.docs_ui import OfflineSwagger
+from gateway.web.headers import security_headers_middleware
+from gateway.web.rendering import template_config
+from gateway.web.routes import web_router
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -78,7 +82,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     RectificationController,
                 ],
             ),
+            # Pages: the citizen's status page, the staff console, static assets (gateway/web).
+            web_router(),
         ],
+        template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         # JSON bodies: declared media type, strict decoding into the operation's Struct (gateway/bodies.py).
         request_class=GatewayRequest,
@@ -92,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             certificates_lifespan,
             draft_purge_lifespan,
         ],
-        middleware=[auth_middleware(), idempotency],
+        middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,
         plugins=[RequestStructSchemaPlugin()],
         on_shutdown=[context.close],
@@ -108,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="One-window intake, case lifecycle, tracking and e-certificates for Yuhu District.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            render_plugins=[JsonRenderPlugin(), OfflineSwagger()],
             components=[security_components()],
             security=BEARER_SECURITY,
         ),
