@@ -84,8 +84,10 @@ def environment() -> Environment:
     env.filters["beijing"] = beijing
     env.filters["cndate"] = chinese_date
     env.globals["static"] = STATIC_PATH
-    # Every interpolation goes through `visible_controls` before escaping.
-    env.finalize = lambda value: visible_controls(value) if isinstance(value, str) else value
+    # Every interpolation goes through `visible_controls` before escaping (not markup the code made itself).
+    env.finalize = lambda value: (
+        value if isinstance(value, Markup) or not isinstance(value, str) else visible_controls(value)
+    )
     return env
 
 
