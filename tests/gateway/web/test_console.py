@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-import httpx
 import msgspec
 from sqlalchemy import select, update
 

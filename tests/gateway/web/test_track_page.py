@@ -107,8 +107,9 @@ async def test_evaluation_once_after_completion_and_bad_review_promises_follow_u
 
 async def test_evaluation_with_a_wrong_code_is_the_same_no_match(gateway: Gateway) -> None:
     _, number, code = await completed(gateway)
+    wrong = "ZZZZZZZZ" if code != "ZZZZZZZZ" else "YYYYYYYY"
     response = await gateway.client.post(
-        "/track/evaluation", data={"tracking_number": number, "code": "ZZZZZZZZ", "level": "5"}
+        "/track/evaluation", data={"tracking_number": number, "code": wrong, "level": "5"}
     )
     assert response.status_code == 404 and "未查到办件" in response.text
     assert (await gateway.counts())["evaluations"] == 0
