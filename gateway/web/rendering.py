@@ -111,7 +111,13 @@ def page(
         all_headers.update(PRIVATE_HEADERS)
     if headers:
         all_headers.update(headers)
-    return Template(template_name=name, context=context, status_code=status_code, headers=all_headers)
+    return Template(
+        template_name=name,
+        context=context,
+        status_code=status_code,
+        headers=all_headers,
+        media_type="text/html; charset=utf-8",
+    )
 
 
 def redirect(location: str, *, headers: dict[str, str] | None = None) -> Response[None]:
