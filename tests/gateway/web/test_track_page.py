@@ -4,8 +4,12 @@ failure (counted by the API's limiter), the evaluation once after completion, an
 from __future__ import annotations
 
 import httpx
+import msgspec
 
+from gateway.app import create_app
 from gateway.privacy import mask_name
+from gateway.settings import Settings
+from tests.dbutil import asgi_client
 from tests.gateway.intake.fixtures import Gateway
 
 
@@ -113,3 +117,22 @@ async def test_evaluation_with_a_wrong_code_is_the_same_no_match(gateway: Gatewa
     )
     assert response.status_code == 404 and "未查到办件" in response.text
     assert (await gateway.counts())["evaluations"] == 0
+
+
+async def test_failure_limit_shared_with_the_api_on_memory_and_redis(settings: Settings, redis_url: str) -> None:
+    """The page counts failures in the API's limiter, in the configured store (one process's memory, or Redis for
+    every process)."""
+    app = create_app(msgspec.structs.replace(settings, redis_url=redis_url))
+    async with asgi_client(app) as client:
+        limit = settings.tracking_failures_per_minute
+        answers = []
+        for i in range(limit):
+            page = await client.post(
+                "/track", data={"tracking_number": f"4303022000010100000{i % 10}7", "code": "ZZZZ"}
+            )
+            answers.append(page.status_code)
+        assert answers == [404] * limit  # each failure the same page, counted
+        blocked = await client.post("/track", data={"tracking_number": "430302200001010000017", "code": "ZZZZZZZZ"})
+        assert blocked.status_code == 429 and "查询过于频繁" in blocked.text and "retry-after" in blocked.headers
+        api = await client.get("/api/v1/track/430302200001010000017", params={"code": "ZZZZZZZZ"})
+        assert api.status_code == 429
