@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Response, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Response, Route, sync_playwright
 
 from demokit.simulators import Simulators
 from gateway.web.rendering import qr_svg
@@ -287,10 +287,12 @@ def test_no_match_page_and_zoom(browser: Browser, live: LiveGateway) -> None:
 def test_swagger_loads_offline(browser: Browser, live: LiveGateway) -> None:
     ctx = context(browser, live, "desktop")
     outside: list[str] = []
-    ctx.route(
-        re.compile(r"^(?!" + re.escape(live.base_url) + r").*"),
-        lambda route: (outside.append(route.request.url), route.abort()),
-    )
+
+    def refuse(route: Route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    ctx.route(re.compile(r"^(?!" + re.escape(live.base_url) + r").*"), refuse)
     page = ctx.new_page()
     page.goto("/schema/swagger")
     page.wait_for_selector(".swagger-ui .info .title")
