@@ -19,6 +19,7 @@ from litestar.response import Template
 
 from catalog.calendar import local_time
 from gateway.cases.machine import OPEN, STATUS_NAMES
+from gateway.clients import parse_address
 from gateway.context import context_of
 from gateway.identity.auth import EXCLUDE_KEY
 from gateway.identity.principal import Role
@@ -40,6 +41,17 @@ QUEUE_REFRESH_SECONDS = 30
 EVENTS_URL = "/api/v1/events/stream"
 
 
+def over_tls(request: Request[Any, Any, Any]) -> bool:
+    """Served over TLS: directly, or through a trusted proxy that says so (``X-Forwarded-Proto: https``)."""
+    if request.url.scheme == "https":
+        return True
+    proxies = context_of(request.app).trusted_proxies
+    peer = parse_address(request.client.host) if request.client else None
+    if proxies and peer is not None and proxies.trusts(peer):
+        return request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https"
+    return False
+
+
 def _cookie(request: Request[Any, Any, Any], key: str, value: str, *, max_age: int | None = None) -> Cookie:
     return Cookie(
         key=key,
@@ -47,7 +59,7 @@ def _cookie(request: Request[Any, Any, Any], key: str, value: str, *, max_age: i
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         max_age=max_age,
     )
 

@@ -300,3 +300,20 @@ def test_swagger_loads_offline(browser: Browser, live: LiveGateway) -> None:
     assert not outside, outside
     shoot(page, "swagger")
     ctx.close()
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_supervisor_dashboard(browser: Browser, live: LiveGateway, viewport: str) -> None:
+    ctx = context(browser, live, viewport)
+    page = ctx.new_page()
+    page.goto("/console")
+    page.fill("#token", live.tokens["supervisor"])
+    page.click("#sign-in-form button")
+    page.wait_for_selector("#by-department")
+    assert "报表" in page.inner_text("main")
+    fits(page, f"supervision ({viewport})")
+    accessible(page, "supervision")
+    shoot(page, f"{viewport}-supervision")
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in-form")
+    ctx.close()

@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import httpx
 import msgspec
 from sqlalchemy import select, update
 
+from gateway.clients import TrustedProxies
+from gateway.context import context_of
 from gateway.storage.metadata import utcnow
 from gateway.web.tables import staff_sessions
 from tests.dbutil import asgi_client
@@ -303,3 +306,20 @@ async def test_static_assets_and_offline_swagger(gateway: Gateway) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
     assert (await gateway.client.get("/static/swagger/LICENSE")).status_code == 200
     assert (await gateway.client.get("/static/../app.py")).status_code == 404
+
+
+async def test_cookie_is_secure_over_tls_or_behind_a_trusted_proxy(gateway: Gateway) -> None:
+    def secure(response: httpx.Response) -> bool:
+        cookies = response.headers.get_list("set-cookie")
+        assert cookies
+        return all("; secure" in c.lower() for c in cookies)
+
+    transport = httpx.ASGITransport(app=gateway.app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as tls:
+        assert secure(await tls.get("/console"))
+    # Plain HTTP, and an untrusted peer claiming TLS: not Secure (the browser would not send it back).
+    assert not secure(await gateway.client.get("/console"))
+    assert not secure(await gateway.client.get("/console", headers={"X-Forwarded-Proto": "https"}))
+    # The test client's peer is 127.0.0.1: trusted as a proxy, its word about TLS counts.
+    context_of(gateway.app).trusted_proxies = TrustedProxies.parse("127.0.0.0/8")
+    assert secure(await gateway.client.get("/console", headers={"X-Forwarded-Proto": "https"}))
