@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.response import Template
+from litestar.response.base import ASGIResponse
 
 from gateway.identity.auth import EXCLUDE_KEY
 from gateway.problems import Conflict, NotFound, TooManyRequests, Unprocessable
@@ -29,7 +29,7 @@ from gateway.tracking.schemas import (
     EvaluationIn,
     TrackView,
 )
-from gateway.web.rendering import page
+from gateway.web.rendering import fast_page
 
 #: The window dimensions a citizen rates besides the overall level (each 1..5).
 DIMENSIONS: tuple[tuple[str, str], ...] = (
@@ -74,25 +74,25 @@ def _context(view: TrackView | None, **extra: Any) -> dict[str, Any]:
 
 
 @get("/track", opt={EXCLUDE_KEY: True}, include_in_schema=False, name="web:track")
-async def track_form() -> Template:
-    return page("track.html", _context(None), private=True)
+async def track_form() -> ASGIResponse:
+    return fast_page("track.html", _context(None))
 
 
 @post("/track", opt={EXCLUDE_KEY: True}, include_in_schema=False, status_code=200)
-async def track_lookup(request: Request[Any, Any, Any]) -> Template:
+async def track_lookup(request: Request[Any, Any, Any]) -> ASGIResponse:
     form = await request.form()
     number, code = _field(form, "tracking_number").strip(), _field(form, "code")
     try:
         view = await public_tracking(request).track(number, code, client=client_address(request))
     except NotFound:
-        return page("track.html", _context(None, number=number, message="no_match"), status_code=404, private=True)
+        return fast_page("track.html", _context(None, number=number, message="no_match"), status_code=404)
     except TooManyRequests as exc:
-        return page("track.html", _context(None, message="blocked"), status_code=429, private=True, headers=exc.headers)
-    return page("track.html", _context(view, number=view.tracking_number, code=code), private=True)
+        return fast_page("track.html", _context(None, message="blocked"), status_code=429, headers=exc.headers)
+    return fast_page("track.html", _context(view, number=view.tracking_number, code=code))
 
 
 @post("/track/evaluation", opt={EXCLUDE_KEY: True}, include_in_schema=False, status_code=200)
-async def track_evaluate(request: Request[Any, Any, Any]) -> Template:
+async def track_evaluate(request: Request[Any, Any, Any]) -> ASGIResponse:
     form = await request.form()
     number, code = _field(form, "tracking_number").strip(), _field(form, "code")
     dims = {name: _level(form, name) for name, _ in DIMENSIONS}
@@ -106,21 +106,20 @@ async def track_evaluate(request: Request[Any, Any, Any]) -> Template:
     try:
         outcome = await service.evaluate(number, code, body, client=client)
     except NotFound:
-        return page("track.html", _context(None, number=number, message="no_match"), status_code=404, private=True)
+        return fast_page("track.html", _context(None, number=number, message="no_match"), status_code=404)
     except TooManyRequests as exc:
-        return page("track.html", _context(None, message="blocked"), status_code=429, private=True, headers=exc.headers)
+        return fast_page("track.html", _context(None, message="blocked"), status_code=429, headers=exc.headers)
     except (Unprocessable, Conflict) as exc:
         view = await service.track(number, code, client=client)
         errors = [e.message for e in exc.errors or []] or [exc.detail]
         status = 422 if isinstance(exc, Unprocessable) else 409
-        return page(
+        return fast_page(
             "track.html",
             _context(view, number=number, code=code, errors=[_chinese(e) for e in errors]),
             status_code=status,
-            private=True,
         )
     view = await service.track(number, code, client=client)
-    return page("track.html", _context(view, number=number, code=code, evaluation=outcome), private=True)
+    return fast_page("track.html", _context(view, number=number, code=code, evaluation=outcome))
 
 
 def _chinese(message: str) -> str:
