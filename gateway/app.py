@@ -40,6 +40,7 @@ from gateway.stores.openapi import document_idempotency
 from gateway.tracking.controllers import RectificationController, TrackingController
 from gateway.web.docs_ui import OfflineSwagger
 from gateway.web.headers import security_headers_middleware
+from gateway.web.lifespan import session_purge_lifespan
 from gateway.web.rendering import template_config
 from gateway.web.routes import web_router
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             identity_lifespan,
             certificates_lifespan,
             draft_purge_lifespan,
+            session_purge_lifespan,
         ],
         middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,

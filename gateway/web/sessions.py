@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, update
 from gateway.identity.authenticator import TokenAuthenticator
 from gateway.identity.principal import Principal
 from gateway.privacy import FieldCipher
+from gateway.privacy.fields import DecryptionError
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
 from gateway.web.tables import staff_sessions
@@ -106,7 +107,11 @@ class SessionStore:
         if now - row.seen_at > self.idle:
             await self.close_id(sid)
             return None
-        token = self.cipher.decrypt(row.token, table=_TABLE, column="token", row_id=sid)
+        try:
+            token = self.cipher.decrypt(row.token, table=_TABLE, column="token", row_id=sid)
+        except DecryptionError:  # its key was retired since: sign in again
+            await self.close_id(sid)
+            return None
         principal = await self.authenticator.authenticate(token)
         if principal is None:
             await self.close_id(sid)

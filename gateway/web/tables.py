@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, String, Table, Text
 
+from gateway.privacy.registry import register_encrypted_column
 from gateway.storage.metadata import UTCDateTime, metadata
 
 staff_sessions = Table(
@@ -22,5 +23,8 @@ staff_sessions = Table(
     Column("pending_receipt", Text, nullable=True),
 )
 Index("ix_web_sessions_seen_at", staff_sessions.c.seen_at)
+# Key rotation re-encrypts them with the rest (`onewindow keys rotate`).
+register_encrypted_column("web_sessions", "token")
+register_encrypted_column("web_sessions", "pending_receipt")
 
 __all__ = ["staff_sessions"]

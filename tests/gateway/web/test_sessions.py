@@ -78,3 +78,16 @@ async def test_parked_query_code_is_taken_once_even_concurrently(database: Datab
     results = await asyncio.gather(*(sessions.take_receipt(session, "a" * 32) for _ in range(4)))
     assert sorted(r for r in results if r) == ["ABCD2345"]
     assert await sessions.take_receipt(session, "a" * 32) is None
+
+
+async def test_idle_sessions_are_purged(database: Database, db_settings: Settings) -> None:
+    clock = [dt.datetime(2026, 12, 7, 1, 0, tzinfo=dt.UTC)]
+    sessions = store(database, db_settings, clock)
+    token, _ = await create_token(database, role="clerk", unit="430302001000")
+    old = await sessions.open(token)
+    clock[0] += dt.timedelta(minutes=20)
+    fresh = await sessions.open(token)
+    assert old is not None and fresh is not None
+    clock[0] += dt.timedelta(minutes=15)
+    assert await sessions.purge_idle() == 1
+    assert await sessions.resolve(old[0]) is None and await sessions.resolve(fresh[0]) is not None
