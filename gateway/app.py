@@ -8,7 +8,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.routes import HTTPRoute
 
 from gateway.audit.lifespan import audit_lifespan
@@ -44,6 +44,11 @@ from gateway.stores import idempotency_middleware, provide_idempotency
 from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
 from gateway.tracking.controllers import RectificationController, TrackingController
+from gateway.web.docs_ui import OfflineSwagger
+from gateway.web.headers import security_headers_middleware
+from gateway.web.lifespan import session_purge_lifespan
+from gateway.web.rendering import template_config
+from gateway.web.routes import web_router
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -86,7 +91,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     EvidenceController,
                 ],
             ),
+            # Pages: the citizen's status page, the staff console, static assets (gateway/web).
+            web_router(),
         ],
+        template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         # JSON bodies: declared media type, strict decoding into the operation's Struct (gateway/bodies.py).
         request_class=GatewayRequest,
@@ -99,8 +107,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             identity_lifespan,
             certificates_lifespan,
             draft_purge_lifespan,
+            session_purge_lifespan,
         ],
-        middleware=[auth_middleware(), idempotency],
+        middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,
         plugins=[RequestStructSchemaPlugin()],
         on_shutdown=[context.close],
@@ -116,7 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="One-window intake, case lifecycle, tracking and e-certificates for Yuhu District.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            render_plugins=[JsonRenderPlugin(), OfflineSwagger()],
             components=[security_components()],
             security=BEARER_SECURITY,
         ),

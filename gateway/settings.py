@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     idempotency_ttl_seconds: int = 24 * 3600
     #: Base URL the department connector configs are rebased onto (demo and tests); empty keeps each file's.
     simulator_base_host: str = ""
+    #: The staff console signs a session out after this many minutes without a request.
+    console_idle_minutes: float = 30.0
     debug: bool = False
 
     @property

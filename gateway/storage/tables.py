@@ -18,6 +18,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.tracking.tables",
     "gateway.stores.tables",
     "gateway.evidence.tables",
+    "gateway.web.tables",
 )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from gateway.cases.clock import ClockView
 from gateway.cases.history import NOTE_MAX_CHARS
 from gateway.cases.machine import Status
 from gateway.cases.views import ItemRef
@@ -46,6 +47,8 @@ class TrackView(msgspec.Struct, kw_only=True):
     #: True once the case is completed and not yet evaluated.
     can_evaluate: bool = False
     evaluated: bool = False
+    #: The promised-time clock today: working days left, paused (补齐补正 / 特别程序) or stopped (completed).
+    clock: ClockView | None = None
 
 
 class Dimensions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import WorkingCalendar, local_time
 from gateway import audit
-from gateway.cases import numbers
+from gateway.cases import clock, numbers
 from gateway.cases.machine import COMPLETED, STATUS_NAMES
 from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef
@@ -88,6 +88,10 @@ def _timeline_query() -> Select[Any]:
             a.c.deadline_estimated,
             a.c.applicant_name_masked,
             a.c.accepted_at,
+            a.c.promised_days,
+            a.c.paused_on,
+            a.c.days_left_at_pause,
+            a.c.stopped_on,
             evaluated.label("evaluated"),
             h.c.status.label("h_status"),
             h.c.at.label("h_at"),
@@ -156,10 +160,11 @@ class TrackingService:
             await self.limiter.check_success(client)
         return self._view(rows)
 
-    @staticmethod
-    def _view(rows: list[ReadRow]) -> TrackView:
+    def _view(self, rows: list[ReadRow]) -> TrackView:
         row = rows[0]
         evaluated = bool(row.evaluated)
+        state = clock.clock_state(row)
+        clock_view = clock.view(self.calendar, state, local_time(self.now()).date()) if state else None
         return TrackView(
             tracking_number=row.tracking_number,
             item=ItemRef(code=row.item_code, name=row.item_name),
@@ -175,6 +180,7 @@ class TrackingService:
             accepted_at=local_time(row.accepted_at) if row.accepted_at else None,
             can_evaluate=row.status in COMPLETED and not evaluated,
             evaluated=evaluated,
+            clock=clock_view,
         )
 
     # -- evaluation ------------------------------------------------------------------------------------------
