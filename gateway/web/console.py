@@ -21,6 +21,7 @@ from catalog.calendar import local_time
 from gateway.cases.machine import OPEN, STATUS_NAMES
 from gateway.clients import parse_address
 from gateway.context import context_of
+from gateway.evidence.schemas import CommitMaterial, VerifyMaterial
 from gateway.identity.auth import EXCLUDE_KEY
 from gateway.identity.principal import Role
 from gateway.intake.schemas import ApplicantIn, CreateApplication
@@ -75,6 +76,12 @@ def _base(session: StaffSession, **extra: Any) -> dict[str, Any]:
         "errors": {},
         "message": None,
     } | extra
+
+
+def _commitments(request: Request[Any, Any, Any], item_code: str) -> dict[str, str]:
+    """The commitment text (告知承诺) the catalog allows in place of each material of an item, by material key."""
+    item = context_of(request.app).catalog.item(item_code)
+    return {m.key: m.commitment for m in item.materials if m.commitment} if item is not None else {}
 
 
 def _unit_name(request: Request[Any, Any, Any], code: str | None) -> str:
@@ -207,6 +214,36 @@ class ConsoleController(Controller):
         await staff.intake(request).upload(session.principal, application_id, key[:64], content)
         return redirect(f"/console/applications/{application_id}#materials")
 
+    @post("/applications/{application_id:str}/materials/{key:str}/verification", status_code=303)
+    async def verify_material(
+        self, request: Request[Any, Any, Any], application_id: FromPath[str], key: FromPath[str]
+    ) -> Response[None]:
+        """The clerk saw the original of an uploaded scan: level C → B (kept for reuse at any window)."""
+        session, form = await staff.posted(request)
+        staff.require(session, Role.CLERK)
+        application_id = staff.check_id(application_id)
+        if staff.text(form, "original_seen") != "yes":
+            raise Unprocessable("Tick that the original was seen.", errors=[])
+        await staff.material_evidence(request).verify(
+            session.principal, application_id, key[:64], VerifyMaterial(original_seen=True)
+        )
+        return redirect(f"/console/applications/{application_id}#materials")
+
+    @post("/applications/{application_id:str}/materials/{key:str}/commitment", status_code=303)
+    async def commit_material(
+        self, request: Request[Any, Any, Any], application_id: FromPath[str], key: FromPath[str]
+    ) -> Response[None]:
+        """The applicant signed the catalog's commitment in place of the material (告知承诺, level D)."""
+        session, form = await staff.posted(request)
+        staff.require(session, Role.CLERK)
+        application_id = staff.check_id(application_id)
+        if staff.text(form, "agreed") != "yes":
+            raise Unprocessable("Tick that the applicant signed the commitment.", errors=[])
+        await staff.material_evidence(request).commit(
+            session.principal, application_id, key[:64], CommitMaterial(agreed=True)
+        )
+        return redirect(f"/console/applications/{application_id}#materials")
+
     @post("/applications/{application_id:str}/accept", status_code=303)
     async def accept(self, request: Request[Any, Any, Any], application_id: FromPath[str]) -> Response[None]:
         session, _ = await staff.posted(request)
@@ -245,6 +282,7 @@ class ConsoleController(Controller):
                 window=_unit_name(request, view.filing_unit),
                 handling=_unit_name(request, view.handling_unit),
                 complete=all(m.state in ("prefilled", "provided") for m in view.materials if m.required),
+                commitments=_commitments(request, view.item.code),
                 **extra,
             ),
             status_code=status_code,

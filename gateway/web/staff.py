@@ -18,8 +18,9 @@ from litestar.datastructures import FormMultiDict
 from gateway.context import AppContext, context_of
 from gateway.identity.principal import Role
 from gateway.intake.applicant import PersonalDataService
-from gateway.intake.deps import provide_intake, provide_personal_data
+from gateway.intake.deps import provide_intake, provide_material_evidence, provide_personal_data
 from gateway.intake.services import IntakeService
+from gateway.intake.verification import MaterialEvidenceService
 from gateway.lifecycle.deps import provide_lifecycle, provide_supervision
 from gateway.lifecycle.services import LifecycleService
 from gateway.lifecycle.supervision import SupervisionService
@@ -113,6 +114,10 @@ def check_id(value: str) -> str:
 
 def intake(request: Request[Any, Any, Any]) -> IntakeService:
     return provide_intake(context_of(request.app))
+
+
+def material_evidence(request: Request[Any, Any, Any]) -> MaterialEvidenceService:
+    return provide_material_evidence(context_of(request.app))
 
 
 def lifecycle(request: Request[Any, Any, Any]) -> LifecycleService:

@@ -323,3 +323,29 @@ async def test_cookie_is_secure_over_tls_or_behind_a_trusted_proxy(gateway: Gate
     # The test client's peer is 127.0.0.1: trusted as a proxy, its word about TLS counts.
     context_of(gateway.app).trusted_proxies = TrustedProxies.parse("127.0.0.0/8")
     assert secure(await gateway.client.get("/console", headers={"X-Forwarded-Proto": "https"}))
+
+
+async def test_clerk_marks_an_upload_verified_against_the_original(gateway: Gateway) -> None:
+    csrf = await sign_in(gateway, "clerk")
+    application_id = await file_draft(gateway, csrf)
+    upload = await gateway.client.post(
+        f"/console/applications/{application_id}/materials/application_form",
+        data={"csrf": csrf},
+        files={"file": ("form.pdf", PDF, "application/pdf")},
+    )
+    assert upload.status_code == 303, upload.text
+    case = await gateway.client.get(f"/console/applications/{application_id}")
+    action = f"/console/applications/{application_id}/materials/application_form/verification"
+    assert action in case.text and "可信等级 C" in case.text
+    # The box must be ticked, and the CSRF token must hold: neither refusal changes the level.
+    assert (await gateway.client.post(action, data={"csrf": csrf})).status_code == 422
+    assert (await gateway.client.post(action, data={"csrf": "forged", "original_seen": "yes"})).status_code == 403
+    levels = {m["key"]: m["level"] for m in (await gateway.get(application_id)).json()["materials"]}
+    assert levels["application_form"] == "C"
+    verified = await gateway.client.post(action, data={"csrf": csrf, "original_seen": "yes"})
+    assert verified.status_code == 303 and verified.headers["location"].endswith("#materials")
+    view = (await gateway.get(application_id)).json()
+    material = next(m for m in view["materials"] if m["key"] == "application_form")
+    assert material["level"] == "B" and material["level_set_by"]
+    page = await gateway.client.get(f"/console/applications/{application_id}")
+    assert "可信等级 B" in page.text and action not in page.text
