@@ -24,104 +24,24 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.drills.support import Server, environment, onewindow, servers
 from tests.gateway.intake.fixtures import ONE_CERT_ITEM, STREET, simulators_in_thread, today_local
 
-REPO = Path(__file__).resolve().parents[2]
-ONEWINDOW = Path(sys.executable).parent / "onewindow"
+__all__ = ["servers"]  # the fixture
+
 REQUESTS = max(100, min(1000, int(os.environ.get("ONEWINDOW_DRILL_REQUESTS", "300"))))
 #: The server is killed once this many requests have been answered (about a quarter).
 KILL_AFTER = REQUESTS // 4
-START_TIMEOUT = 90.0
 PHASE_TIMEOUT = 180.0
 URL = "/api/v1/applications"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _environment(**values: str) -> dict[str, str]:
-    """Embedded defaults whatever the caller's environment says (no PostgreSQL or Redis of the developer's)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_")}
-    env.update(values)
-    return env
-
-
-class Server:
-    """One ``onewindow serve`` child process, its output in files (a full pipe would block it)."""
-
-    def __init__(self, data_dir: Path, log_dir: Path, env: dict[str, str], run: int) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"serve-{run}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(ONEWINDOW), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir)],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=self.base, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"onewindow serve exited with {self.proc.returncode}:\n{self.output()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/health/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        self.kill()
-        pytest.fail(f"onewindow serve not ready after {START_TIMEOUT:.0f} s:\n{self.output()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.kill()
-
-
-def _onewindow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ONEWINDOW), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def _rows(database: Path, query: str) -> list[tuple[Any, ...]]:
@@ -158,8 +78,8 @@ async def test_kill_9_mid_run_then_retry_every_key_loses_and_duplicates_nothing(
     data_dir = tmp_path / "var"
     database = data_dir / "onewindow.sqlite3"
     with simulators_in_thread(data_dir) as sims:
-        env = _environment(ONEWINDOW_SIMULATOR_BASE_HOST=sims.control_url, ONEWINDOW_LOOKUP_BUDGET_SECONDS="20")
-        made = _onewindow(env, "tokens", "create", "--role", "clerk", "--unit", STREET, "--data-dir", str(data_dir))
+        env = environment(ONEWINDOW_SIMULATOR_BASE_HOST=sims.control_url, ONEWINDOW_LOOKUP_BUDGET_SECONDS="20")
+        made = onewindow(env, "tokens", "create", "--role", "clerk", "--unit", STREET, "--data-dir", str(data_dir))
         assert made.returncode == 0, made.stderr
         clerk = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
 
@@ -252,6 +172,6 @@ async def test_kill_9_mid_run_then_retry_every_key_loses_and_duplicates_nothing(
     assert duplicates == 0 and lost_after == [] and records == len(requests)
     assert {k: ids_after[k] for k in ids_before} == ids_before
 
-    verified = _onewindow(_environment(), "audit", "verify", "--data-dir", str(data_dir))
+    verified = onewindow(environment(), "audit", "verify", "--data-dir", str(data_dir))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "Traceback" not in second.output(), second.output()
