@@ -107,7 +107,7 @@ async def test_redis_down_then_back_empty_answers_503_and_recovers_without_a_res
                 v[1] for v in retried.values() if isinstance(v, tuple) and v[0] != 201
             ]
             for key, answer in filed.items():  # answered before Redis came back: replayed from the database
-                assert retried[key][1] == answer[1]  # type: ignore[index]
+                assert retried[key][1] == answer[1]
             assert {r.status_code for r in await _track(client, receipts)} == {200}
             assert (await client.get("/health/ready")).status_code == 200
         server.stop()
