@@ -31,6 +31,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_url: str = ""
     #: PostgreSQL only: the schema the gateway's tables live in (``search_path``); empty means the server's default.
     database_schema: str = ""
+    #: Connections the gateway keeps open to the database, and how many more it may open under load (unset: the
+    #: database's default — SQLite 5 + 10, PostgreSQL 10 + 20). Each process has its own pool.
+    database_pool_size: int | None = None
+    database_pool_overflow: int | None = None
+    #: Seconds a request waits for a free connection before it answers 503 with Retry-After (no pile-up).
+    database_pool_timeout_seconds: float = 10.0
     #: Sign an audit checkpoint after this many new audit records …
     audit_checkpoint_every: int = 1000
     #: … or this many seconds after the last one, whichever comes first (only when records were added).
