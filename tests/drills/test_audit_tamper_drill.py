@@ -2,10 +2,11 @@
 reorders or truncates the audit log directly in the database — on SQLite and on PostgreSQL.
 
 Each tampering runs on a fresh log of 30 records with signed checkpoints at #10, #20 and #30, every one also
-written to a witness directory outside the database. ``onewindow audit verify --witness DIR --public-key PEM`` (the
-real command, in a child process, for two of the kinds; `gateway.audit.verify` for all) must report the log broken
-and name the first record concerned and the kind of change, for every kind: 100 % detected. Removing the last records together with their checkpoint goes unnoticed without the witness
-(the drill shows that too) and is reported with it.
+written to a witness directory outside the database. `gateway.audit.verify` with the witness — and for two of the
+kinds the real ``onewindow audit verify --witness DIR --public-key PEM`` in a child process, exiting 1 — must report
+the log broken and name the first record concerned and the kind of change, for every kind: 100 % detected.
+Removing the last records together with their checkpoint goes unnoticed without the witness (the drill shows that
+too) and is reported with it.
 """
 
 from __future__ import annotations
