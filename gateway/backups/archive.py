@@ -82,7 +82,7 @@ def check_backup_target(settings: Settings, target: Path, keys_to: Path | None) 
     target = target.resolve()
     if not settings.is_sqlite:
         raise BackupError(
-            "the database is PostgreSQL: back it up with pg_dump (docs/operations.md, 'PostgreSQL'); "
+            "the database is PostgreSQL: back it up with pg_dump (docs/resilience.md, 'PostgreSQL'); "
             "this command copies the embedded SQLite database"
         )
     if _inside(target, data_dir) or _inside(data_dir, target):
@@ -160,7 +160,7 @@ def read_manifest(source: Path) -> Manifest:
 def prepare_restore(settings: Settings, source: Path, *, keys_from: Path | None = None) -> Manifest:
     """Check the backup and copy it into the (empty) data dir. Blocking; `restore` runs the rest."""
     if not settings.is_sqlite:
-        raise BackupError("the database is PostgreSQL: restore it with pg_restore (docs/operations.md)")
+        raise BackupError("the database is PostgreSQL: restore it with pg_restore (docs/resilience.md)")
     data_dir = settings.data_dir
     if not _empty_or_absent(data_dir):
         raise BackupError(f"{data_dir}: not empty; restore into a new or empty data dir")

@@ -2,7 +2,7 @@
 
 The copy is taken in one step under a read transaction (WAL mode: writers go on meanwhile, and what they commit
 after the step began is not in the copy), written to a temporary file, fsynced and renamed into place, mode 0600.
-PostgreSQL is copied with its own tools (``pg_dump``/``pg_restore``; see docs/operations.md).
+PostgreSQL is copied with its own tools (``pg_dump``/``pg_restore``; see docs/resilience.md).
 """
 
 from __future__ import annotations

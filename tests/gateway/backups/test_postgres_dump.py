@@ -1,4 +1,4 @@
-"""The PostgreSQL backup procedure of docs/operations.md, run: ``pg_dump --format=custom --schema=…``, the schema
+"""The PostgreSQL backup procedure of docs/resilience.md, run: ``pg_dump --format=custom --schema=…``, the schema
 lost, ``pg_restore`` — the audit chain verifies afterwards, the append-only triggers came back with it, and a
 witness written before the loss still matches."""
 
