@@ -19,7 +19,8 @@ from gateway.audit.keys import AuditSigner, load_or_create_signer
 from gateway.audit.log import pending
 from gateway.audit.witness import Witness, publish_missing, seal, witnesses_from_settings
 from gateway.context import context_of
-from gateway.storage.database import Database
+from gateway.storage.database import Database, DatabaseBusy
+from gateway.storage.faults import database_unavailable
 from gateway.storage.metadata import utcnow
 
 log = logging.getLogger("onewindow.audit")
@@ -51,8 +52,11 @@ async def _checkpoint_loop(
             await checkpoint_if_due(db, signer, every=every, seconds=seconds, witnesses=witnesses)
             if witnesses and rounds % 10 == 0:  # now and then: what a witness missed while it was unreachable
                 await publish_missing(db, witnesses)
-        except Exception:  # keep signing later; the log says why it failed now
-            log.exception("audit checkpoint failed")
+        except Exception as exc:  # keep signing later; the log says why it failed now
+            if isinstance(exc, DatabaseBusy) or database_unavailable(exc):  # busy or down: the next round signs
+                log.warning("audit checkpoint deferred: the database is busy or unavailable (%s)", type(exc).__name__)
+            else:
+                log.exception("audit checkpoint failed")
         rounds += 1
 
 
