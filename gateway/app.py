@@ -36,8 +36,8 @@ from gateway.intake.controllers import (
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
+from gateway.outages import OUTAGE_AWARE_HANDLERS
 from gateway.privacy import install_log_masking
-from gateway.problems import EXCEPTION_HANDLERS
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             web_router(),
         ],
         template_config=template_config(),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=OUTAGE_AWARE_HANDLERS,
         # JSON bodies: declared media type, strict decoding into the operation's Struct (gateway/bodies.py).
         request_class=GatewayRequest,
         before_request=check_body,

@@ -12,7 +12,9 @@ Error families carry their HTTP status at class level::
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── Unprocessable (422)         validation: `errors` lists each field and message
-    └── TooManyRequests (429)
+    ├── TooManyRequests (429)
+    ├── ServiceUnavailable (503)     a dependency is down or busy; always with Retry-After
+    └── InsufficientStorage (507)   the upload directory is full
 
 No handler ever shows a stack trace to a client; unexpected exceptions are logged and answer a bare 500.
 """
@@ -128,6 +130,10 @@ class TooManyRequests(ProblemError):
 
 class ServiceUnavailable(ProblemError):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+class InsufficientStorage(ProblemError):
+    status, title, slug = 507, "Insufficient storage", "insufficient-storage"
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -299,6 +305,7 @@ __all__ = [
     "Conflict",
     "FieldError",
     "Forbidden",
+    "InsufficientStorage",
     "MediaType",
     "NotFound",
     "PayloadTooLarge",

@@ -31,10 +31,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_url: str = ""
     #: PostgreSQL only: the schema the gateway's tables live in (``search_path``); empty means the server's default.
     database_schema: str = ""
+    #: Connections the gateway keeps open to the database, and how many more it may open under load (unset: the
+    #: database's default — SQLite 5 + 10, PostgreSQL 10 + 20). Each process has its own pool.
+    database_pool_size: int | None = None
+    database_pool_overflow: int | None = None
+    #: Seconds a request waits for a free connection before it answers 503 with Retry-After (no pile-up).
+    database_pool_timeout_seconds: float = 10.0
     #: Sign an audit checkpoint after this many new audit records …
     audit_checkpoint_every: int = 1000
     #: … or this many seconds after the last one, whichever comes first (only when records were added).
     audit_checkpoint_seconds: float = 300.0
+    #: A directory outside the database (other storage) that receives a copy of every signed audit checkpoint
+    #: (`gateway.audit.witness`); empty: none. ``onewindow audit verify --witness DIR`` checks the log against it.
+    audit_witness_dir: Path | None = None
+    #: Audit records are kept at least this many days; the gateway never deletes one (the Cybersecurity Law,
+    #: Art. 21, asks for six months of network logs). Values below `MIN_RETENTION_DAYS` are refused.
+    audit_retention_days: int = 180
+    #: Log files are kept at least this many days (the same floor); the operator's log rotation must honour it.
+    log_retention_days: int = 180
     #: ``redis://…``; empty means in-memory stores (one process only).
     redis_url: str = ""
     #: Seconds a clerk's intake waits for live certificate pulls before answering with what it has.
@@ -73,6 +87,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+
+#: The shortest retention the settings accept for logs and audit records: six months.
+MIN_RETENTION_DAYS = 180
 
 
 class SettingsError(ValueError):
@@ -117,10 +135,21 @@ def load_settings(
             raise SettingsError(f"{path}: {exc}") from exc
     values.update(_from_env(env))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("audit_witness_dir") == "":  # an empty variable means no witness
+        del values["audit_witness_dir"]
     try:
         settings = msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"settings: {exc}") from exc
+    for name in ("audit_retention_days", "log_retention_days"):
+        if getattr(settings, name) < MIN_RETENTION_DAYS:
+            raise SettingsError(
+                f"settings: {name} must be at least {MIN_RETENTION_DAYS} (logs and audit are kept six months)"
+            )
+    if settings.audit_witness_dir is not None:
+        settings = msgspec.structs.replace(
+            settings, audit_witness_dir=settings.audit_witness_dir.expanduser().resolve()
+        )
     try:
         parse_networks(settings.trusted_proxies)
     except ValueError as exc:

@@ -2,7 +2,8 @@
 
 A checkpoint is signed when ``audit_checkpoint_every`` records have accumulated since the last one, or when
 ``audit_checkpoint_seconds`` have passed and there is anything new. Several processes may run this; the
-checkpoint itself is serialised in the database, so they never sign the same head twice.
+checkpoint itself is serialised in the database, so they never sign the same head twice. Every checkpoint also
+goes to the configured witnesses (`gateway.audit.witness`); one a witness missed is sent again on a later round.
 """
 
 from __future__ import annotations
@@ -10,20 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from litestar import Litestar
 
 from gateway.audit.keys import AuditSigner, load_or_create_signer
-from gateway.audit.log import checkpoint, pending
+from gateway.audit.log import pending
+from gateway.audit.witness import Witness, publish_missing, seal, witnesses_from_settings
 from gateway.context import context_of
-from gateway.storage.database import Database
+from gateway.storage.database import Database, DatabaseBusy
+from gateway.storage.faults import database_unavailable
 from gateway.storage.metadata import utcnow
 
 log = logging.getLogger("onewindow.audit")
 
 
-async def checkpoint_if_due(db: Database, signer: AuditSigner, *, every: int, seconds: float) -> bool:
+async def checkpoint_if_due(
+    db: Database, signer: AuditSigner, *, every: int, seconds: float, witnesses: Sequence[Witness] = ()
+) -> bool:
     """Sign a checkpoint if enough records or time have accumulated; True when one was signed."""
     async with db.read() as conn:
         count, last_at = await pending(conn)
@@ -31,19 +36,28 @@ async def checkpoint_if_due(db: Database, signer: AuditSigner, *, every: int, se
         return False
     age = None if last_at is None else (utcnow() - last_at).total_seconds()
     if count >= every or age is None or age >= seconds:
-        await checkpoint(db, signer)
+        await seal(db, signer, witnesses)
         return True
     return False
 
 
-async def _checkpoint_loop(db: Database, signer: AuditSigner, every: int, seconds: float) -> None:
+async def _checkpoint_loop(
+    db: Database, signer: AuditSigner, every: int, seconds: float, witnesses: Sequence[Witness]
+) -> None:
     poll = min(max(seconds / 10, 1.0), 30.0)
+    rounds = 0
     while True:
         await asyncio.sleep(poll)
         try:
-            await checkpoint_if_due(db, signer, every=every, seconds=seconds)
-        except Exception:  # keep signing later; the log says why it failed now
-            log.exception("audit checkpoint failed")
+            await checkpoint_if_due(db, signer, every=every, seconds=seconds, witnesses=witnesses)
+            if witnesses and rounds % 10 == 0:  # now and then: what a witness missed while it was unreachable
+                await publish_missing(db, witnesses)
+        except Exception as exc:  # keep signing later; the log says why it failed now
+            if isinstance(exc, DatabaseBusy) or database_unavailable(exc):  # busy or down: the next round signs
+                log.warning("audit checkpoint deferred: the database is busy or unavailable (%s)", type(exc).__name__)
+            else:
+                log.exception("audit checkpoint failed")
+        rounds += 1
 
 
 @contextlib.asynccontextmanager
@@ -54,8 +68,9 @@ async def audit_lifespan(app: Litestar) -> AsyncIterator[None]:
     db = context.database
     signer = load_or_create_signer(settings.data_dir)
     context.audit_signer = signer
+    witnesses = witnesses_from_settings(settings)
     task = asyncio.create_task(
-        _checkpoint_loop(db, signer, settings.audit_checkpoint_every, settings.audit_checkpoint_seconds),
+        _checkpoint_loop(db, signer, settings.audit_checkpoint_every, settings.audit_checkpoint_seconds, witnesses),
         name="audit-checkpoints",
     )
     try:
@@ -65,6 +80,6 @@ async def audit_lifespan(app: Litestar) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         try:
-            await checkpoint(db, signer)  # the shutdown checkpoint covers everything written so far
+            await seal(db, signer, witnesses)  # the shutdown checkpoint covers everything written so far
         except Exception:
             log.exception("final audit checkpoint failed")

@@ -10,6 +10,8 @@ the transaction short.
 was written: edited (hash mismatch), deleted (a gap in seq), inserted or reordered (previous-hash mismatch),
 or rewritten consistently after a checkpoint (checkpoint hash mismatch). Records appended after the last
 checkpoint and then removed from the end cannot be told from records never written; checkpoints bound that loss.
+Removing the last records together with their checkpoints is found only against a copy of the checkpoints kept
+outside the database: ``verify(..., witness=...)`` (`gateway.audit.witness`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     broken_seq: int | None = None
     broken_id: str | None = None
     reason: str | None = None
+    #: How many checkpoints held by a witness outside the database were checked against the chain.
+    witnessed: int = 0
 
     def summary(self) -> str:
         """One line for operators: what was checked and, if broken, the first broken record."""
@@ -78,7 +82,8 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
                 cp = "no checkpoint yet"
             else:
                 cp = f"last checkpoint at #{self.last_checkpoint.seq} ({self.last_checkpoint.at.isoformat()})"
-            return f"{self.records} records, chain intact, {cp}"
+            seen = f", {self.witnessed} witnessed checkpoints match" if self.witnessed else ""
+            return f"{self.records} records, chain intact, {cp}{seen}"
         where = f"record #{self.broken_seq}" + (f" (id {self.broken_id})" if self.broken_id else "")
         return f"{self.records} records, chain BROKEN at {where}: {self.reason}"
 
@@ -199,16 +204,23 @@ async def checkpoint(db: Database, signer: AuditSigner) -> Checkpoint | None:
         return cp
 
 
-async def verify(db: Database, public_keys: AuditKeyring | Sequence[Any] | Any) -> VerifyResult:
+async def verify(
+    db: Database, public_keys: AuditKeyring | Sequence[Any] | Any, *, witness: Sequence[Checkpoint] | None = None
+) -> VerifyResult:
     """Recompute the chain and check every checkpoint; report the first broken record.
 
-    ``public_keys`` is an `AuditKeyring`, one Ed25519 public key, or a sequence of them.
+    ``public_keys`` is an `AuditKeyring`, one Ed25519 public key, or a sequence of them. ``witness`` is the
+    checkpoints a witness outside the database holds (`gateway.audit.witness`): each must carry a valid signature,
+    be in the database unchanged, and match the chain at its seq — so records deleted from the end together with
+    their checkpoints are reported as missing.
     """
     keyring = _keyring(public_keys)
     async with db.read() as conn:
         checkpoints = [_checkpoint(r) for r in await conn.execute(select(audit_checkpoints).order_by("seq"))]
         by_seq = {cp.seq: cp for cp in checkpoints}
         verifier = _ChainVerifier(keyring, by_seq)
+        if witness is not None:
+            verifier.witness(witness)
         after = 0
         while verifier.broken is None:
             rows = (
@@ -237,6 +249,7 @@ async def verify(db: Database, public_keys: AuditKeyring | Sequence[Any] | Any) 
             head_hash=verifier.hash,
             checkpoints=len(checkpoints),
             last_checkpoint=last,
+            witnessed=len(witness or ()),
         )
     broken_seq, broken_id, reason = verifier.broken
     return VerifyResult(
@@ -249,6 +262,7 @@ async def verify(db: Database, public_keys: AuditKeyring | Sequence[Any] | Any) 
         broken_seq=broken_seq,
         broken_id=broken_id,
         reason=reason,
+        witnessed=len(witness or ()),
     )
 
 
@@ -262,6 +276,35 @@ class _ChainVerifier:
         self.hash = GENESIS_HASH
         self.good_checkpoint = 0  # seq of the newest checkpoint that matched so far
         self.broken: tuple[int, str | None, str] | None = None
+        #: The first problem found in a witness's checkpoints, and the seqs only the witness holds.
+        self.witness_problem: tuple[int, str | None, str] | None = None
+        self.witness_only: set[int] = set()
+
+    def witness(self, held: Sequence[Checkpoint]) -> None:
+        """Take a witness's checkpoints in. Each must carry a valid signature and equal the database's checkpoint
+        at its seq; one the database lacks is checked against the chain as if it were there. A problem found here
+        is reported unless the chain breaks at an earlier record (`finish`)."""
+        for cp in held:
+            if not self._signature_ok(cp):
+                self._witness_break(cp.seq, f"the witness's checkpoint at #{cp.seq} has an invalid signature")
+                continue
+            mine = self.checkpoints.get(cp.seq)
+            if mine is None:
+                self.checkpoints[cp.seq] = cp
+                self.witness_only.add(cp.seq)
+                self._witness_break(
+                    cp.seq,
+                    f"the checkpoint signed at #{cp.seq} on {cp.at.isoformat()} is held by the witness but missing "
+                    "from the database",
+                )
+            elif (mine.hash, mine.signature, mine.at) != (cp.hash, cp.signature, cp.at):
+                self._witness_break(
+                    cp.seq, f"checkpoint at #{cp.seq} differs from the witness's copy signed on {cp.at.isoformat()}"
+                )
+
+    def _witness_break(self, seq: int, reason: str) -> None:
+        if self.witness_problem is None or seq < self.witness_problem[0]:
+            self.witness_problem = (seq, None, reason)
 
     def feed(self, rec: AuditRecord) -> None:
         expected = self.seq + 1
@@ -312,6 +355,12 @@ class _ChainVerifier:
 
     def finish(self) -> None:
         """Checkpoints beyond the end of the chain mean records were removed from its end."""
+        self._finish_chain()
+        problem = self.witness_problem
+        if problem is not None and (self.broken is None or problem[0] < self.broken[0]):
+            self.broken = problem
+
+    def _finish_chain(self) -> None:
         if self.broken is not None:
             return
         beyond = [s for s in self.checkpoints if s > self.seq]
@@ -324,7 +373,7 @@ class _ChainVerifier:
                 self.seq + 1,
                 None,
                 f"records #{self.seq + 1}..#{cp.seq} are missing: a checkpoint signed on {cp.at.isoformat()} "
-                f"covers #{cp.seq}",
+                f"covers #{cp.seq}" + (" (its copy held by the witness)" if cp.seq in self.witness_only else ""),
             )
 
 

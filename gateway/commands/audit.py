@@ -2,7 +2,10 @@
 
 ``verify`` exits 0 when the chain is intact ("N records, chain intact, last checkpoint …") and 1 naming the first
 broken record. Checkpoint signatures are checked with the data dir's key, or with ``--public-key FILE`` — a copy
-kept elsewhere, which is what makes a rewrite by someone holding the data dir detectable.
+kept elsewhere, which is what makes a rewrite by someone holding the data dir detectable. ``--witness DIR`` (default:
+the configured ``audit_witness_dir``) also checks the log against the checkpoints copied out of the database, which
+is what reveals the last records deleted together with their checkpoints. ``checkpoint`` sends the checkpoint it
+signs, and any the witness is missing, to the configured witness.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     check = actions.add_parser("verify", help="recompute the hash chain and check the signed checkpoints")
     check.add_argument("--public-key", type=Path, help="PEM public key to check checkpoints with")
+    check.add_argument(
+        "--witness",
+        type=Path,
+        help="directory of witnessed checkpoints to check the log against (default: audit_witness_dir, if set)",
+    )
     check.set_defaults(handler=_verify)
 
     seal = actions.add_parser("checkpoint", help="sign the current head of the chain")
@@ -38,11 +46,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     from gateway.audit.keys import AuditKeyError, key_path, load_public_key, load_signer
-    from gateway.audit.log import verify
+    from gateway.audit.log import Checkpoint, verify
+    from gateway.audit.witness import DirectoryWitness, WitnessError
 
     settings = command_settings(args, "audit verify")
     if settings is None:
         return 2
+    witness_dir = args.witness if args.witness is not None else settings.audit_witness_dir
+    held: list[Checkpoint] | None = None
+    if witness_dir is not None:
+        try:
+            held = DirectoryWitness(witness_dir).checkpoints()
+        except WitnessError as exc:
+            print(f"onewindow audit verify: {exc}", file=sys.stderr)
+            return 2
     try:
         keys: list[Ed25519PublicKey] = []
         if args.public_key is not None:
@@ -55,7 +72,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"onewindow audit verify: {exc}", file=sys.stderr)
         return 2
 
-    result = run_on_database(settings, lambda db: verify(db, keys))
+    result = run_on_database(settings, lambda db: verify(db, keys, witness=held))
     if result.ok:
         print(result.summary())
         return 0
@@ -67,13 +84,22 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _checkpoint(args: argparse.Namespace) -> int:
     from gateway.audit.keys import AuditKeyError, load_or_create_signer
-    from gateway.audit.log import checkpoint
+    from gateway.audit.log import Checkpoint
+    from gateway.audit.witness import publish_missing, seal, witnesses_from_settings
+    from gateway.storage.database import Database
 
     settings = command_settings(args, "audit checkpoint")
     if settings is None:
         return 2
+    witnesses = witnesses_from_settings(settings)
+
+    async def sign(db: Database) -> Checkpoint | None:
+        cp = await seal(db, load_or_create_signer(settings.data_dir), witnesses)
+        await publish_missing(db, witnesses)
+        return cp
+
     try:
-        cp = run_on_database(settings, lambda db: checkpoint(db, load_or_create_signer(settings.data_dir)))
+        cp = run_on_database(settings, sign)
     except AuditKeyError as exc:
         print(f"onewindow audit checkpoint: {exc}", file=sys.stderr)
         return 2

@@ -72,6 +72,7 @@ from gateway.problems import Conflict, FieldError, Forbidden, NotFound, PayloadT
 from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
 from gateway.storage.database import Database, locked
+from gateway.storage.faults import database_unavailable
 from gateway.storage.metadata import new_id, utcnow
 from gateway.stores import IdempotentRequest
 
@@ -449,6 +450,8 @@ class IntakeService:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the window keeps working: the clerk can still upload scans
+                    if database_unavailable(exc):
+                        raise  # our own database, not the departments': the filing cannot be stored either (503)
                     log.error("certificate lookup failed for application %s: %s", application_id, type(exc).__name__)
                     failure = "the certificate service failed; upload a scan instead"
         out: list[MaterialView] = []

@@ -7,17 +7,27 @@ Files are stored once per content: ``uploads/ab/cd/<sha256>`` (the first two byt
 out over directories). A file is written to a temporary name in the same directory and renamed into place, so a
 reader never sees half a file and two uploads of the same scan at once end with one whole file. When a file is
 deleted (replaced, its draft purged, or orphaned) is `gateway.intake.files`' business.
+
+When the directory cannot take the file, `store` says so as the answer the clerk gets: a full disk or quota is
+507 Insufficient Storage, a read-only, unwritable or failing directory is 503 with ``Retry-After`` — in both
+cases before the row that would reference the file is written (tests/drills/test_upload_drill.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Final
+
+from gateway.problems import InsufficientStorage, ProblemError, ServiceUnavailable
+
+log = logging.getLogger("onewindow.intake.uploads")
 
 #: Signature -> media type, checked in order.
 MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
@@ -28,6 +38,12 @@ MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
 #: Bytes needed to recognise any accepted type.
 SNIFF_BYTES: Final = max(len(m) for m, _ in MAGIC)
 ACCEPTED_TYPES: Final = tuple(t for _, t in MAGIC)
+
+#: Errors of a full file system, and of one that cannot be written now.
+_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+_UNWRITABLE: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR})
+#: Seconds a clerk is told to wait when the upload directory cannot be written.
+RETRY_AFTER_SECONDS: Final = 30
 
 UPLOADS_DIR: Final = "uploads"
 #: Name prefix of a file being written (renamed into place when whole).
@@ -52,8 +68,35 @@ def upload_path(data_dir: Path, sha256: str) -> Path:
 def store(data_dir: Path, content: bytes) -> tuple[str, bool]:
     """Store ``content`` under its hash; returns ``(sha256, created)`` (False when it was already there).
 
-    Blocking file I/O: call it through ``anyio.to_thread`` / ``asyncio.to_thread`` from request handlers.
+    Blocking file I/O: call it through ``anyio.to_thread`` / ``asyncio.to_thread`` from request handlers. Raises
+    `InsufficientStorage` (507) when the file system is full, `ServiceUnavailable` (503) when it cannot be written.
     """
+    try:
+        return _store(data_dir, content)
+    except OSError as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        log.error("cannot store an upload in %s: %s", data_dir / UPLOADS_DIR, os.strerror(exc.errno or 0))
+        raise problem from None
+
+
+def storage_problem(exc: OSError) -> ProblemError | None:
+    """The answer for a file system that cannot take a file, or None for other errors."""
+    if exc.errno in _FULL:
+        return InsufficientStorage(
+            "The upload storage is full; the file was not stored. Tell the operator; retry when space is freed.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if exc.errno in _UNWRITABLE:
+        return ServiceUnavailable(
+            "The upload storage cannot be written now; the file was not stored. Retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return None
+
+
+def _store(data_dir: Path, content: bytes) -> tuple[str, bool]:
     digest = hashlib.sha256(content).hexdigest()
     path = upload_path(data_dir, digest)
     if path.exists():

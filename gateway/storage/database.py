@@ -132,6 +132,13 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings, **engine_options: Any) -> Database:
         """The gateway's database: the SQLite file in the data dir, or PostgreSQL from ``database_url``."""
+        if "poolclass" not in engine_options:
+            pool: dict[str, Any] = {"pool_timeout": settings.database_pool_timeout_seconds}
+            if settings.database_pool_size is not None:
+                pool["pool_size"] = settings.database_pool_size
+            if settings.database_pool_overflow is not None:
+                pool["max_overflow"] = settings.database_pool_overflow
+            engine_options = pool | engine_options
         return cls.from_url(settings.sqlalchemy_url, schema=settings.database_schema, **engine_options)
 
     @classmethod

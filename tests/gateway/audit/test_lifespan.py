@@ -48,3 +48,21 @@ async def test_gateway_signs_a_checkpoint_at_shutdown(db_settings: Settings, dat
     assert signer is not None
     result = await audit.verify(database, signer.public_key)
     assert result.ok and result.last_checkpoint is not None and result.last_checkpoint.seq == 1
+
+
+async def test_the_gateways_checkpoints_go_to_the_configured_witness(db_settings: Settings, database: Database) -> None:
+    import msgspec
+
+    from gateway.audit.witness import DirectoryWitness
+
+    settings = msgspec.structs.replace(db_settings, audit_witness_dir=db_settings.data_dir.parent / "witness")
+    await create_token(database, role="admin")
+    async with asgi_client(create_app(settings)) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+    signer = load_signer(settings.data_dir)
+    assert signer is not None
+    held = DirectoryWitness(settings.data_dir.parent / "witness").checkpoints()
+    async with database.read() as conn:
+        assert [await audit.last_checkpoint(conn)] == held
+    result = await audit.verify(database, signer.public_key, witness=held)
+    assert result.ok and result.witnessed == 1, result.summary()

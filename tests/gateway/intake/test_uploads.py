@@ -66,3 +66,21 @@ def test_remove_spares_recent_files(tmp_path: Path) -> None:
 def test_upload_path_refuses_non_digests(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         uploads.upload_path(tmp_path, "../../etc/passwd")
+
+
+def test_a_storage_that_cannot_take_the_file_is_a_clear_answer(tmp_path: Path) -> None:
+    import errno
+
+    from gateway.intake.uploads import storage_problem
+    from gateway.problems import InsufficientStorage, ServiceUnavailable
+
+    full = storage_problem(OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(full, InsufficientStorage) and full.status == 507
+    for code in (errno.EROFS, errno.EACCES, errno.EIO):
+        unwritable = storage_problem(OSError(code, "x"))
+        assert isinstance(unwritable, ServiceUnavailable) and unwritable.headers["Retry-After"].isdigit()
+    assert storage_problem(OSError(errno.ENAMETOOLONG, "x")) is None
+
+    (tmp_path / "uploads").write_text("a file where the upload directory should be")
+    with pytest.raises(ServiceUnavailable, match="cannot be written"):
+        uploads.store(tmp_path, b"%PDF-1.7 scan")
