@@ -16,6 +16,7 @@ from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
+from gateway.departments.controllers import push_department_event
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     SupervisionController,
                     TrackingController,
                     RectificationController,
+                    push_department_event,
                 ],
             ),
         ],

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the command line starts fast: the heavy modules load when a
     from gateway.identity.tokens import CodeCheck
 
 #: `gateway.identity.principal.Role`, spelled out so that building the parser imports nothing heavy.
-ROLES = ("clerk", "officer", "supervisor", "admin", "system")
+ROLES = ("clerk", "officer", "supervisor", "admin", "system", "department")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
