@@ -33,6 +33,8 @@ from gateway.lifecycle.controllers import ApplicationController, StatusEventCont
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.province.controllers import ProvinceController
+from gateway.province.reporter import province_reporter_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     TrackingController,
                     RectificationController,
                     push_department_event,
+                    ProvinceController,
                 ],
             ),
         ],
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             identity_lifespan,
             certificates_lifespan,
             draft_purge_lifespan,
+            province_reporter_lifespan,
         ],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,

@@ -54,6 +54,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     idempotency_ttl_seconds: int = 24 * 3600
     #: Base URL the department connector configs are rebased onto (demo and tests); empty keeps each file's.
     simulator_base_host: str = ""
+    #: Report every case to the provincial platform (``config/province/platform.toml``) from serve and demo.
+    province_reporting: bool = True
+    #: Seconds between the provincial reporter's rounds.
+    province_interval_seconds: float = 5.0
+    #: The provincial platform's base URL instead of the file's (the demo's simulated platform); empty keeps it.
+    province_url: str = ""
     debug: bool = False
 
     @property
