@@ -32,8 +32,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from catalog.calendar import district_today
     from gateway.province.reconcile import reconcile
-    from gateway.province.reporter import PlatformError
-    from gateway.province.target import TargetError, load_target
+    from gateway.province.target import PlatformError, TargetError, load_target
 
     settings = command_settings(args, "province reconcile")
     if settings is None:

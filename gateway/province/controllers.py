@@ -16,9 +16,8 @@ from gateway.identity.auth import require_roles
 from gateway.identity.principal import Role
 from gateway.problems import NotFound, ServiceUnavailable, problem_spec
 from gateway.province.reconcile import Reconciliation, reconcile
-from gateway.province.reporter import PlatformError
 from gateway.province.status import ReportingStatus, reporting_status
-from gateway.province.target import TargetError, load_target
+from gateway.province.target import PlatformError, TargetError, load_target
 
 
 class ProvinceController(Controller):

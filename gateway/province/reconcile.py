@@ -20,9 +20,8 @@ from catalog.calendar import DISTRICT_TZ
 from connectors.auth import build_request_auth, encode_query
 from gateway.cases.tables import application_history
 from gateway.province.records import record_kind
-from gateway.province.reporter import PlatformError
 from gateway.province.tables import province_reports
-from gateway.province.target import ProvinceTarget
+from gateway.province.target import PlatformError, ProvinceTarget
 from gateway.storage.database import Database
 
 

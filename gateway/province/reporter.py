@@ -34,13 +34,15 @@ from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from yarl import URL
 
+from catalog.calendar import local_time
 from catalog.catalog import Catalog
 from connectors.auth import RequestAuth, build_request_auth
 from gateway.cases.tables import application_history
 from gateway.context import AppContext, context_of
+from gateway.province.reconcile import reconcile
 from gateway.province.records import build_record, record_kind, to_platform
 from gateway.province.tables import province_reports
-from gateway.province.target import ProvinceTarget, TargetError, load_target
+from gateway.province.target import PlatformError, ProvinceTarget, TargetError, load_target
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
 
@@ -61,14 +63,6 @@ class RoundResult(msgspec.Struct, kw_only=True):
         self.discovered += other.discovered
         self.sent += other.sent
         self.failed += other.failed
-
-
-class PlatformError(Exception):
-    """The platform did not take a report. ``unavailable``: unreachable, timed out or 5xx (end the round)."""
-
-    def __init__(self, message: str, *, unavailable: bool) -> None:
-        super().__init__(message)
-        self.unavailable = unavailable
 
 
 class ProvinceReporter:
@@ -289,6 +283,7 @@ async def run_province_reporter(context: AppContext, *, stop: asyncio.Event | No
             log.info("no provincial platform configured: cases are not reported")
             await stop.wait()
             return
+        reconciled: dt.date | None = None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
@@ -296,10 +291,30 @@ async def run_province_reporter(context: AppContext, *, stop: asyncio.Event | No
                 break
             try:
                 await reporter.drain()
+                reconciled = await _daily_reconciliation(reporter, reconciled)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed round is logged and retried next time; the task must keep running
                 log.exception("provincial reporting round failed")
+
+
+async def _daily_reconciliation(reporter: ProvinceReporter, done: dt.date | None) -> dt.date | None:
+    """Once a local day (from 02:00, when yesterday's steps have had time to arrive): yesterday's reconciliation,
+    its differences logged as warnings. Returns the day reconciled last."""
+    local = local_time(reporter.now())
+    day = local.date() - dt.timedelta(days=1)
+    if done == day or local.hour < 2:
+        return done
+    try:
+        result = await reconcile(reporter.db, reporter.target, day, session=reporter.session)
+    except PlatformError as exc:
+        log.warning("provincial reconciliation of %s: the platform did not answer (%s)", day, exc)
+        return done
+    for diff in result.differences:
+        log.warning(
+            "provincial reconciliation of %s: %s: ours %d, platform %d", day, diff.status, diff.ours, diff.theirs
+        )
+    return day
 
 
 @contextlib.asynccontextmanager

@@ -92,6 +92,14 @@ class ProvinceTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return self.base_url.rstrip("/") + path
 
 
+class PlatformError(Exception):
+    """The platform did not take a report or answer a query. ``unavailable``: unreachable, timed out or 5xx."""
+
+    def __init__(self, message: str, *, unavailable: bool) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
 class TargetError(ValueError):
     """The platform file is invalid; the message reads ``file: field: message``."""
 
@@ -128,6 +136,7 @@ def load_target(config_dir: Path, base_url: str = "") -> ProvinceTarget | None:
 __all__ = [
     "RECORD_FIELDS",
     "TARGET_FILE",
+    "PlatformError",
     "ProvinceTarget",
     "ReportRetry",
     "TargetError",

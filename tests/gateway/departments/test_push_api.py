@@ -4,6 +4,7 @@ for another department's case, 422 for an unknown type."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -306,3 +307,22 @@ def test_a_forwarded_client_certificate_must_come_from_the_departments_ca(tmp_pa
         verify_client_certificate(
             spec, "health", request(good), trusted_proxies=proxies, data_dir=tmp_path, now=lambda: later
         )
+
+
+async def test_one_event_delivered_several_times_at_once_applies_once(live_gateway: Gateway) -> None:
+    gw = live_gateway
+    application_id, _ = await gw.accepted_case()
+    before = await history_count(gw, application_id)
+    body = event(application_id, "in_review")
+    responses = await asyncio.gather(*(push_hmac(gw, body) for _ in range(4)))
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert len({r.text for r in responses}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 3
+    assert await history_count(gw, application_id) == before + 1
+    # Two different events racing for one move: one wins, the other is told what is possible now.
+    racing = await asyncio.gather(
+        push_hmac(gw, event(application_id, "approved", result="准予")),
+        push_hmac(gw, event(application_id, "denied", result="不予", note="不符合条件")),
+    )
+    assert sorted(r.status_code for r in racing) == [200, 409]
+    assert await history_count(gw, application_id) == before + 2

@@ -267,3 +267,27 @@ def test_the_platform_refuses_a_record_that_does_not_fit_its_schema() -> None:
         "extra": 1,
     }
     assert validate(record) == ["sqrxm: must be masked (脱敏)", "extra: not a field of a SL record"]
+
+
+async def test_the_reporter_reconciles_yesterday_once_a_day_and_logs_differences(
+    reporting_gateway: Gateway, platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    from catalog.calendar import DISTRICT_TZ
+    from gateway.province.reporter import _daily_reconciliation
+
+    gw = reporting_gateway
+    await full_case(gw)
+    clock = Clock()
+    async with reporter_for(gw, platform, clock) as reporter:
+        assert (await reporter.drain()).sent == 6
+        lost = next(k for k, s in platform.sim.state.records.items() if s.record["bjzt"] == "delivered")
+        platform.sim.drop(lost)
+        tomorrow = district_today() + dt.timedelta(days=1)
+        clock.at = dt.datetime.combine(tomorrow, dt.time(1), tzinfo=DISTRICT_TZ).astimezone(dt.UTC)
+        assert await _daily_reconciliation(reporter, None) is None  # before 02:00: not yet
+        clock.advance(3600 * 2)
+        with caplog.at_level("WARNING", logger="onewindow.province"):
+            assert await _daily_reconciliation(reporter, None) == district_today()
+        assert f"provincial reconciliation of {district_today()}: delivered: ours 1, platform 0" in caplog.messages
+        platform.sim.fail_next(0)
+        assert await _daily_reconciliation(reporter, district_today()) == district_today()  # once a day
