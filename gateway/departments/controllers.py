@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
-from gateway.bodies import decode_json_body, media_type
 from gateway.context import AppContext
 from gateway.departments.auth import PushRequest, authenticate_push
 from gateway.departments.deps import department_files, provide_department_events
@@ -34,9 +33,10 @@ REPLAYED_HEADER = "Idempotent-Replayed"
         "department's `[push]` section: HMAC-signed like the connectors' requests, a client certificate forwarded "
         "by the gateway's TLS proxy, or a bearer token of role `department` bound to this department. The same "
         "`event_id` again answers the first answer (header `Idempotent-Replayed: true`) and changes nothing. "
-        "The body is a JSON object: `event_id`, `type`, `application_id`, and the fields its type needs."
+        "The body is checked (415, 400, 422 naming the field) before the authentication."
     ),
-    opt={EXCLUDE_KEY: True},
+    # No bearer token (the department authenticates as its file says), and no Idempotency-Key: the event id is it.
+    opt={EXCLUDE_KEY: True, "exclude_idempotency": True},
     status_code=200,
     responses={
         401: problem_spec("Missing or failed authentication (signature, certificate or token)"),
@@ -49,13 +49,14 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 )
 async def push_department_event(
     department: FromPath[str],
+    data: JSONBody[DepartmentEventIn],
     request: Request[Any, Any, Any],
     context: NamedDependency[AppContext],
 ) -> Response[DepartmentEventAnswer]:
     spec = department_files(context.settings.config_dir).get(department)
     if spec is None or spec.push is None:
         raise NotFound(f"No department {department!r} takes pushed events.")
-    body = await request.body()
+    body = await request.body()  # the bytes as signed (the body was decoded strictly before the handler ran)
     principal = await authenticate_push(
         spec,
         PushRequest(
@@ -70,8 +71,7 @@ async def push_department_event(
         trusted_proxies=context.trusted_proxies,
         data_dir=context.settings.data_dir,
     )
-    event = decode_json_body(body, media_type(request), DepartmentEventIn)
-    answer, replayed = await provide_department_events(context).apply(principal, event)
+    answer, replayed = await provide_department_events(context).apply(principal, data)
     headers = {REPLAYED_HEADER: "true"} if replayed else {}
     return Response(msgspec.convert(answer, DepartmentEventAnswer), headers=headers)
 
