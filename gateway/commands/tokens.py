@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create = actions.add_parser("create", help="create a token and print it once")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--unit", help="street or community code (clerk)")
-    create.add_argument("--department", help="department code (officer)")
+    create.add_argument("--department", help="department code (officer, department)")
     create.add_argument("--scope", action="append", default=[], help="scope of a system token (repeatable)")
     create.add_argument("--label", help="who or what holds the token")
     create.set_defaults(handler=_create)
