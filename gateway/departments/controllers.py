@@ -14,7 +14,7 @@ from gateway.context import AppContext
 from gateway.departments.auth import PushRequest, authenticate_push
 from gateway.departments.deps import department_files, provide_department_events
 from gateway.departments.schemas import DepartmentEventAnswer, DepartmentEventIn
-from gateway.identity.auth import EXCLUDE_KEY
+from gateway.identity.auth import BEARER_SECURITY, EXCLUDE_KEY, OWN_AUTH_KEY
 from gateway.problems import NotFound, problem_spec
 
 #: Header set on the answer to a replayed event id.
@@ -32,11 +32,13 @@ REPLAYED_HEADER = "Idempotent-Replayed"
         "and `denied` (with `result`; denied also with `note`, the reason), `delivered`. Authentication is the "
         "department's `[push]` section: HMAC-signed like the connectors' requests, a client certificate forwarded "
         "by the gateway's TLS proxy, or a bearer token of role `department` bound to this department. The same "
-        "`event_id` again answers the first answer (header `Idempotent-Replayed: true`) and changes nothing. "
+        "`event_id` again answers the first answer (header `Idempotent-Replayed: true`) and changes nothing "
+        "(an `Idempotency-Key` works as on every POST, but the event id is what makes pushing safe to repeat). "
         "The body is checked (415, 400, 422 naming the field) before the authentication."
     ),
-    # No bearer token (the department authenticates as its file says), and no Idempotency-Key: the event id is it.
-    opt={EXCLUDE_KEY: True, "exclude_idempotency": True},
+    # Not the bearer middleware: the handler authenticates the department as its file says (a token is one way).
+    opt={EXCLUDE_KEY: True, OWN_AUTH_KEY: True},
+    security=BEARER_SECURITY,
     status_code=200,
     responses={
         401: problem_spec("Missing or failed authentication (signature, certificate or token)"),

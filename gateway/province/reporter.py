@@ -39,7 +39,7 @@ from catalog.catalog import Catalog
 from connectors.auth import RequestAuth, build_request_auth
 from gateway.cases.tables import application_history
 from gateway.context import AppContext, context_of
-from gateway.province.reconcile import reconcile
+from gateway.province.reconcile import Reconciliation, reconcile
 from gateway.province.records import build_record, record_kind, to_platform
 from gateway.province.tables import province_reports
 from gateway.province.target import PlatformError, ProvinceTarget, TargetError, load_target
@@ -283,7 +283,7 @@ async def run_province_reporter(context: AppContext, *, stop: asyncio.Event | No
             log.info("no provincial platform configured: cases are not reported")
             await stop.wait()
             return
-        reconciled: dt.date | None = None
+        daily = DailyReconciliation()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
@@ -291,30 +291,41 @@ async def run_province_reporter(context: AppContext, *, stop: asyncio.Event | No
                 break
             try:
                 await reporter.drain()
-                reconciled = await _daily_reconciliation(reporter, reconciled)
+                await daily(reporter)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed round is logged and retried next time; the task must keep running
                 log.exception("provincial reporting round failed")
 
 
-async def _daily_reconciliation(reporter: ProvinceReporter, done: dt.date | None) -> dt.date | None:
+class DailyReconciliation:
     """Once a local day (from 02:00, when yesterday's steps have had time to arrive): yesterday's reconciliation,
-    its differences logged as warnings. Returns the day reconciled last."""
-    local = local_time(reporter.now())
-    day = local.date() - dt.timedelta(days=1)
-    if done == day or local.hour < 2:
-        return done
-    try:
-        result = await reconcile(reporter.db, reporter.target, day, session=reporter.session)
-    except PlatformError as exc:
-        log.warning("provincial reconciliation of %s: the platform did not answer (%s)", day, exc)
-        return done
-    for diff in result.differences:
-        log.warning(
-            "provincial reconciliation of %s: %s: ours %d, platform %d", day, diff.status, diff.ours, diff.theirs
-        )
-    return day
+    its differences logged as warnings. When the platform does not answer, tried again an hour later."""
+
+    RETRY_AFTER = dt.timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self.done: dt.date | None = None
+        self.next_try: dt.datetime | None = None
+
+    async def __call__(self, reporter: ProvinceReporter) -> Reconciliation | None:
+        now = reporter.now()
+        local = local_time(now)
+        day = local.date() - dt.timedelta(days=1)
+        if self.done == day or local.hour < 2 or (self.next_try is not None and now < self.next_try):
+            return None
+        try:
+            result = await reconcile(reporter.db, reporter.target, day, session=reporter.session)
+        except PlatformError as exc:
+            self.next_try = now + self.RETRY_AFTER
+            log.warning("provincial reconciliation of %s: the platform did not answer (%s)", day, exc)
+            return None
+        self.done, self.next_try = day, None
+        for diff in result.differences:
+            log.warning(
+                "provincial reconciliation of %s: %s: ours %d, platform %d", day, diff.status, diff.ours, diff.theirs
+            )
+        return result
 
 
 @contextlib.asynccontextmanager
@@ -337,6 +348,7 @@ async def province_reporter_lifespan(app: Litestar) -> AsyncIterator[None]:
 
 __all__ = [
     "LEASE_SECONDS",
+    "DailyReconciliation",
     "PlatformError",
     "ProvinceReporter",
     "RoundResult",

@@ -273,21 +273,31 @@ async def test_the_reporter_reconciles_yesterday_once_a_day_and_logs_differences
     reporting_gateway: Gateway, platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
     from catalog.calendar import DISTRICT_TZ
-    from gateway.province.reporter import _daily_reconciliation
+    from gateway.province.reporter import DailyReconciliation
 
     gw = reporting_gateway
     await full_case(gw)
     clock = Clock()
+    daily = DailyReconciliation()
     async with reporter_for(gw, platform, clock) as reporter:
         assert (await reporter.drain()).sent == 6
         lost = next(k for k, s in platform.sim.state.records.items() if s.record["bjzt"] == "delivered")
         platform.sim.drop(lost)
         tomorrow = district_today() + dt.timedelta(days=1)
         clock.at = dt.datetime.combine(tomorrow, dt.time(1), tzinfo=DISTRICT_TZ).astimezone(dt.UTC)
-        assert await _daily_reconciliation(reporter, None) is None  # before 02:00: not yet
+        assert await daily(reporter) is None  # before 02:00: not yet
         clock.advance(3600 * 2)
         with caplog.at_level("WARNING", logger="onewindow.province"):
-            assert await _daily_reconciliation(reporter, None) == district_today()
+            result = await daily(reporter)
+        assert result is not None and result.day == district_today()
         assert f"provincial reconciliation of {district_today()}: delivered: ours 1, platform 0" in caplog.messages
-        platform.sim.fail_next(0)
-        assert await _daily_reconciliation(reporter, district_today()) == district_today()  # once a day
+        assert await daily(reporter) is None  # once a day
+    # A platform that does not answer: one warning, tried again an hour later, not every round.
+    daily = DailyReconciliation()
+    async with reporter_for(gw, Platform(platform.sim, "http://127.0.0.1:9"), clock) as unreachable:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="onewindow.province"):
+            assert await daily(unreachable) is None
+            assert await daily(unreachable) is None
+        assert len(caplog.messages) == 1 and "did not answer" in caplog.messages[0]
+        assert daily.next_try == clock.at + DailyReconciliation.RETRY_AFTER
