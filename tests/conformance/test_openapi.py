@@ -74,6 +74,8 @@ DOMAIN_RULES: dict[str, dict[str, str]] = {
     "evaluateService": {"422": "a comment with a level of 2 or less"},
     "listApplications": {"400": "a tracking number's date and check character"},
     "listCatalogItems": {"400": "a department code the catalog knows"},
+    "pushDepartmentEvent": {"422": "the fields an event type needs and only those (missing, procedure, result, "
+                            "note); entries of missing not empty"},
 }  # fmt: skip
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 
