@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,14 @@ from sqlalchemy import func, select
 from connectors.auth import HmacRequestAuth
 from connectors.registry import load_departments
 from connectors.spec import HmacAuth, PushMutualTls
+from demokit.simulators import Simulators
 from gateway.cases.tables import application_history
 from gateway.clients import TrustedProxies
 from gateway.departments.auth import PushRequest, verify_client_certificate
 from gateway.departments.tables import department_events
 from gateway.problems import Unauthorized
+from gateway.settings import Settings
+from tests.gateway.departments.fixtures import served_gateway
 from tests.gateway.intake.fixtures import PDF, Gateway
 
 #: 退役报到 (veterans: pushes with a department token): the ID card from public security, two uploads.
@@ -326,3 +330,41 @@ async def test_one_event_delivered_several_times_at_once_applies_once(live_gatew
     )
     assert sorted(r.status_code for r in racing) == [200, 409]
     assert await history_count(gw, application_id) == before + 2
+
+
+#: 申领老年人优待证 (health: pushes with a client certificate): the ID card from public security, a photo.
+HEALTH_ITEM = "0520001100"
+
+
+async def test_health_pushes_with_a_client_certificate_forwarded_by_the_tls_proxy(
+    db_settings: Settings, shared_simulators: Simulators, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(db_settings.config_dir, config)
+    health = config / "departments" / "health.toml"
+    health.write_text(
+        health.read_text().replace('ca_file = "simulators/pki/ca.pem"\nsubject', 'ca_file = "push/ca.pem"\nsubject')
+    )
+    ca_key, ca = _certificate("health push CA")
+    _, client = _certificate("health-push", (ca_key, ca.subject))
+    _, intruder = _certificate("health-push")
+    (db_settings.data_dir / "push").mkdir(parents=True)
+    (db_settings.data_dir / "push" / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    settings = msgspec.structs.replace(db_settings, config_dir=config, trusted_proxies="127.0.0.1")
+    async with served_gateway(settings, shared_simulators) as gw:
+        created = await gw.create(gw.body(gw.citizen("resident_id_card"), HEALTH_ITEM))
+        assert created.status_code == 201, created.text
+        application_id = created.json()["id"]
+        assert (await gw.upload(application_id, "photo", PDF)).status_code == 200
+        assert (await gw.accept(application_id)).status_code == 200
+        url = "/api/v1/departments/health/events"
+        body = event(application_id, "in_review")
+
+        def forwarded(cert: x509.Certificate) -> dict[str, str]:
+            return {"X-Client-Cert": quote(cert.public_bytes(serialization.Encoding.PEM).decode())}
+
+        assert (await gw.client.post(url, json=body, headers=forwarded(intruder))).status_code == 401
+        response = await gw.client.post(url, json=body, headers=forwarded(client))
+        assert response.status_code == 200, response.text
+        view = (await gw.get(application_id, who="supervisor")).json()
+        assert view["status"] == "in_review" and view["history"][-1]["by"] == "department:health"

@@ -301,3 +301,17 @@ async def test_the_reporter_reconciles_yesterday_once_a_day_and_logs_differences
             assert await daily(unreachable) is None
         assert len(caplog.messages) == 1 and "did not answer" in caplog.messages[0]
         assert daily.next_try == clock.at + DailyReconciliation.RETRY_AFTER
+
+
+async def test_two_reporters_at_once_send_each_step_once_in_order(
+    reporting_gateway: Gateway, platform: Platform
+) -> None:
+    gw = reporting_gateway
+    cases = [await full_case(gw) for _ in range(3)]
+    async with reporter_for(gw, platform) as one, reporter_for(gw, platform) as other:
+        results = await asyncio.gather(one.drain(), other.drain(), one.drain())
+    assert sum(r.sent for r in results) == 18 and all(r.failed == 0 for r in results)
+    assert platform.sim.state.attempts == 18  # no step sent twice
+    assert platform.sim.state.rejected == []  # the platform saw every case's steps in order
+    for _, acceptance in cases:
+        assert [r["xh"] for r in records_of(platform, acceptance["tracking_number"])] == [2, 3, 4, 5, 6, 7]
