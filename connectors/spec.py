@@ -95,6 +95,28 @@ class NoAuth(_Kind, frozen=True, tag="none"):
 
 Auth = ApiKeyAuth | HmacAuth | OAuth2ClientCredentials | MutualTlsAuth | NoAuth
 
+
+# --- push: how the department's own system authenticates when it sends us events (docs/departments.md) -------
+
+
+class PushMutualTls(_Kind, frozen=True, tag="mutual_tls"):
+    """A client certificate: the TLS-terminating proxy in front of the gateway (one of its trusted proxies) checks
+    it and forwards it URL-encoded in ``header``; the gateway checks again that ``ca_file`` (relative to the data
+    dir) issued it, that it is valid now and that its subject common name is ``subject``."""
+
+    ca_file: str
+    subject: str
+    header: str = "X-Client-Cert"
+
+
+class PushToken(_Kind, frozen=True, tag="token"):
+    """A bearer token of role ``department`` bound to this department (``onewindow tokens create --role department
+    --department CODE``)."""
+
+
+#: ``hmac`` is the connectors' signing scheme (the same headers and string to sign), with the department's key.
+PushAuth = HmacAuth | PushMutualTls | PushToken
+
 # --- paging -----------------------------------------------------------------------------------------------
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=5000)]
@@ -364,6 +386,8 @@ class DepartmentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     quality: Quality = Quality()
     #: False keeps the file but skips the department in sync, check and lookup.
     enabled: bool = True
+    #: How the department's system authenticates when it pushes events for its cases (none: it cannot push).
+    push: PushAuth | None = None
 
     def rebased(self, base_url: str) -> DepartmentSpec:
         """The same connector pointed at another base URL (simulators on ephemeral ports, staging systems)."""

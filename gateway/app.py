@@ -16,6 +16,7 @@ from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
+from gateway.departments.controllers import push_department_event
 from gateway.evidence.controllers import EvidenceController
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
@@ -38,6 +39,8 @@ from gateway.lifecycle.controllers import ApplicationController, StatusEventCont
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.outages import OUTAGE_AWARE_HANDLERS
 from gateway.privacy import install_log_masking
+from gateway.province.controllers import ProvinceController
+from gateway.province.reporter import province_reporter_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
@@ -89,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     RectificationController,
                     MaterialEvidenceController,
                     EvidenceController,
+                    push_department_event,
+                    ProvinceController,
                 ],
             ),
             # Pages: the citizen's status page, the staff console, static assets (gateway/web).
@@ -108,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             certificates_lifespan,
             draft_purge_lifespan,
             session_purge_lifespan,
+            province_reporter_lifespan,
         ],
         middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,

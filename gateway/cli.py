@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "audit",
     "backup",
     "restore",
+    "province",
 )
 
 

@@ -70,6 +70,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     simulator_base_host: str = ""
     #: The staff console signs a session out after this many minutes without a request.
     console_idle_minutes: float = 30.0
+    #: Report every case to the provincial platform (``config/province/platform.toml``) from serve and demo.
+    province_reporting: bool = True
+    #: Seconds between the provincial reporter's rounds.
+    province_interval_seconds: float = 5.0
+    #: The provincial platform's base URL instead of the file's (the demo's simulated platform); empty keeps it.
+    province_url: str = ""
     debug: bool = False
 
     @property

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from demokit.demo.events import department_pushback, department_tokens, provincial_platform
 from demokit.demo.steps import (
     DEMO_CITIZEN_COUNT,
     DemoFile,
@@ -134,6 +135,7 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
             print("Starting the department simulators …", file=out, flush=True)
             sims = await stack.enter_async_context(start_simulators(settings.host, settings.port, settings.data_dir))
             settings = demo_settings(settings, sims)
+            settings = await stack.enter_async_context(provincial_platform(settings))
             db = await prepare_database(settings)
             stack.push_async_callback(db.dispose)
             population = population_info(sims)
@@ -159,6 +161,7 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
             catalog = cached_catalog(settings.config_dir)
             scenario = choose_scenario(catalog, sims.demo_citizens(DEMO_CITIZEN_COUNT))
             tokens = await create_demo_tokens(db, scenario)
+            push_tokens = await department_tokens(db, settings)
             await db.dispose()
             demo = DemoFile(
                 base_url=f"http://{_display_host(settings.host)}:{settings.port}",
@@ -191,6 +194,9 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
             if server.started:
                 print(banner(settings, demo, scenario, demo_path, started_in=time.monotonic() - started), file=out)
                 out.flush()
+                await stack.enter_async_context(
+                    department_pushback(demo.base_url, tokens["admin"], push_tokens, settings, out)
+                )
             await serving
             if not server.started:
                 raise DemoError("the gateway did not start (see the messages above)")

@@ -76,7 +76,7 @@ def scope_filter(principal: Principal) -> ColumnElement[bool] | None:
         return None
     if principal.role is Role.CLERK and principal.unit:
         return or_(applications.c.filing_unit == principal.unit, applications.c.handling_unit == principal.unit)
-    if principal.role is Role.OFFICER and principal.department:
+    if principal.role in (Role.OFFICER, Role.DEPARTMENT) and principal.department:
         return applications.c.department == principal.department
     if principal.role is Role.SYSTEM and principal.has_scope(STATUS_READ_SCOPE):
         return applications.c.status != "draft"

@@ -42,7 +42,7 @@ def clean_note(note: str | None) -> str | None:
 def actor_scope(principal: Principal) -> str | None:
     if principal.role is Role.CLERK:
         return principal.unit
-    if principal.role is Role.OFFICER:
+    if principal.role in (Role.OFFICER, Role.DEPARTMENT):
         return principal.department
     return None
 

@@ -33,7 +33,7 @@ Status = Literal[
 ]
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
-Role = Literal["clerk", "officer", "supervisor", "admin", "system"]
+Role = Literal["clerk", "officer", "supervisor", "admin", "system", "department"]
 
 #: What a transition does to the promised-time clock.
 ClockEffect = Literal["none", "start", "pause", "resume", "stop"]
@@ -82,8 +82,9 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _CLERK: Final = frozenset[Role]({"clerk"})
-_OFFICER: Final = frozenset[Role]({"officer"})
-_HANDOVER: Final = frozenset[Role]({"officer", "clerk"})
+#: A department's own system makes the same moves as its officers (docs/departments.md), except resubmission.
+_OFFICER: Final = frozenset[Role]({"officer", "department"})
+_HANDOVER: Final = frozenset[Role]({"officer", "clerk", "department"})
 
 TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(
@@ -136,7 +137,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(
         source="correction_required",
         target="in_review",
-        roles=_HANDOVER,
+        roles=frozenset[Role]({"officer", "clerk"}),
         clock="resume",
         needs_new_upload=True,
         description="resubmission of corrected materials; the clock resumes with the working days left",

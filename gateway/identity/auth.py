@@ -35,6 +35,9 @@ from gateway.problems import Forbidden, Unauthorized
 PUBLIC_PATHS = ("^/health/", "^/schema")
 #: Route ``opt`` key that makes one operation public.
 EXCLUDE_KEY = "exclude_from_auth"
+#: Route ``opt`` key, with `EXCLUDE_KEY`: the handler authenticates the caller itself (not public in the OpenAPI
+#: document; its own ``security`` says how).
+OWN_AUTH_KEY = "authenticates_itself"
 
 BEARER_SCHEME_NAME = "bearer"
 BEARER_SECURITY: list[SecurityRequirement] = [{BEARER_SCHEME_NAME: []}]
@@ -135,6 +138,8 @@ def document_public_operations(app: Litestar) -> None:
         for handler in route.route_handlers:
             if not isinstance(handler, HTTPRouteHandler):
                 continue
+            if handler.opt.get(OWN_AUTH_KEY):
+                continue
             if handler.opt.get(EXCLUDE_KEY) or any(p.search(route.path) for p in public):
                 handler.security = [{}]
                 handler._resolved_security = [{}]
@@ -143,6 +148,7 @@ def document_public_operations(app: Litestar) -> None:
 __all__ = [
     "BEARER_SECURITY",
     "EXCLUDE_KEY",
+    "OWN_AUTH_KEY",
     "PUBLIC_PATHS",
     "BearerAuthMiddleware",
     "CurrentPrincipal",

@@ -9,6 +9,7 @@ does. Guards (`require_roles`) decide whether a role may call an operation at al
     supervisor  district-wide, read and oversight
     admin       district-wide, operations (tokens, keys)
     system      another system; no unit or department; may do only what its scopes name ("status:read", …)
+    department  a department's own system, bound to its department code: pushes events for that department's cases
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
     SYSTEM = "system"
+    DEPARTMENT = "department"
 
 
 #: Roles that see every unit's and department's objects.
@@ -70,7 +72,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         """True when objects of this department are visible: the officer's own, or a district-wide role."""
         if self.is_district_wide:
             return True
-        return self.role is Role.OFFICER and department_code is not None and department_code == self.department
+        return (
+            self.role in (Role.OFFICER, Role.DEPARTMENT)
+            and department_code is not None
+            and department_code == self.department
+        )
 
     def can_see(self, *, units: tuple[str | None, ...] = (), department: str | None = None) -> bool:
         """Whether an object bound to ``units`` (e.g. the receiving window and the unit it was routed to) and
@@ -79,7 +85,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
             return True
         if self.role is Role.CLERK:
             return any(self.can_see_unit(u) for u in units)
-        if self.role is Role.OFFICER:
+        if self.role in (Role.OFFICER, Role.DEPARTMENT):
             return self.can_see_department(department)
         return False
 

@@ -99,7 +99,7 @@ def validate_binding(
         ) from None
     for field, value, needed, exists in (
         ("unit", unit, parsed is Role.CLERK, unit_exists),
-        ("department", department, parsed is Role.OFFICER, department_exists),
+        ("department", department, parsed in (Role.OFFICER, Role.DEPARTMENT), department_exists),
     ):
         if value is None or value == "":
             if needed:

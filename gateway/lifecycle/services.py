@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
@@ -24,7 +24,7 @@ from catalog.catalog import Catalog
 from gateway.cases import clock
 from gateway.cases.access import audit_case, check_if_match, load_application, scope_filter
 from gateway.cases.clock import clock_columns, clock_state
-from gateway.cases.history import NOTE_MAX_CHARS, clean_note, load_history, record_status
+from gateway.cases.history import NOTE_MAX_CHARS, HistoryEntry, clean_note, load_history, record_status
 from gateway.cases.machine import (
     OPEN,
     STATUS_NAMES,
@@ -200,8 +200,16 @@ class LifecycleService:
             )
 
     async def transition(
-        self, principal: Principal, application_id: str, body: TransitionIn, if_match: str | None = None
+        self,
+        principal: Principal,
+        application_id: str,
+        body: TransitionIn,
+        if_match: str | None = None,
+        *,
+        also: Callable[[AsyncConnection, Row[Any], HistoryEntry], Awaitable[None]] | None = None,
     ) -> tuple[ApplicationView, Row[Any]]:
+        """``also`` runs inside the transition's transaction after the change (a department event's own record:
+        both commit or neither)."""
         target = body.to
         if not is_status(target):
             raise Unprocessable(
@@ -259,6 +267,8 @@ class LifecycleService:
                     conn, row=row, item=self.catalog.item(row.item_code), principal=principal, now=now
                 )
             fresh = await load_application(conn, application_id, principal)
+            if also is not None:
+                await also(conn, fresh, entry)
             return await self.view_in(conn, fresh, principal), fresh
 
     # -- queues ----------------------------------------------------------------------------------------------

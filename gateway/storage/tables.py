@@ -19,6 +19,8 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.stores.tables",
     "gateway.evidence.tables",
     "gateway.web.tables",
+    "gateway.departments.tables",
+    "gateway.province.tables",
 )
 
 

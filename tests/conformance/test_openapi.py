@@ -81,6 +81,8 @@ DOMAIN_RULES: dict[str, dict[str, str]] = {
     "recordEvidenceCheck": {"422": "a note when the check failed"},
     "withdrawEvidenceConsent": {"422": "the ID number's check character and birth date"},
     "prefillRate": {"422": "start not after end, and a period of at most three years"},
+    "pushDepartmentEvent": {"422": "the fields an event type needs and only those (missing, procedure, result, "
+                            "note); entries of missing not empty"},
 }  # fmt: skip
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 

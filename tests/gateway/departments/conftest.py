@@ -1,0 +1,3 @@
+from tests.gateway.departments.fixtures import live_gateway
+
+__all__ = ["live_gateway"]
