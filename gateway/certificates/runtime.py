@@ -34,6 +34,7 @@ from gateway.certificates.lookup import CertificateService
 from gateway.certificates.store import CertificateStore
 from gateway.context import context_of
 from gateway.health.checks import Check, ReadinessCheck
+from gateway.observability.metrics import observe_department_call
 from gateway.settings import Settings
 
 log = logging.getLogger("onewindow.certificates")
@@ -187,7 +188,11 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
         stack.push_async_callback(breakers.aclose)
         pool = await stack.enter_async_context(
             ConnectorPool(
-                specs, data_dir=Path(settings.data_dir), breaker_store=breakers, trust=load_trust(settings.config_dir)
+                specs,
+                data_dir=Path(settings.data_dir),
+                breaker_store=breakers,
+                trust=load_trust(settings.config_dir),
+                observer=observe_department_call,
             )
         )
         context.connectors = pool
