@@ -25,7 +25,7 @@ from catalog.calendar import WorkingCalendar, cached_calendar
 from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
 from gateway.clients import TrustedProxies
-from gateway.health.checks import ReadinessCheck
+from gateway.health.checks import Check, ReadinessCheck
 from gateway.observability.access import MetricsAccess
 from gateway.observability.metrics import Metrics
 from gateway.privacy import FieldCipher, KeyRing
@@ -150,6 +150,8 @@ class AppContext:
         )
         if stores.redis is not None:
             context.readiness["redis"] = stores.check
+        else:
+            context.readiness["stores"] = _memory_stores
         return context
 
     def install(self, app: Litestar) -> None:
@@ -163,6 +165,10 @@ class AppContext:
     async def close(self) -> None:
         """Release what the context itself opened (the Redis client, through the stores)."""
         await self.stores.close()
+
+
+async def _memory_stores() -> Check:
+    return Check(ok=True, critical=False, detail="memory (this process only: set redis_url for several processes)")
 
 
 def context_of(app: Litestar) -> AppContext:

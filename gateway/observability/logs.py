@@ -76,6 +76,7 @@ def install_request_ids() -> None:
         record.request_id = REQUEST_ID.get()
         return record
 
+    stamped.__dict__.update(vars(factory))  # keep the flags of the factories it wraps (log masking's)
     setattr(stamped, _FLAG, True)
     logging.setLogRecordFactory(stamped)
 
