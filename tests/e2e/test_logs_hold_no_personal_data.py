@@ -51,12 +51,28 @@ def _onewindow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _serve(env: dict[str, str], port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(ONEWINDOW), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90
     async with httpx.AsyncClient(base_url=base, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"onewindow serve exited:\n{log.read_text(errors='replace')}")
+                pytest.fail(f"onewindow serve exited:\n{_read(log)}")
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get("/health/ready")).status_code == 200:
                     return
@@ -85,15 +101,7 @@ async def test_a_full_run_logs_no_personal_data(tmp_path: Path) -> None:
 
         port = _free_port()
         log = tmp_path / "serve.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(ONEWINDOW), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = _serve(env, port, data_dir, log)
         base = f"http://127.0.0.1:{port}"
         try:
             await _wait_ready(base, proc, log)
@@ -169,7 +177,7 @@ async def test_a_full_run_logs_no_personal_data(tmp_path: Path) -> None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
 
-    server_log = log.read_text(encoding="utf-8")
+    server_log = _read(log)
     lines = [line for line in server_log.splitlines() if line.strip()]
     records = []
     for line in lines[1:]:  # the first line is serve's banner for the operator
