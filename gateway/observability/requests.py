@@ -5,7 +5,8 @@ letters, digits, ``.``, ``_`` and ``-``), or a new random one; it is returned in
 header, set in `REQUEST_ID` for every log line written while the request is served, and written in the access
 line. The access line and the metric name the **route template** (``/api/v1/track/{tracking_number:str}``),
 never the path or the query string: those carry tracking numbers and query codes. Requests that match no route
-are counted under ``<unmatched>``.
+are counted under ``<unmatched>``. A ``text/event-stream`` response (Server-Sent Events) gets
+``X-Accel-Buffering: no``, so that nginx passes each event on at once.
 
 This wraps Litestar's ASGI handler (`observe`), outside its exception handling, so that every answer is counted —
 404s from routing and 500s included.
@@ -33,6 +34,9 @@ HEADER = b"x-request-id"
 #: An incoming request id is taken as it is only if it looks like one (no spaces, no personal data, bounded).
 _ACCEPTABLE = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 UNMATCHED = "<unmatched>"
+EVENT_STREAM = b"text/event-stream"
+#: nginx turns its response buffering off for a response carrying this header.
+NO_PROXY_BUFFERING = (b"x-accel-buffering", b"no")
 
 
 class ObservedRequests:
@@ -72,6 +76,10 @@ class ObservedRequests:
                 status = message["status"]
                 headers = list(message.get("headers") or ())
                 headers.append((HEADER, raw_id))
+                for name, value in headers:
+                    if name.lower() == b"content-type" and value.startswith(EVENT_STREAM):
+                        headers.append(NO_PROXY_BUFFERING)  # a reverse proxy must pass events on as they come
+                        break
                 message["headers"] = headers
             await send(message)
 

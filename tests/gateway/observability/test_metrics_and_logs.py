@@ -12,7 +12,8 @@ from typing import Any, cast
 import httpx
 import msgspec
 import pytest
-from litestar import Litestar
+from litestar import Litestar, get
+from litestar.response import Stream
 from litestar.testing import AsyncTestClient
 
 from connectors.client import call_outcome
@@ -22,6 +23,7 @@ from gateway.clients import TrustedProxies, parse_networks
 from gateway.observability.access import MetricsAccess
 from gateway.observability.logs import REQUEST_ID, JsonFormatter
 from gateway.observability.metrics import gauge
+from gateway.observability.requests import ObservedRequests
 from gateway.settings import Settings
 
 TRACK = "/api/v1/track/430302202601050000014"
@@ -183,3 +185,27 @@ async def test_readiness_reports_each_dependency(app: Litestar) -> None:
         checks = (await client.get("/health/ready")).json()["checks"]
     assert {"database", "stores", "departments"} <= checks.keys()
     assert checks["stores"]["ok"] and "memory" in checks["stores"]["detail"]
+
+
+async def _events() -> AsyncIterator[bytes]:
+    yield b"data: 1\n\n"
+
+
+@get("/stream", sync_to_thread=False)
+def _stream() -> Stream:
+    return Stream(_events(), media_type="text/event-stream")
+
+
+@get("/plain", sync_to_thread=False)
+def _plain() -> str:
+    return "x"
+
+
+async def test_event_streams_are_not_buffered_by_a_proxy() -> None:
+    app = Litestar([_stream, _plain])
+    app.asgi_handler = ObservedRequests(app.asgi_handler, trusted_proxies=TrustedProxies())
+    async with client_from(app, "127.0.0.1") as client:
+        streamed = await client.get("/stream")
+        other = await client.get("/plain")
+    assert streamed.headers["x-accel-buffering"] == "no" and streamed.headers["x-request-id"]
+    assert "x-accel-buffering" not in other.headers
