@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from gateway.clients import TrustedProxies, parse_networks
 from gateway.observability.access import MetricsAccess
 from gateway.observability.logs import REQUEST_ID, JsonFormatter
 from gateway.observability.metrics import gauge
-from gateway.observability.requests import ObservedRequests
+from gateway.observability.requests import AccessLog, ObservedRequests, RequestIds
 from gateway.settings import Settings
 
 TRACK = "/api/v1/track/430302202601050000014"
@@ -116,21 +117,35 @@ async def test_request_id_from_a_trusted_proxy_is_kept(settings: Settings) -> No
     assert outsider.headers["x-request-id"] != "nginx-4f2a.9_b"
 
 
-async def test_access_log_names_the_route_and_request_id(app: Litestar, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="onewindow.access")
+async def test_access_lines_name_the_route_and_request_id(app: Litestar, capsys: pytest.CaptureFixture[str]) -> None:
+    observed = app.asgi_handler
+    assert isinstance(observed, ObservedRequests)
     async with client_from(app, "127.0.0.1") as client:
         response = await client.get(TRACK, params={"code": "ABCDEFGH"})
-    records = [r for r in caplog.records if r.name == "onewindow.access"]
-    assert records, "no access line"
-    record = records[-1]
-    assert record.__dict__["route"] == "/api/v1/track/{tracking_number}"
-    assert record.__dict__["status"] == 404
-    assert record.__dict__["request_id"] == response.headers["x-request-id"]
-    line = JsonFormatter().format(record)
-    assert "\n" not in line
-    parsed = json.loads(line)
-    assert parsed["request_id"] == response.headers["x-request-id"] and parsed["logger"] == "onewindow.access"
-    assert "430302202601050000014" not in line and "ABCDEFGH" not in line
+        await client.get("/health/live")
+    observed.access.flush()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"onewindow.access"' in line]
+    assert len(lines) == 2, lines
+    line = next(x for x in lines if x["request_id"] == response.headers["x-request-id"])
+    assert line["route"] == "/api/v1/track/{tracking_number}" and line["status"] == 404
+    assert line["method"] == "GET" and line["level"] == "INFO" and line["duration_ms"] >= 0
+    assert "430302202601050000014" not in str(lines) and "ABCDEFGH" not in str(lines)
+
+
+async def test_access_lines_are_written_in_whole_lines_soon(capsys: pytest.CaptureFixture[str]) -> None:
+    log = AccessLog()
+    for n in range(200):
+        log.write("GET", "/api/v1/track/{tracking_number}", 200, 0.001, f"id{n}")
+    assert capsys.readouterr().err == ""  # queued, not written per request
+    await asyncio.sleep(log.FLUSH_SECONDS * 3)
+    written = capsys.readouterr().err.splitlines()
+    assert [json.loads(line)["request_id"] for line in written] == [f"id{n}" for n in range(200)]
+
+
+def test_request_ids_differ_within_and_across_processes() -> None:
+    first, second = RequestIds(), RequestIds()
+    ids = [first.next() for _ in range(1000)] + [second.next() for _ in range(1000)]
+    assert len(set(ids)) == 2000 and all(re.fullmatch(rb"[0-9a-f]{16}", i) for i in ids)
 
 
 def test_json_formatter_one_line_with_extras_and_exception() -> None:
