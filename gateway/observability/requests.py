@@ -72,29 +72,36 @@ class AccessLog:
     CHUNK = 4096
 
     def __init__(self) -> None:
-        self._lines: list[bytes] = []
+        self._lines: list[str] = []
         self._scheduled = False
+        self._second = -1
+        self._stamp = ""
+        self._tails: dict[tuple[str, str], str] = {}
 
     def write(self, method: str, route: str, status: int, elapsed: float, request_id: str) -> None:
-        now = time.time()
-        line = {
-            "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": "INFO",
-            "logger": "onewindow.access",
-            "message": "request",
-            "request_id": request_id,
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_ms": round(elapsed * 1e3, 2),
-        }
         if access_log.handlers:
             access_log.info(
                 "request",
-                extra={"method": method, "route": route, "status": status, "duration_ms": line["duration_ms"]},
+                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
             )
             return
-        self._lines.append(_encoder.encode(line))
+        # Built by hand from cached parts (the same JSON msgspec would write: ~2 µs instead of ~11 µs).
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime('{"time":"%Y-%m-%dT%H:%M:%S')
+        tail = self._tails.get((method, route))
+        if tail is None:
+            tail = self._tails[(method, route)] = (
+                f'","method":{_encoder.encode(method).decode()},"route":{_encoder.encode(route).decode()},'
+            )
+        # The request id is ours (hex) or a proxy's checked against [A-Za-z0-9._-]: nothing to escape.
+        self._lines.append(
+            f'{self._stamp}.{int((now - second) * 1000):03d}+00:00","level":"INFO","logger":"onewindow.access",'
+            f'"message":"request","request_id":"{request_id}{tail}"status":{status},'
+            f'"duration_ms":{round(elapsed * 1e3, 2)}}}'
+        )
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -108,17 +115,17 @@ class AccessLog:
         if not lines:
             return
         stream = sys.stderr
-        chunk: list[bytes] = []
+        chunk: list[str] = []
         size = 0
         try:
             for line in lines:
                 if chunk and size + len(line) + 1 > self.CHUNK:
-                    stream.write(b"\n".join(chunk).decode() + "\n")
+                    stream.write("\n".join(chunk) + "\n")
                     stream.flush()
                     chunk, size = [], 0
                 chunk.append(line)
                 size += len(line) + 1
-            stream.write(b"\n".join(chunk).decode() + "\n")
+            stream.write("\n".join(chunk) + "\n")
             stream.flush()
         except (OSError, ValueError):  # standard error closed (shutdown): nothing left to tell
             pass
