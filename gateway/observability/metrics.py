@@ -21,6 +21,7 @@ the scrape itself still answers.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import os
 import time
@@ -71,6 +72,49 @@ SCRAPE_ERRORS = Counter(
 )
 
 ScrapeCollector = Callable[[], Awaitable[Sequence[Metric]]]
+
+
+class BatchedHistogram:
+    """A histogram's observations counted in plain Python and added to it in batches (`flush`).
+
+    ``Histogram.observe`` takes a lock per value it touches, and in multi-process mode writes each to the worker's
+    memory-mapped file: ~3 µs per observation in one process, ~8 µs with several workers — a tenth of a public
+    lookup. Counting in a dict costs well under a microsecond; `flush` (every second, and before each scrape)
+    adds the batch through the histogram's own per-bucket values, so the exposition is the same.
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self.bounds: list[float] = list(histogram._upper_bounds)
+        self._pending: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        entry = self._pending.get(labels)
+        if entry is None:
+            entry = self._pending[labels] = [0.0] * (len(self.bounds) + 1)
+        entry[0] += value
+        entry[1 + bisect.bisect_left(self.bounds, value)] += 1
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for labels, entry in pending.items():
+            child = self.histogram.labels(*labels)
+            # The histogram's own (non-cumulative) bucket values and sum: what ``observe`` would have added.
+            child._sum.inc(entry[0])
+            for value, count in zip(child._buckets, entry[1:], strict=True):
+                if count:
+                    value.inc(count)
+
+
+#: The request histogram, batched (`gateway.observability.requests` observes through it).
+HTTP_REQUESTS_BATCHED = BatchedHistogram(HTTP_REQUESTS)
+_BATCHED = (HTTP_REQUESTS_BATCHED,)
+
+
+def flush_batched() -> None:
+    """Add every batched observation to its histogram now (before a scrape, at shutdown)."""
+    for batched in _BATCHED:
+        batched.flush()
 
 
 def observe_department_call(department: str, outcome: str, seconds: float) -> None:
@@ -140,6 +184,7 @@ class Metrics:
     async def render(self) -> bytes:
         """The text exposition: the process (or, in multi-process mode, every worker's) metrics, then the
         scrape-time collectors' families."""
+        flush_batched()
         directory = multiprocess_dir()
         if directory:
             counted = CollectorRegistry(auto_describe=False)
@@ -155,12 +200,15 @@ __all__ = [
     "CONTENT_TYPE",
     "DEPARTMENT_CALLS",
     "HTTP_REQUESTS",
+    "HTTP_REQUESTS_BATCHED",
     "JOB_RUNS",
     "LATENCY_BUCKETS",
     "MULTIPROC_ENV",
     "SCRAPE_ERRORS",
+    "BatchedHistogram",
     "Metrics",
     "ScrapeCollector",
+    "flush_batched",
     "gauge",
     "multiprocess_dir",
     "observe_department_call",

@@ -22,7 +22,6 @@ import os
 import re
 import sys
 import time
-from typing import Any
 
 import msgspec
 from litestar import Litestar
@@ -31,7 +30,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.clients import TrustedProxies, parse_address
 from gateway.observability.logs import REQUEST_ID
-from gateway.observability.metrics import HTTP_REQUESTS
+from gateway.observability.metrics import HTTP_REQUESTS_BATCHED, flush_batched
 
 access_log = logging.getLogger("onewindow.access")
 _encoder = msgspec.json.Encoder()
@@ -40,6 +39,9 @@ HEADER = b"x-request-id"
 #: An incoming request id is taken as it is only if it looks like one (no spaces, no personal data, bounded).
 _ACCEPTABLE = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 UNMATCHED = "<unmatched>"
+#: Batched request observations reach the histogram within this many seconds (and before every scrape).
+METRICS_FLUSH_SECONDS = 1.0
+_STATUS = {code: str(code) for code in range(100, 600)}
 EVENT_STREAM = b"text/event-stream"
 #: nginx turns its response buffering off for a response carrying this header.
 NO_PROXY_BUFFERING = (b"x-accel-buffering", b"no")
@@ -140,7 +142,11 @@ class ObservedRequests:
         self.access_log_enabled = access_log_enabled
         self.access = AccessLog()
         self.ids = RequestIds()
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._flush_scheduled = False
+
+    def _flush_metrics(self) -> None:
+        self._flush_scheduled = False
+        flush_batched()
 
     def _incoming_id(self, scope: Scope) -> bytes | None:
         if not self.trusted_proxies:
@@ -183,11 +189,10 @@ class ObservedRequests:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or UNMATCHED
             method: str = scope.get("method", "")
-            key = (method, route, status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = HTTP_REQUESTS.labels(method, route, str(status))
-            child.observe(elapsed)
+            HTTP_REQUESTS_BATCHED.observe((method, route, _STATUS.get(status) or str(status)), elapsed)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_later(METRICS_FLUSH_SECONDS, self._flush_metrics)
             if self.access_log_enabled:
                 self.access.write(method, route, status, elapsed, request_id)
             REQUEST_ID.reset(token)
@@ -200,7 +205,7 @@ def observe(app: Litestar, *, trusted_proxies: TrustedProxies, access_log_enable
             app.asgi_handler, trusted_proxies=trusted_proxies, access_log_enabled=access_log_enabled
         )
         app.asgi_handler = observed
-        app.on_shutdown.append(observed.access.flush)
+        app.on_shutdown.extend([observed.access.flush, flush_batched])
 
 
 __all__ = ["HEADER", "UNMATCHED", "AccessLog", "ObservedRequests", "RequestIds", "observe"]

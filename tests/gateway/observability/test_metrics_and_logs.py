@@ -224,3 +224,26 @@ async def test_event_streams_are_not_buffered_by_a_proxy() -> None:
         other = await client.get("/plain")
     assert streamed.headers["x-accel-buffering"] == "no" and streamed.headers["x-request-id"]
     assert "x-accel-buffering" not in other.headers
+
+
+def test_batched_observations_expose_as_direct_ones() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from gateway.observability.metrics import LATENCY_BUCKETS, BatchedHistogram
+
+    direct_registry, batched_registry = CollectorRegistry(), CollectorRegistry()
+    direct = Histogram("t_seconds", "t", ["route"], buckets=LATENCY_BUCKETS, registry=direct_registry)
+    batched = BatchedHistogram(
+        Histogram("t_seconds", "t", ["route"], buckets=LATENCY_BUCKETS, registry=batched_registry)
+    )
+    values = [0.0005, 0.001, 0.0011, 0.025, 0.026, 0.3, 7.0, 11.0, 0.0]
+    for value in values:
+        direct.labels("/a").observe(value)
+        batched.observe(("/a",), value)
+
+    def exposed(registry: CollectorRegistry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert exposed(batched_registry) != exposed(direct_registry)  # not yet added
+    batched.flush()
+    assert exposed(batched_registry) == exposed(direct_registry)
