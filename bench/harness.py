@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,9 +127,25 @@ class AsgiServer:
         ]  # fmt: skip
 
     def __enter__(self) -> AsgiServer:
-        self._proc = subprocess.Popen(
-            self.command(), cwd=self.source, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        # The server's log lines (one access line per request) go to a file, as a deployment's go to its log
+        # collector — never to this terminal, which could not keep up. With several workers the metrics are
+        # summed across them as `onewindow serve --workers N` does (PROMETHEUS_MULTIPROC_DIR).
+        self._scratch = Path(tempfile.mkdtemp(prefix="onewindow-bench-server-"))
+        env = dict(self.env)
+        if self.flags.workers > 1:
+            (self._scratch / "metrics").mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self._scratch / "metrics")
+        self.log_path = self._scratch / "server.log"
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                self.command(),
+                cwd=self.source,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._wait_ready(timeout=60.0)
         return self
 
@@ -154,6 +171,14 @@ class AsgiServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
+        try:
+            self._stop(proc)
+        finally:
+            scratch = getattr(self, "_scratch", None)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _stop(self, proc: subprocess.Popen[bytes] | None) -> None:
         if proc is None or proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):

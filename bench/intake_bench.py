@@ -133,7 +133,13 @@ async def setup_tokens(data_dir: Path, catalog: Catalog, citizens: Sequence[Citi
 
 
 async def over_http(
-    data_dir: Path, control_url: str, token: str, item: Item, people: Sequence[Citizen], workers: int
+    data_dir: Path,
+    control_url: str,
+    token: str,
+    item: Item,
+    people: Sequence[Citizen],
+    workers: int,
+    concurrency: int = 1,
 ) -> list[Sample]:
     env = server_env(data_dir)
     env["ONEWINDOW_SIMULATOR_BASE_HOST"] = control_url
@@ -144,8 +150,10 @@ async def over_http(
     await asyncio.to_thread(server.__enter__)
     try:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0, headers=headers) as client:
-            for i, citizen in enumerate(people):
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0, headers=headers, limits=limits) as client:
+
+            async def one(i: int, citizen: Citizen) -> None:
                 start = time.perf_counter()
                 response = await client.post("/api/v1/applications", json=body(item, citizen))
                 ms = (time.perf_counter() - start) * 1000
@@ -153,6 +161,19 @@ async def over_http(
                     samples.append(sample(response.status_code, response.content, ms))
                 if response.status_code != 201:
                     print(f"  request {i}: {response.status_code} {response.text[:300]}", flush=True)
+
+            for i, citizen in enumerate(people[:WARMUP]):
+                await one(i, citizen)
+            # ``concurrency`` clerks, each filing one application after another until every applicant is done.
+            queue = list(enumerate(people))[WARMUP:]
+            queue.reverse()
+
+            async def clerk() -> None:
+                while queue:
+                    i, citizen = queue.pop()
+                    await one(i, citizen)
+
+            await asyncio.gather(*(clerk() for _ in range(concurrency)))
     finally:
         await asyncio.to_thread(server.stop)
     return samples
@@ -238,13 +259,16 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
         tokens = await setup_tokens(data_dir, catalog, sims.demo_citizens(6))
         print(
             f"{item.code} {item.name}: departments {', '.join(departments)} at {args.latency_ms:g} ms each; "
-            f"{args.requests} applicants (+{WARMUP} warm-up)",
+            f"{args.requests} applicants (+{WARMUP} warm-up), {args.concurrency} clerks at a time, "
+            f"{args.workers} worker(s)",
             flush=True,
         )
         if args.profile:
             samples = await in_process(data_dir, sims.control_url, tokens["clerk"], item, people, args.top)
         else:
-            samples = await over_http(data_dir, sims.control_url, tokens["clerk"], item, people, args.workers)
+            samples = await over_http(
+                data_dir, sims.control_url, tokens["clerk"], item, people, args.workers, args.concurrency
+            )
     ok = [s for s in samples if s.status == 201]
     times = [s.ms for s in ok] or [float("nan")]
     lookups = [s.lookup_ms for s in ok if s.lookup_ms is not None]
@@ -274,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--item", default=ITEM_CODE)
     parser.add_argument("--population", type=int, default=3000, help="simulated citizens (applicants come from it)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1, help="clerks filing at the same time (closed loop)")
     parser.add_argument("--profile", action="store_true", help="in-process under cProfile instead of over HTTP")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json", type=Path, help="write the report to this file")

@@ -47,6 +47,7 @@ from connectors.errors import (
     AuthenticationFailed,
     BadRequest,
     BusinessError,
+    CircuitOpen,
     ConfigurationError,
     ConnectionFailed,
     ConnectorError,
@@ -274,6 +275,24 @@ def _judge_result(fmt: Format, document: Document, context: dict[str, str]) -> N
     raise BusinessError(detail, code=code, **context)
 
 
+#: Told of every department call (one call with its retries): department code, outcome (`call_outcome`), seconds.
+CallObserver = Callable[[str, str, float], None]
+
+
+def call_outcome(exc: BaseException) -> str:
+    """How a failed call is counted: circuit_open, rate_limited, unavailable (timeouts, connection failures,
+    5xx), misconfigured (our side), rejected (a 4xx or an odd answer: the department is up)."""
+    if isinstance(exc, CircuitOpen):
+        return "circuit_open"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, RetriableError):
+        return "unavailable"
+    if isinstance(exc, ConfigurationError):
+        return "misconfigured"
+    return "rejected"
+
+
 class HttpDepartmentClient:
     """The declarative connector: everything it does comes from the department file."""
 
@@ -285,8 +304,10 @@ class HttpDepartmentClient:
         breaker: Breaker,
         environ: Mapping[str, str] | None = None,
         sleep: Sleep | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.spec = spec
+        self._observer = observer
         self.format, self.paging, self.endpoints, mapping = spec.declared()
         self._mapper = RecordMapper(spec)
         self._typed = _typed_pages(spec, self.format, self.paging, self._mapper)
@@ -487,14 +508,22 @@ class HttpDepartmentClient:
             await breaker.record_success()
             return result
 
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
-            return await call_with_retry(
+            result = await call_with_retry(
                 self.spec.retry, attempt, sleep=self._sleep, department=self.spec.code, endpoint=endpoint
             )
+            outcome = "ok"
+            return result
         except ConnectorError as exc:
+            outcome = call_outcome(exc)
             exc.department = exc.department or self.spec.code
             exc.endpoint = exc.endpoint or endpoint
             raise
+        finally:
+            if self._observer is not None:
+                self._observer(self.spec.code, outcome, time.perf_counter() - started)
 
     async def _document(self, label: str, path: str, params: Iterable[tuple[str, str]]) -> Document:
         """One call, its body decoded, its result code judged and its records mapped (``document.mapped``, and
@@ -623,8 +652,11 @@ class ConnectorPool:
         environ: Mapping[str, str] | None = None,
         sleep: Sleep | None = None,
         verify_processes: int = 0,
+        observer: CallObserver | None = None,
     ) -> None:
         self.specs = {spec.code: spec for spec in specs if spec.enabled}
+        #: Told of every call of the declarative clients (the gateway's metrics).
+        self.observer = observer
         self.data_dir = Path(data_dir)
         self.breaker_store: BreakerStore = breaker_store or MemoryBreakerStore()
         self._owns_breaker_store = breaker_store is None
@@ -673,6 +705,8 @@ class ConnectorPool:
                     "environ": self._environ,
                     "sleep": self._sleep,
                 }
+                if not spec.custom and self.observer is not None:
+                    kwargs["observer"] = self.observer
                 try:
                     cls: Any = _custom_class(spec) if spec.custom else HttpDepartmentClient
                     client: DepartmentClient = cls(spec, **kwargs)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.routes import HTTPRoute
@@ -36,6 +35,10 @@ from gateway.intake.controllers import (
 )
 from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
+from gateway.observability.collectors import register_collectors
+from gateway.observability.controllers import metrics
+from gateway.observability.logs import install_request_ids, logging_config
+from gateway.observability.requests import observe
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.outages import OUTAGE_AWARE_HANDLERS
 from gateway.privacy import install_log_masking
@@ -58,7 +61,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the gateway. ``settings`` defaults to the process-wide ones (file + environment)."""
     settings = settings or get_settings()
     install_log_masking()
+    install_request_ids()
     context = AppContext.from_settings(settings)
+    register_collectors(context)
     stores, cipher = context.stores, context.cipher
     idempotency = idempotency_middleware(
         stores.idempotency,
@@ -68,13 +73,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         records=lambda: context.idempotency_records,
     )
     app = Litestar(
-        # Migrations log every step at INFO; an operator wants to hear from them only when something is wrong.
-        logging_config=LoggingConfig(
-            loggers={"alembic": {"level": "WARNING", "handlers": ["queue_listener"], "propagate": False}}
-        ),
+        # One JSON object per line, with the request id (gateway/observability/logs.py).
+        logging_config=logging_config(),
         route_handlers=[
             live,
             ready,
+            metrics,
             # One router for the API: intake files cases (POST /applications) and the lifecycle lists them (GET on
             # the same path); Litestar 2 merges two controllers on one path only inside one router.
             Router(
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_idempotency(app)
     document_common_responses(app)
     _allow_every_method(app)
+    observe(app, trusted_proxies=context.trusted_proxies, access_log_enabled=settings.access_log)
     return app
 
 

@@ -25,7 +25,9 @@ from catalog.calendar import WorkingCalendar, cached_calendar
 from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
 from gateway.clients import TrustedProxies
-from gateway.health.checks import ReadinessCheck
+from gateway.health.checks import Check, ReadinessCheck
+from gateway.observability.access import MetricsAccess
+from gateway.observability.metrics import Metrics
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.settings import Settings
 from gateway.stores import FailureLimiter, Stores, build_stores, redis_client
@@ -104,6 +106,11 @@ class AppContext:
         self.trusted_proxies = trusted_proxies or TrustedProxies()
         #: name -> check, shown by ``GET /health/ready``.
         self.readiness: dict[str, ReadinessCheck] = {}
+        #: Scrape-time metric collectors (``metrics.add_collector``) and who may read ``GET /metrics``.
+        self.metrics = Metrics()
+        self.metrics_access = MetricsAccess(
+            networks=settings.metrics_networks, token=settings.metrics_token, proxies=self.trusted_proxies
+        )
         # Filled in by the lifespans (see the module docstring); `database`, `authenticator` and `audit_signer` are
         # `SetByLifespan` attributes of the class.
         #: The durable idempotency records (``None`` until idempotency_lifespan ran: the middleware then keeps
@@ -143,6 +150,8 @@ class AppContext:
         )
         if stores.redis is not None:
             context.readiness["redis"] = stores.check
+        else:
+            context.readiness["stores"] = _memory_stores
         return context
 
     def install(self, app: Litestar) -> None:
@@ -156,6 +165,10 @@ class AppContext:
     async def close(self) -> None:
         """Release what the context itself opened (the Redis client, through the stores)."""
         await self.stores.close()
+
+
+async def _memory_stores() -> Check:
+    return Check(ok=True, critical=False, detail="memory (this process only: set redis_url for several processes)")
 
 
 def context_of(app: Litestar) -> AppContext:

@@ -76,6 +76,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     province_interval_seconds: float = 5.0
     #: The provincial platform's base URL instead of the file's (the demo's simulated platform); empty keeps it.
     province_url: str = ""
+    #: ``GET /metrics`` answers clients in these networks (comma-separated addresses / CIDRs; the client as
+    #: `gateway.clients` tells it, so behind a trusted proxy the proxy's client) without a token …
+    metrics_networks: str = "127.0.0.0/8,::1"
+    #: … and anyone sending ``Authorization: Bearer <metrics_token>`` (empty: no token opens it).
+    metrics_token: str = ""
+    #: One JSON access-log line per request (route template, status, duration, request id).
+    access_log: bool = True
+    #: Seconds between two runs of the draft purge across the deployment; 0: a quarter of the retention time
+    #: (at least 60 s, at most an hour).
+    draft_purge_interval_seconds: float = 0.0
     debug: bool = False
 
     @property
@@ -156,10 +166,11 @@ def load_settings(
         settings = msgspec.structs.replace(
             settings, audit_witness_dir=settings.audit_witness_dir.expanduser().resolve()
         )
-    try:
-        parse_networks(settings.trusted_proxies)
-    except ValueError as exc:
-        raise SettingsError(f"settings: trusted_proxies: {exc}") from None
+    for name in ("trusted_proxies", "metrics_networks"):
+        try:
+            parse_networks(getattr(settings, name))
+        except ValueError as exc:
+            raise SettingsError(f"settings: {name}: {exc}") from None
     return msgspec.structs.replace(
         settings,
         data_dir=settings.data_dir.expanduser().resolve(),

@@ -36,6 +36,7 @@ from gateway.certificates.quarantine import qualities
 from gateway.certificates.store import CertificateStore
 from gateway.context import context_of
 from gateway.health.checks import Check, ReadinessCheck
+from gateway.observability.metrics import observe_department_call
 from gateway.settings import Settings
 from gateway.storage import Database
 
@@ -217,7 +218,13 @@ async def certificates_lifespan(app: Litestar) -> AsyncIterator[None]:
         breakers = breaker_store_for(context.redis)
         stack.push_async_callback(breakers.aclose)
         pool = await stack.enter_async_context(
-            ConnectorPool(specs, data_dir=Path(settings.data_dir), breaker_store=breakers, trust=trust)
+            ConnectorPool(
+                specs,
+                data_dir=Path(settings.data_dir),
+                breaker_store=breakers,
+                trust=trust,
+                observer=observe_department_call,
+            )
         )
         context.connectors = pool
         context.certificate_store = store

@@ -9,7 +9,12 @@ it is served.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.settings import SettingsError, load_settings
@@ -25,15 +30,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (default 1); with more than one, set ONEWINDOW_REDIS_URL so idempotency and "
-        "rate limits are shared",
+        help="worker processes (default 1); with more than one, set ONEWINDOW_REDIS_URL so idempotency leases, "
+        "rate limits and breaker state are shared; metrics are summed over the workers (PROMETHEUS_MULTIPROC_DIR)",
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
     from gateway.app import create_app
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            log_config=None,  # the app's JSON logging (gateway/observability/logs.py) covers uvicorn's loggers
+            access_log=False,  # its access line would carry the path and query; the gateway writes its own
             loop="auto",
             http="httptools",
             proxy_headers=False,
@@ -84,15 +89,42 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.config is not None:
         os.environ["ONEWINDOW_CONFIG"] = str(args.config.resolve())
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        workers=args.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        loop="auto",
-        http="httptools",
-        proxy_headers=False,
-    )
+    with multiprocess_metrics():
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            log_config=None,
+            access_log=False,
+            loop="auto",
+            http="httptools",
+            proxy_headers=False,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def multiprocess_metrics() -> Iterator[Path]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for the workers (they inherit the environment and import `prometheus_client`
+    after it is set): the operator's directory, emptied of the previous run's files, or a private temporary one
+    removed at exit. Every worker writes its counters there and a scrape of any worker sums them all."""
+    from gateway.observability.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="onewindow-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)

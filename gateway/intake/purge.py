@@ -2,23 +2,25 @@
 sweep of orphaned uploads (files no material references, older than a grace period: `gateway.intake.files`).
 
 `draft_purge_lifespan` runs `IntakeService.purge_drafts` in the background while the application lives; tests and
-operators call `purge_drafts` directly. Several gateway processes may purge at once: each purge locks the drafts
-it deletes (PostgreSQL), so each draft is deleted and audited once, and a file is deleted only under its lock
-after checking that no row references it.
+operators call `purge_drafts` directly. The periodic purge runs once per interval across the deployment (each slot
+is claimed in ``scheduled_runs`` by one process: `gateway.scheduling`); a purge run by hand beside it is still
+safe: each purge locks the drafts it deletes (PostgreSQL), so each draft is deleted and audited once, and a file is
+deleted only under its lock after checking that no row references it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import msgspec
 from litestar import Litestar
 
 from gateway.context import context_of
 from gateway.intake.deps import provide_intake
 from gateway.intake.schemas import PurgeResult
+from gateway.scheduling.periodic import periodic_task
 
 log = logging.getLogger("onewindow.intake.purge")
 
@@ -36,28 +38,20 @@ async def purge_drafts(app: Litestar) -> PurgeResult:
     return await provide_intake(context_of(app)).purge_drafts()
 
 
-async def _run(app: Litestar, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await purge_drafts(app)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed round is logged and retried next time; the task must keep running
-            log.exception("draft purge failed")
-
-
 @contextlib.asynccontextmanager
 async def draft_purge_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Start the periodic purge after the database is up; stop it at shutdown."""
-    interval = purge_interval(context_of(app).settings.draft_retention_hours)
-    task = asyncio.create_task(_run(app, interval), name="onewindow-draft-purge")
-    try:
+    """Run the purge periodically after the database is up, once per interval across the deployment
+    (`gateway.scheduling`: each slot is claimed in the database by one process); stop it at shutdown."""
+    context = context_of(app)
+    settings = context.settings
+    interval = settings.draft_purge_interval_seconds or purge_interval(settings.draft_retention_hours)
+
+    async def purge() -> None:
+        result = await purge_drafts(app)
+        log.info("draft purge done", extra={"purge": msgspec.to_builtins(result)})
+
+    async with periodic_task(context.database, "draft_purge", interval, purge):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 __all__ = ["draft_purge_lifespan", "purge_drafts", "purge_interval"]

@@ -21,6 +21,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.web.tables",
     "gateway.departments.tables",
     "gateway.province.tables",
+    "gateway.scheduling.tables",
 )
 
 

@@ -2,12 +2,11 @@
 
 `idempotency_lifespan` runs after the database lifespan: it sets ``context.idempotency_records`` (which the
 middleware reads on every keyed POST) and deletes expired records every quarter of the TTL (between one minute and
-one hour). Several gateway processes may purge at once: deleting what another already deleted is harmless.
+one hour), once per interval across the deployment (`gateway.scheduling`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from gateway.context import context_of
+from gateway.scheduling.periodic import periodic_task
 from gateway.stores.records import IdempotencyRecords
 
 log = logging.getLogger("onewindow.idempotency")
@@ -27,18 +27,10 @@ def purge_interval(ttl_seconds: float) -> float:
     return min(MAX_INTERVAL_SECONDS, max(MIN_INTERVAL_SECONDS, ttl_seconds / 4))
 
 
-async def _run(records: IdempotencyRecords, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            purged = await records.purge()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed round is logged and retried next time; the task must keep running
-            log.exception("idempotency record purge failed")
-            continue
-        if purged:
-            log.info("purged %d expired idempotency records", purged)
+async def _purge(records: IdempotencyRecords) -> None:
+    purged = await records.purge()
+    if purged:
+        log.info("purged %d expired idempotency records", purged)
 
 
 @contextlib.asynccontextmanager
@@ -47,15 +39,11 @@ async def idempotency_lifespan(app: Litestar) -> AsyncIterator[None]:
     context = context_of(app)
     records = IdempotencyRecords(context.database)
     context.idempotency_records = records
-    task = asyncio.create_task(
-        _run(records, purge_interval(context.settings.idempotency_ttl_seconds)), name="onewindow-idempotency-purge"
-    )
+    interval = purge_interval(context.settings.idempotency_ttl_seconds)
     try:
-        yield
+        async with periodic_task(context.database, "idempotency_purge", interval, lambda: _purge(records)):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         context.idempotency_records = None
 
 

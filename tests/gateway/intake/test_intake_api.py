@@ -5,7 +5,6 @@ nothing, and no plaintext personal data at rest."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 from pathlib import Path
@@ -416,16 +415,15 @@ async def test_the_periodic_purge_task_runs(gateway: Gateway) -> None:
     citizen = gateway.citizen("resident_id_card")
     draft = (await gateway.create(gateway.body(citizen, item=ONE_CERT_ITEM))).json()["id"]
     settings = context_of(gateway.app).settings
-    context_of(gateway.app).settings = msgspec.structs.replace(settings, draft_retention_hours=0.0)
+    context_of(gateway.app).settings = msgspec.structs.replace(
+        settings, draft_retention_hours=0.0, draft_purge_interval_seconds=0.05
+    )
     try:
-        task = asyncio.create_task(purge._run(gateway.app, 0.01))
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if (await gateway.get(draft)).status_code == 404:
-                break
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with purge.draft_purge_lifespan(gateway.app):
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                if (await gateway.get(draft)).status_code == 404:
+                    break
     finally:
         context_of(gateway.app).settings = settings
     assert (await gateway.get(draft)).status_code == 404
