@@ -16,6 +16,9 @@ from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
+from gateway.events.controllers import SubscriptionController, event_stream, webhook_alerts
+from gateway.events.jobs import events_lifespan
+from gateway.events.stream import channels_plugin
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -76,6 +79,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     SupervisionController,
                     TrackingController,
                     RectificationController,
+                    SubscriptionController,
+                    webhook_alerts,
+                    event_stream,
                 ],
             ),
         ],
@@ -91,10 +97,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             identity_lifespan,
             certificates_lifespan,
             draft_purge_lifespan,
+            events_lifespan,
         ],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,
-        plugins=[RequestStructSchemaPlugin()],
+        plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis)],
         on_shutdown=[context.close],
         state=State({STATE_KEY: context}),
         dependencies={

@@ -54,6 +54,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     idempotency_ttl_seconds: int = 24 * 3600
     #: Base URL the department connector configs are rebased onto (demo and tests); empty keeps each file's.
     simulator_base_host: str = ""
+    # -- events (gateway.events; docs/events.md) --
+    #: Networks (comma-separated CIDRs) webhooks may go to besides public addresses; empty: public ones only.
+    webhook_allowed_networks: str = ""
+    #: Seconds one delivery attempt may take (connect, send, answer), and the most of the answer's body read.
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_response_bytes: int = 64 * 1024
+    #: Multiplies every retry interval, breaker period and the retry window (1: about three days of retries; the
+    #: drills compress time with a small factor).
+    webhook_time_scale: float = 1.0
+    #: An endpoint failing this long raises an alert (audit record, API, metric).
+    webhook_alert_after_seconds: float = 3600.0
+    #: Consecutive failures that open an endpoint's breaker, and how long it stays open before one probe.
+    webhook_breaker_failures: int = 5
+    webhook_breaker_seconds: float = 60.0
+    #: How long the previous secret still signs after a rotation, unless the rotation says otherwise.
+    webhook_rotation_overlap_seconds: float = 24 * 3600.0
+    #: Run the background jobs (event delivery) inside `serve` / `demo`; `onewindow worker` runs them alone.
+    jobs_in_process: bool = True
+    #: How often an idle dispatcher looks for new events and due retries.
+    events_poll_seconds: float = 0.1
     debug: bool = False
 
     @property
@@ -123,6 +143,10 @@ def load_settings(
         parse_networks(settings.trusted_proxies)
     except ValueError as exc:
         raise SettingsError(f"settings: trusted_proxies: {exc}") from None
+    try:
+        parse_networks(settings.webhook_allowed_networks)
+    except ValueError as exc:
+        raise SettingsError(f"settings: webhook_allowed_networks: {exc}") from None
     return msgspec.structs.replace(
         settings,
         data_dir=settings.data_dir.expanduser().resolve(),

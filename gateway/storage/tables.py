@@ -17,6 +17,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.cases.tables",
     "gateway.tracking.tables",
     "gateway.stores.tables",
+    "gateway.events.tables",
 )
 
 
