@@ -133,16 +133,17 @@ class SubscriptionController(Controller):
         subscription_id: FromPath[str],
         principal: NamedDependency[Principal],
         subscriptions: NamedDependency[SubscriptionService],
-        state: Annotated[
+        delivery_state: Annotated[
             str | None,
             QueryParameter(
+                name="state",
                 description="pending, failed (will retry), succeeded or dead",
                 pattern="^(pending|failed|succeeded|dead)$",
             ),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=DELIVERIES_MAX_LIMIT)] = 100,
     ) -> Deliveries:
-        return await subscriptions.deliveries(principal, subscription_id, state=state, limit=limit)
+        return await subscriptions.deliveries(principal, subscription_id, state=delivery_state, limit=limit)
 
     @post(
         "/{subscription_id:str}/deliveries/{delivery_id:str}/retry",

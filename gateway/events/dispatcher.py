@@ -422,7 +422,7 @@ class Dispatcher:
             per_subscription[a.claimed.subscription_id].append(a)
             tries = a.claimed.attempts + 1
             if a.ok:
-                succeeded.append({"b_id": a.claimed.id, "b_attempts": tries, "b_status": a.status, "b_at": a.at})
+                succeeded.append({"b_id": a.claimed.id, "b_status": a.status, "b_at": a.at})
                 continue
             if a.gone:
                 gone[a.claimed.subscription_id] = a
@@ -434,7 +434,6 @@ class Dispatcher:
             retried.append(
                 {
                     "b_id": a.claimed.id,
-                    "b_attempts": tries,
                     "b_status": a.status,
                     "b_at": a.at,
                     "b_error": a.error,
@@ -450,7 +449,7 @@ class Dispatcher:
                     .where(mine)
                     .values(
                         state="succeeded",
-                        attempts=bindparam("b_attempts"),
+                        attempts=d.attempts + 1,
                         last_status_code=bindparam("b_status"),
                         last_attempt_at=bindparam("b_at"),
                         succeeded_at=bindparam("b_at"),
@@ -466,7 +465,7 @@ class Dispatcher:
                     .where(mine)
                     .values(
                         state=bindparam("b_state"),
-                        attempts=bindparam("b_attempts"),
+                        attempts=d.attempts + 1,
                         last_status_code=bindparam("b_status"),
                         last_attempt_at=bindparam("b_at"),
                         last_error=bindparam("b_error"),
