@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "tokens",
     "keys",
     "audit",
+    "worker",
+    "webhooks",
 )
 
 

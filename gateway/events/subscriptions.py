@@ -109,7 +109,7 @@ def check_events(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
-def _deliveries_query() -> Any:
+def deliveries_query() -> Any:
     d = webhook_deliveries.c
     return select(
         webhook_deliveries, outbox_events.c.id.label("event_id"), outbox_events.c.type.label("event_type")
@@ -297,7 +297,7 @@ class SubscriptionService:
                     await conn.execute(select(func.count()).select_from(webhook_deliveries).where(*conditions))
                 ).scalar_one()
             )
-            rows = list(await conn.execute(_deliveries_query().where(*conditions).order_by(d.event_seq).limit(limit)))
+            rows = list(await conn.execute(deliveries_query().where(*conditions).order_by(d.event_seq).limit(limit)))
         return Deliveries(items=[delivery_view(r) for r in rows], total=total)
 
     async def retry(self, principal: Principal, subscription_id: str, delivery_id: str) -> DeliveryView:
@@ -345,7 +345,7 @@ async def retry_deliveries(
     else:
         states = ("dead",)
     async with db.transaction() as conn:
-        rows = list(await conn.execute(_deliveries_query().where(*conditions)))
+        rows = list(await conn.execute(deliveries_query().where(*conditions)))
         if delivery_id is not None and not rows:
             raise NotFound(f"No delivery {delivery_id!r} of this subscription.")
         if delivery_id is not None and rows[0].state not in states:
@@ -372,7 +372,7 @@ async def retry_deliveries(
                 object_type="webhook_delivery",
                 object_id=delivery,
             )
-        fresh = list(await conn.execute(_deliveries_query().where(d.id.in_(ids)).order_by(d.event_seq)))
+        fresh = list(await conn.execute(deliveries_query().where(d.id.in_(ids)).order_by(d.event_seq)))
     return [delivery_view(r) for r in fresh]
 
 
