@@ -69,7 +69,7 @@ class Receiver:
         if not self.port:
             server = self._site._server
             assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def down(self) -> None:
         if self._site is not None:

@@ -70,6 +70,6 @@ async def test_unknown_types_and_emits_outside_a_transaction_are_refused(databas
         async with database.transaction() as conn:
             await outbox.emit(conn, "application.exploded", case(1))
     async with database.engine.connect() as conn:
-        with pytest.raises(RuntimeError, match="inside Database.transaction"):
+        with pytest.raises(RuntimeError, match=r"inside Database\.transaction"):
             await outbox.emit(conn, types.CERTIFICATE_ISSUED, case(1))
     assert await count(database) == 0
