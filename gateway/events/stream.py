@@ -92,12 +92,12 @@ async def events_for(
 
         task = asyncio.create_task(pump())
         try:
-            yield ServerSentEventMessage(comment="connected")
+            yield ServerSentEventMessage(comment="connected", data=None)
             while True:
                 try:
                     raw = await asyncio.wait_for(queue.get(), heartbeat)
                 except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
                     continue
                 for event in _DECODER.decode(raw):
                     if sees(principal, event):
