@@ -67,7 +67,9 @@ DELIVERY_STATES = ("pending", "failed", "succeeded", "dead")
 #: Events fanned out per round, deliveries claimed per round, and sent at once to one endpoint.
 FANOUT_BATCH = 1000
 CLAIM_BATCH = 250
-PER_ENDPOINT_CONCURRENCY = 32
+PER_ENDPOINT_CONCURRENCY = 64
+#: Rounds a dispatcher runs side by side (`Dispatcher.run`).
+LANES = 3
 SWEEP_SECONDS = 5.0
 USER_AGENT = "OneWindow-Webhooks/1.0"
 
@@ -170,6 +172,7 @@ class Dispatcher:
         self._secrets: dict[tuple[str, str], str] = {}
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_ENDPOINT_CONCURRENCY))
         self._next_sweep = 0.0
+        self._fanning = asyncio.Lock()
 
     # -- resources -------------------------------------------------------------------------------------------
 
@@ -587,21 +590,34 @@ class Dispatcher:
     async def step(self) -> int:
         """One round (fan out, claim, send, record); returns the events fanned out plus the deliveries tried."""
         events_waiting, due = await self._pending_work()
-        fanned = await self.fan_out() if events_waiting else 0
+        fanned = 0
+        if events_waiting and not self._fanning.locked():
+            async with self._fanning:
+                fanned = await self.fan_out()
         claims = await self.claim() if (due or fanned) else []
         if claims:
             attempts = await asyncio.gather(*(self.deliver(c) for c in claims))
             await self.record(attempts)
         return fanned + len(claims)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until ``stop`` is set: back to back while there is work, every poll interval when idle."""
+    async def run(self, stop: asyncio.Event, *, lanes: int = LANES) -> None:
+        """Rounds until ``stop`` is set: back to back while there is work, every poll interval when idle.
+
+        ``lanes`` rounds run side by side, so one batch is being sent while the next is claimed and the last
+        recorded (claims keep them apart, as between processes); one lane at a time fans out and sweeps.
+        """
+        await asyncio.gather(*(self._lane(stop, lane) for lane in range(lanes)))
+
+    async def _lane(self, stop: asyncio.Event, lane: int) -> None:
         loop = asyncio.get_running_loop()
+        if lane:  # start the lanes apart, so their claims do not arrive together
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.events_poll_seconds * lane / LANES)
         while not stop.is_set():
             worked = 0
             try:
                 worked = await self.step()
-                if loop.time() >= self._next_sweep:
+                if lane == 0 and loop.time() >= self._next_sweep:
                     self._next_sweep = loop.time() + SWEEP_SECONDS
                     await self.sweep()
             except asyncio.CancelledError:
