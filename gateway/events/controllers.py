@@ -111,7 +111,12 @@ class SubscriptionController(Controller):
             "a receiver may switch at any moment within the window."
         ),
         status_code=200,
-        responses={**_NOT_FOUND, **_FORBIDDEN, 409: problem_spec("Rotated by someone else meanwhile")},
+        responses={
+            **_NOT_FOUND,
+            **_FORBIDDEN,
+            409: problem_spec("Rotated by someone else meanwhile"),
+            422: problem_spec("overlap_seconds out of range, or an Idempotency-Key used for another request"),
+        },
     )
     async def rotate(
         self,
@@ -150,7 +155,12 @@ class SubscriptionController(Controller):
         operation_id="retryDelivery",
         summary="Replay a dead (or failed) delivery now, with a fresh retry schedule",
         status_code=200,
-        responses={**_NOT_FOUND, **_FORBIDDEN, 409: problem_spec("The delivery is pending or succeeded")},
+        responses={
+            **_NOT_FOUND,
+            **_FORBIDDEN,
+            409: problem_spec("The delivery is pending or succeeded"),
+            422: problem_spec("The Idempotency-Key was used for another request"),
+        },
     )
     async def retry(
         self,
