@@ -200,6 +200,7 @@ async def webhook_alerts(subscriptions: NamedDependency[SubscriptionService]) ->
         "with status:read all. A comment every 15 s keeps the connection open."
     ),
     tags=("events",),
+    media_type="text/event-stream",
     guards=[require_roles(Role.CLERK, Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, scope=STATUS_READ_SCOPE)],
     responses={503: problem_spec("The live stream is not configured in this process")},
 )
