@@ -167,12 +167,15 @@ class Dispatcher:
         self.policy = TargetPolicy.parse(settings.webhook_allowed_networks)
         self.timeout = settings.webhook_timeout_seconds
         self.lease = dt.timedelta(seconds=self.timeout * 1.5 + 5)
+        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self.scale = settings.webhook_time_scale
         self._session: aiohttp.ClientSession | None = None
         self._secrets: dict[tuple[str, str], str] = {}
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_ENDPOINT_CONCURRENCY))
         self._next_sweep = 0.0
         self._fanning = asyncio.Lock()
+        #: Set while rounds find work: wakes the idle lanes.
+        self._busy = asyncio.Event()
 
     # -- resources -------------------------------------------------------------------------------------------
 
@@ -390,7 +393,7 @@ class Dispatcher:
                     data=body,
                     headers=headers,
                     allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    timeout=self._client_timeout,
                 ) as response:
                     await response.content.read(self.settings.webhook_max_response_bytes)
                     status = response.status
@@ -627,9 +630,27 @@ class Dispatcher:
                 worked = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.events_poll_seconds)
+            if worked:
+                self._busy.set()
+            else:
+                await self._idle(stop, lane)
+
+    async def _idle(self, stop: asyncio.Event, lane: int) -> None:
+        """Wait before the next round: lane 0 polls the database; the others sleep until lane 0 finds work (or
+        ten poll intervals pass), so an idle dispatcher costs one lane's reads."""
+        poll = self.settings.events_poll_seconds
+        if lane == 0:
+            self._busy.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll)
+            return
+        self._busy.clear()
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._busy.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=poll * 10, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
 
 __all__ = [

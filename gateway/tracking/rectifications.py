@@ -171,7 +171,9 @@ class RectificationService:
             )
             if closed.rowcount != 1:  # closed meanwhile (the lock above makes this a second line of defence)
                 raise already_closed("closed")
-            case = (await conn.execute(select(applications).where(applications.c.id == row.application_id))).one()
+            # The case's row too: its events leave in the order its changes commit (gateway.events.outbox).
+            case_query = select(applications).where(applications.c.id == row.application_id)
+            case = (await conn.execute(locked(case_query, conn))).one()
             await outbox.emit(conn, types.RECTIFICATION_CLOSED, case, {"rectification_id": rectification_id}, at=now)
             await audit.append(
                 conn,
