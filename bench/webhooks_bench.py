@@ -261,10 +261,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 SubscriptionIn(url=f"{base}/hook", events=[types.APPLICATION_STATUS_CHANGED]),
             )
             worker = start_worker(args, settings, data_dir / "worker-latency.log", cipher, db)
-            await asyncio.sleep(2.0)  # started and polling
-            load_before = os.getloadavg()
-            late = await paced(args.rate, args.seconds, lambda i: commit_one(db, i))
-            got = await wait_count(http, base, int(args.rate * args.seconds) - len(FAILED_COMMITS), 60)
+            try:
+                await asyncio.sleep(2.0)  # started and polling
+                load_before = os.getloadavg()
+                late = await paced(args.rate, args.seconds, lambda i: commit_one(db, i))
+                got = await wait_count(http, base, int(args.rate * args.seconds) - len(FAILED_COMMITS), 60)
+            finally:
+                await worker.stop()
             results["latency"] = summary(got["latencies"]) | {
                 "late_commits": late,
                 "failed_commits": len(FAILED_COMMITS),
@@ -272,7 +275,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg(),
             }
-            await worker.stop()
             async with http.post(f"{base}/reset"):
                 pass
 
@@ -284,8 +286,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             load_before = os.getloadavg()
             started = time.time()
             worker = start_worker(args, settings, data_dir / "worker-backlog.log", cipher, db)
-            got = await wait_count(http, base, args.backlog, 300)
-            await worker.stop()
+            try:
+                got = await wait_count(http, base, args.backlog, 300)
+            finally:
+                await worker.stop()
             elapsed = got["last"] - started
             results["backlog"] = {
                 "events": args.backlog,
