@@ -86,7 +86,7 @@ class Receiver:
         """The ``webhook-id`` of every request answered 2xx, in arrival order."""
         return [r.message_id for r, a in zip(self.received, self.answers, strict=False) if 200 <= a < 300]
 
-    async def wait_for(self, count: int, within: float = 20.0) -> list[Received]:
+    async def wait_for(self, count: int, within: float = 60.0) -> list[Received]:
         """Wait until at least ``count`` requests arrived."""
         async with asyncio.timeout(within):
             while True:
