@@ -257,10 +257,11 @@ class Dispatcher:
             ]
             if rows:
                 await conn.execute(webhook_deliveries.insert(), rows)
-            first, last = events[0].seq, events[-1].seq
+            # Exactly the events read, not a range of numbers: on PostgreSQL a transaction that drew a number in
+            # the range may commit between the read and this update, and its event has no deliveries yet.
             await conn.execute(
                 update(outbox_events)
-                .where(o.seq >= first, o.seq <= last, o.dispatched_at.is_(None))
+                .where(o.seq.in_([e.seq for e in events]), o.dispatched_at.is_(None))
                 .values(dispatched_at=now)
             )
         if self.publish is not None:
