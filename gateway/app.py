@@ -16,6 +16,9 @@ from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
 from gateway.departments.controllers import push_department_event
+from gateway.events.controllers import SubscriptionController, event_stream, webhook_alerts
+from gateway.events.jobs import events_lifespan
+from gateway.events.stream import channels_plugin
 from gateway.evidence.controllers import EvidenceController
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
@@ -98,6 +101,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     EvidenceController,
                     push_department_event,
                     ProvinceController,
+                    SubscriptionController,
+                    webhook_alerts,
+                    event_stream,
                 ],
             ),
             # Pages: the citizen's status page, the staff console, static assets (gateway/web).
@@ -118,10 +124,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             draft_purge_lifespan,
             session_purge_lifespan,
             province_reporter_lifespan,
+            events_lifespan,
         ],
         middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,
-        plugins=[RequestStructSchemaPlugin()],
+        plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis)],
         on_shutdown=[context.close],
         state=State({STATE_KEY: context}),
         dependencies={

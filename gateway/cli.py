@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "backup",
     "restore",
     "province",
+    "worker",
+    "webhooks",
 )
 
 

@@ -86,6 +86,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: Seconds between two runs of the draft purge across the deployment; 0: a quarter of the retention time
     #: (at least 60 s, at most an hour).
     draft_purge_interval_seconds: float = 0.0
+    # -- events (gateway.events; docs/events.md) --
+    #: Networks (comma-separated CIDRs) webhooks may go to besides public addresses; empty: public ones only.
+    webhook_allowed_networks: str = ""
+    #: Seconds one delivery attempt may take (connect, send, answer), and the most of the answer's body read.
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_response_bytes: int = 64 * 1024
+    #: Multiplies every retry interval, breaker period and the retry window (1: about three days of retries; the
+    #: drills compress time with a small factor).
+    webhook_time_scale: float = 1.0
+    #: An endpoint failing this long raises an alert (audit record, API, metric).
+    webhook_alert_after_seconds: float = 3600.0
+    #: Consecutive failures that open an endpoint's breaker, and how long it stays open before one probe.
+    webhook_breaker_failures: int = 5
+    webhook_breaker_seconds: float = 60.0
+    #: How long the previous secret still signs after a rotation, unless the rotation says otherwise.
+    webhook_rotation_overlap_seconds: float = 24 * 3600.0
+    #: Run the background jobs (event delivery) inside `serve` / `demo`; `onewindow worker` runs them alone.
+    jobs_in_process: bool = True
+    #: How often an idle dispatcher looks for new events and due retries.
+    events_poll_seconds: float = 0.1
     debug: bool = False
 
     @property
@@ -166,7 +186,7 @@ def load_settings(
         settings = msgspec.structs.replace(
             settings, audit_witness_dir=settings.audit_witness_dir.expanduser().resolve()
         )
-    for name in ("trusted_proxies", "metrics_networks"):
+    for name in ("trusted_proxies", "metrics_networks", "webhook_allowed_networks"):
         try:
             parse_networks(getattr(settings, name))
         except ValueError as exc:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,15 @@ def run(args: argparse.Namespace) -> int:
     from gateway.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings(None, host=args.host, port=args.port, data_dir=args.data_dir)
+        settings = load_settings(
+            None,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            # The demo's receivers (simulators, a developer's script) listen on loopback; an operator's own
+            # ONEWINDOW_WEBHOOK_ALLOWED_NETWORKS still wins.
+            webhook_allowed_networks=None if "ONEWINDOW_WEBHOOK_ALLOWED_NETWORKS" in os.environ else "127.0.0.0/8",
+        )
     except SettingsError as exc:
         print(f"onewindow demo: {exc}", file=sys.stderr)
         return 2

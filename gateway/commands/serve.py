@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="worker processes (default 1); with more than one, set ONEWINDOW_REDIS_URL so idempotency leases, "
         "rate limits and breaker state are shared; metrics are summed over the workers (PROMETHEUS_MULTIPROC_DIR)",
     )
+    p.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="do not run the background jobs (event delivery) in this process; run `onewindow worker` instead",
+    )
     p.set_defaults(handler=run)
 
 
@@ -42,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     try:
-        settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir)
+        settings = load_settings(
+            args.config,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            jobs_in_process=False if getattr(args, "no_jobs", False) else None,
+        )
     except SettingsError as exc:
         print(f"onewindow serve: {exc}", file=sys.stderr)
         return 2
@@ -86,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         ONEWINDOW_PORT=str(settings.port),
         ONEWINDOW_DATA_DIR=str(settings.data_dir),
         ONEWINDOW_CONFIG_DIR=str(settings.config_dir),
+        ONEWINDOW_JOBS_IN_PROCESS=str(settings.jobs_in_process).lower(),
     )
     if args.config is not None:
         os.environ["ONEWINDOW_CONFIG"] = str(args.config.resolve())

@@ -54,6 +54,7 @@ from gateway.cases.views import (
 )
 from gateway.certificates.lookup import CertificateService, Outcome
 from gateway.certificates.store import Holder, holder_of
+from gateway.events import outbox, types
 from gateway.evidence.checks import open_checks
 from gateway.evidence.levels import level_problems, needed_levels
 from gateway.evidence.store import EvidenceStore
@@ -579,6 +580,13 @@ class IntakeService:
             raise Conflict("The application changed while it was being accepted; reload it and try again.")
         await record_status(
             conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
+        )
+        await outbox.emit(
+            conn,
+            types.APPLICATION_ACCEPTED,
+            row,
+            {"status": "accepted", "tracking_number": tracking, "deadline": state.deadline},
+            at=now,
         )
         await audit_case(
             conn,

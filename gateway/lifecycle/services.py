@@ -37,6 +37,7 @@ from gateway.cases.machine import (
 from gateway.cases.numbers import normalise_tracking_number, tracking_number_problem
 from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
+from gateway.events import outbox
 from gateway.evidence.results import ResultIssuer
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.schemas import (
@@ -253,6 +254,9 @@ class LifecycleService:
                 principal=principal,
                 at=now,
                 note=body.note,
+            )
+            await outbox.emit_status_change(
+                conn, row, from_status=row.status, to_status=target, deadline=values.get("deadline"), at=now
             )
             detail: dict[str, Any] = {"from": row.status, "to": target}
             if "deadline" in values:

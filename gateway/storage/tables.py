@@ -22,6 +22,7 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.departments.tables",
     "gateway.province.tables",
     "gateway.scheduling.tables",
+    "gateway.events.tables",
 )
 
 

@@ -22,6 +22,7 @@ from gateway.cases.access import scope_filter
 from gateway.cases.history import clean_note
 from gateway.cases.tables import applications
 from gateway.cases.views import ItemRef
+from gateway.events import outbox, types
 from gateway.identity.principal import Principal
 from gateway.problems import BadRequest, Conflict, FieldError, NotFound, Unprocessable
 from gateway.storage.database import Database, locked
@@ -62,6 +63,13 @@ async def open_rectification(
             due_on=due.deadline,
             due_estimated=due.deadline_estimated,
         )
+    )
+    await outbox.emit(
+        conn,
+        types.RECTIFICATION_OPENED,
+        app,
+        {"rectification_id": rectification_id, "level": level, "due_on": due.deadline},
+        at=now,
     )
     await audit.append(
         conn,
@@ -163,6 +171,10 @@ class RectificationService:
             )
             if closed.rowcount != 1:  # closed meanwhile (the lock above makes this a second line of defence)
                 raise already_closed("closed")
+            # The case's row too: its events leave in the order its changes commit (gateway.events.outbox).
+            case_query = select(applications).where(applications.c.id == row.application_id)
+            case = (await conn.execute(locked(case_query, conn))).one()
+            await outbox.emit(conn, types.RECTIFICATION_CLOSED, case, {"rectification_id": rectification_id}, at=now)
             await audit.append(
                 conn,
                 actor=principal.actor,

@@ -30,6 +30,7 @@ from gateway.cases import clock, numbers
 from gateway.cases.machine import COMPLETED, STATUS_NAMES
 from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef
+from gateway.events import outbox, types
 from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import Conflict, FieldError, NotFound, Problem, Unprocessable
 from gateway.storage.database import Database, locked
@@ -245,6 +246,9 @@ class TrackingService:
                         attitude=dims.attitude if dims else None,
                         created_at=now,
                     )
+                )
+                await outbox.emit(
+                    conn, types.EVALUATION_CREATED, current, {"evaluation_id": evaluation_id, "level": level}
                 )
                 if level <= BAD_REVIEW_MAX_LEVEL:
                     rectification = await open_rectification(conn, self.calendar, current, evaluation_id, level, now)

@@ -1,0 +1,92 @@
+"""The dispatcher on SQLite and PostgreSQL: several at once deliver each event once per subscription, in order per
+case; a claim of a dispatcher that died runs out and the delivery goes out anyway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections import defaultdict
+
+from sqlalchemy import select, update
+from standardwebhooks import Webhook
+
+from gateway.events.jobs import running
+from gateway.events.tables import outbox_events, webhook_deliveries
+from gateway.settings import Settings
+from gateway.storage import Database, utcnow
+from tests.gateway.events.receiver import receiver
+from tests.gateway.events.support import dispatcher, emit_many, loopback_settings, subscribe
+
+
+async def test_three_dispatchers_deliver_each_event_once_in_order_per_case(
+    database: Database, db_settings: Settings
+) -> None:
+    settings = loopback_settings(db_settings)
+    async with receiver() as hook:
+        secret = await subscribe(database, settings, hook.url)
+        await emit_many(database, cases=6, per_case=10)
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(3):
+                await stack.enter_async_context(running(dispatcher(database, settings)))
+            await hook.wait_for(60)
+            await asyncio.sleep(0.3)  # anything sent twice would arrive by now
+    ids = [r.message_id for r in hook.received]
+    assert len(ids) == len(set(ids)) == 60
+    steps: dict[str, list[int]] = defaultdict(list)
+    for r in hook.received:
+        body = Webhook(secret).verify(r.body, r.headers)
+        steps[body["data"]["application_id"]].append(body["data"]["step"])
+    assert all(s == list(range(10)) for s in steps.values()) and len(steps) == 6
+    async with database.read() as conn:
+        undispatched = (await conn.execute(select(outbox_events).where(outbox_events.c.dispatched_at.is_(None)))).all()
+        states = set((await conn.execute(select(webhook_deliveries.c.state))).scalars())
+    assert undispatched == [] and states == {"succeeded"}
+
+
+async def test_a_claim_left_by_a_dead_dispatcher_runs_out_and_is_delivered(
+    database: Database, db_settings: Settings
+) -> None:
+    settings = loopback_settings(db_settings)
+    async with receiver() as hook:
+        await subscribe(database, settings, hook.url)
+        await emit_many(database, cases=1, per_case=2)
+        crashed = dispatcher(database, settings)
+        await crashed.fan_out()
+        claims = await crashed.claim()
+        assert len(claims) == 1  # the second event of the case waits for the first
+        # The process dies here, before sending: nobody else may take the delivery while its claim lasts …
+        other = dispatcher(database, settings)
+        assert await other.claim() == []
+        # … and once it has run out, the delivery is claimed again and goes out, then the next in order.
+        async with database.transaction() as conn:
+            await conn.execute(update(webhook_deliveries).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+        async with running(other):
+            await hook.wait_for(2)
+        await crashed.close()
+    assert [r.json["data"]["step"] for r in hook.received] == [0, 1]
+
+
+async def test_a_breaker_stops_a_dead_endpoint_from_holding_up_a_live_one(
+    database: Database, db_settings: Settings
+) -> None:
+    settings = loopback_settings(db_settings, webhook_breaker_seconds=3600.0, webhook_time_scale=1.0)
+    async with receiver(default=500) as dead, receiver() as live:
+        await subscribe(database, settings, dead.url)
+        await subscribe(database, settings, live.url)
+        worker = dispatcher(database, settings)
+        for round_ in range(settings.webhook_breaker_failures):
+            async with database.transaction() as conn:  # every retry due now: one attempt per round
+                await conn.execute(update(webhook_deliveries).values(next_attempt_at=utcnow()))
+            if round_ == 0:
+                await emit_many(database, cases=8, per_case=1)
+            await worker.step()
+        tried = len(dead.received)
+        async with database.transaction() as conn:
+            await conn.execute(update(webhook_deliveries).values(next_attempt_at=utcnow()))
+        await emit_many(database, cases=8, per_case=1)
+        await worker.step()
+        await worker.step()
+        await worker.close()
+    assert len(dead.received) == tried  # breaker open: not tried again
+    assert len(live.received) == 16
