@@ -332,9 +332,10 @@ class DailyReconciliation:
 
 @contextlib.asynccontextmanager
 async def province_reporter_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Runs `run_province_reporter` while the application lives (``settings.province_reporting``)."""
+    """Runs `run_province_reporter` while the application lives (``settings.province_reporting``; in a process
+    that runs the background jobs, ``jobs_in_process``)."""
     context = context_of(app)
-    if not context.settings.province_reporting:
+    if not (context.settings.province_reporting and context.settings.jobs_in_process):
         yield
         return
     stop = asyncio.Event()
