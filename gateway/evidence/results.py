@@ -31,6 +31,7 @@ from gateway.certificates.issuer import DISTRICT_ISSUER, DistrictIssuer
 from gateway.certificates.lookup import CertificateView
 from gateway.certificates.store import CertificateStore, Holder
 from gateway.certificates.tables import certificates
+from gateway.events import outbox, types
 from gateway.identity.principal import Principal
 from gateway.privacy import FieldCipher
 
@@ -120,6 +121,8 @@ class ResultIssuer:
                 "holder": row.applicant_id_index,
             },
         )
+        # Thin, like every event: the case's ids and the certificate's type; receivers fetch the rest.
+        await outbox.emit(conn, types.CERTIFICATE_ISSUED, row, {"status": "approved", "certificate_type": kind.key})
         return certificate.identifier
 
 

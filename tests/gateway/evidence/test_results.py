@@ -5,11 +5,13 @@ application is prefilled with it (level A) — its signature verified against th
 from __future__ import annotations
 
 import msgspec
+from sqlalchemy import select
 
 from catalog.codes import certificate_identifier_problem
 from connectors.model import Certificate
 from connectors.trust import TrustStore
 from gateway.certificates.issuer import DISTRICT_ISSUER, DISTRICT_ISSUER_CODE
+from gateway.events.tables import outbox_events
 from tests.gateway.evidence.helpers import (
     DISABILITY_SUBSIDY_ITEM,
     SUBSISTENCE_ITEM,
@@ -38,6 +40,18 @@ async def test_result_certificate_issued_and_reused(gateway: Gateway) -> None:
     assert approved.status_code == 200, approved.text
     issued = await audit_details(gateway, "certificate.issued")
     assert len(issued) == 1 and issued[0]["detail"]["application"] == case_id
+    # The outbox carries it too, thin (ids, status, type — nothing of the holder), in the approving transaction.
+    async with gateway.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(outbox_events.c.type, outbox_events.c.data).where(outbox_events.c.application_id == case_id)
+            )
+        ).all()
+    events = [(r.type, r.data) for r in rows if r.type == "certificate.issued"]
+    assert len(events) == 1
+    data = events[0][1]
+    assert data["status"] == "approved" and data["certificate_type"] == "subsistence_allowance_certificate"
+    assert citizen.id_number not in str(data) and citizen.name not in str(data)
 
     # A later application that needs a 最低生活保障证, at the same window: prefilled from what the district issued.
     later = await gateway.create(gateway.body(citizen, DISABILITY_SUBSIDY_ITEM))
