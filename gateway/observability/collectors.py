@@ -9,6 +9,10 @@ database or Redis, read when ``/metrics`` is scraped.
 * ``onewindow_sync_last_success_timestamp_seconds{department}`` — when a department's certificate sync last
   saved its cursor; ``onewindow_sync_certificates{department}`` — certificates stored;
   ``onewindow_sync_rejections{department}`` — certificates the sync refused (bad signature, unknown type…).
+* ``onewindow_outbox_lag_seconds`` — age of the oldest event not yet fanned out to its subscriptions (0 when none),
+  ``onewindow_outbox_undispatched`` — how many such events; ``onewindow_webhook_deliveries{state}`` — deliveries
+  pending, failed (to be retried) and dead; ``onewindow_webhook_endpoints_failing`` — endpoints failing longer than
+  ``webhook_alert_after_seconds`` (alert on > 0; `gateway.events.subscriptions`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from sqlalchemy import func, select
 
 from gateway.certificates.tables import certificate_rejections, certificates, sync_cursors
 from gateway.context import AppContext
+from gateway.events.subscriptions import failing_endpoint_count
+from gateway.events.tables import outbox_events, webhook_deliveries
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.supervision import SupervisionService
 from gateway.observability.metrics import ScrapeCollector, gauge
+from gateway.storage.metadata import utcnow
 
 BREAKER_STATES = ("closed", "half_open", "open")
 #: The summary is read as a district-wide reader would (no audit: it holds no personal data).
@@ -97,11 +104,57 @@ def sync_collector(context: AppContext) -> ScrapeCollector:
     return collect
 
 
+def events_collector(context: AppContext) -> ScrapeCollector:
+    async def collect() -> Sequence[Metric]:
+        lag = gauge("onewindow_outbox_lag_seconds", "Age of the oldest event not yet dispatched (0 when none)", [])
+        waiting = gauge("onewindow_outbox_undispatched", "Events not yet dispatched to their subscriptions", [])
+        deliveries = gauge(
+            "onewindow_webhook_deliveries",
+            "Webhook deliveries not yet succeeded: pending, failed (retrying), dead",
+            ["state"],
+        )
+        failing = gauge(
+            "onewindow_webhook_endpoints_failing", "Webhook endpoints failing longer than the alert time", []
+        )
+        async with context.database.read() as conn:
+            oldest, count = (
+                await conn.execute(
+                    select(func.min(outbox_events.c.created_at), func.count()).where(
+                        outbox_events.c.dispatched_at.is_(None)
+                    )
+                )
+            ).one()
+            by_state: dict[str, int] = {
+                state: n
+                for state, n in await conn.execute(
+                    select(webhook_deliveries.c.state, func.count())
+                    .where(webhook_deliveries.c.state != "succeeded")  # the history grows; the rest is work
+                    .group_by(webhook_deliveries.c.state)
+                )
+            }
+        lag.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0)
+        waiting.add_metric([], count)
+        for state in ("pending", "failed", "dead"):
+            deliveries.add_metric([state], by_state.get(state, 0))
+        failing.add_metric([], await failing_endpoint_count(context.database, context.settings))
+        return [lag, waiting, deliveries, failing]
+
+    return collect
+
+
 def register_collectors(context: AppContext) -> None:
     """The gateway's own scrape-time collectors (breakers every scrape, the database ones every 10 s)."""
     context.metrics.add_collector("breakers", breaker_collector(context), ttl=1.0)
     context.metrics.add_collector("cases", cases_collector(context), ttl=10.0)
     context.metrics.add_collector("sync", sync_collector(context), ttl=10.0)
+    context.metrics.add_collector("events", events_collector(context), ttl=5.0)
 
 
-__all__ = ["BREAKER_STATES", "breaker_collector", "cases_collector", "register_collectors", "sync_collector"]
+__all__ = [
+    "BREAKER_STATES",
+    "breaker_collector",
+    "cases_collector",
+    "events_collector",
+    "register_collectors",
+    "sync_collector",
+]

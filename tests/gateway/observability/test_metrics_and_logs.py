@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from gateway.observability.logs import REQUEST_ID, JsonFormatter
 from gateway.observability.metrics import gauge
 from gateway.observability.requests import AccessLog, ObservedRequests, RequestIds
 from gateway.settings import Settings
+from gateway.storage.metadata import utcnow
 
 TRACK = "/api/v1/track/430302202601050000014"
 
@@ -247,3 +249,31 @@ def test_batched_observations_expose_as_direct_ones() -> None:
     assert exposed(batched_registry) != exposed(direct_registry)  # not yet added
     batched.flush()
     assert exposed(batched_registry) == exposed(direct_registry)
+
+
+async def test_outbox_lag_and_webhook_backlog_are_exposed(settings: Settings) -> None:
+    """An event committed but not yet dispatched (no dispatcher runs here) shows as outbox lag."""
+    from gateway.context import context_of
+    from gateway.events import outbox, types
+    from gateway.events.outbox import CaseRef
+
+    application = create_app(with_settings(settings, jobs_in_process=False))
+    async with AsyncTestClient(application):
+        context = context_of(application)
+        case = CaseRef(
+            id="0" * 32,
+            item_code="0205006100",
+            department="civil_affairs",
+            filing_unit="430302001",
+            handling_unit="430302001",
+        )
+        async with context.database.transaction() as conn:
+            await outbox.emit(conn, types.APPLICATION_ACCEPTED, case, at=utcnow() - dt.timedelta(seconds=90))
+        async with client_from(application, "127.0.0.1") as client:
+            text = (await client.get("/metrics")).text
+    undispatched = re.search(r"^onewindow_outbox_undispatched (\S+)$", text, re.M)
+    lag = re.search(r"^onewindow_outbox_lag_seconds (\S+)$", text, re.M)
+    assert undispatched is not None and float(undispatched.group(1)) == 1
+    assert lag is not None and float(lag.group(1)) >= 90
+    assert re.search(r'^onewindow_webhook_deliveries\{state="dead"\} 0\.0$', text, re.M)
+    assert re.search(r"^onewindow_webhook_endpoints_failing 0\.0$", text, re.M)
