@@ -15,18 +15,20 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie, UploadFile
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import ServerSentEvent, Template
 
 from catalog.calendar import local_time
 from gateway.cases.machine import OPEN, STATUS_NAMES
 from gateway.clients import parse_address
 from gateway.context import context_of
+from gateway.events.stream import channels_of, events_for
+from gateway.events.types import EVENT_TYPES
 from gateway.evidence.schemas import CommitMaterial, VerifyMaterial
 from gateway.identity.auth import EXCLUDE_KEY
 from gateway.identity.principal import Role
 from gateway.intake.schemas import ApplicantIn, CreateApplication
 from gateway.lifecycle.schemas import ApplicationView, Queue, SummaryRow, TransitionIn
-from gateway.problems import Conflict, NotFound, ProblemError, Unprocessable
+from gateway.problems import Conflict, NotFound, ProblemError, ServiceUnavailable, Unprocessable
 from gateway.storage.metadata import utcnow
 from gateway.tracking.schemas import CloseRectification
 from gateway.web import staff
@@ -38,8 +40,10 @@ from gateway.web.sessions import SESSION_COOKIE, SIGN_IN_COOKIE, StaffSession
 _QUEUE_STATUSES = sorted(OPEN)
 #: How often the queue refreshes itself (seconds) until the event stream is wired in (`console.js`).
 QUEUE_REFRESH_SECONDS = 30
-#: Where the event stream will be (``data-events`` on the queue): `console.js` listens there when it answers.
-EVENTS_URL = "/api/v1/events/stream"
+#: The console's live stream (``data-events`` on the queue): the API's case events in the session's scope
+#: (`gateway.events.stream`), authenticated by the session cookie. `console.js` refreshes the queue on each event
+#: and falls back to the periodic refresh while the stream is down.
+EVENTS_URL = "/console/events"
 
 
 def over_tls(request: Request[Any, Any, Any]) -> bool:
@@ -375,9 +379,25 @@ class ConsoleController(Controller):
         queue = await self._queue(request, session, due)
         return page(
             "console/queue.html",
-            _base(session, queue=queue, due=due, refresh=QUEUE_REFRESH_SECONDS, events_url=EVENTS_URL),
+            _base(
+                session,
+                queue=queue,
+                due=due,
+                refresh=QUEUE_REFRESH_SECONDS,
+                events_url=EVENTS_URL,
+                event_types=" ".join(EVENT_TYPES),
+            ),
             private=True,
         )
+
+    @get("/events", media_type="text/event-stream")
+    async def events(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
+        """The case events of the session's scope, live (the queue reloads its rows on each)."""
+        session = await staff.current(request)
+        channels = channels_of(request.app)
+        if channels is None:
+            raise ServiceUnavailable("The live stream is not available in this process.")
+        return ServerSentEvent(events_for(channels, session.principal), headers={"Cache-Control": "no-store"})
 
     # -- supervisor: the dashboard ---------------------------------------------------------------------------
     @get("/supervision")

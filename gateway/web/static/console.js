@@ -56,7 +56,10 @@
     if (events && window.EventSource) {
       var source = new EventSource(events);
       source.onopen = function () { live = true; };
-      source.onmessage = refresh;
+      // Each event is named by its type (application.accepted, …): listen to every type the gateway sends.
+      (queue.getAttribute("data-event-types") || "").split(" ").forEach(function (type) {
+        if (type) { source.addEventListener(type, refresh); }
+      });
       source.onerror = function () { live = false; source.close(); };
     }
     var seconds = +queue.getAttribute("data-refresh") || 30;

@@ -96,3 +96,32 @@ async def test_consoles_see_their_scope_within_a_second(db_settings: Settings, r
     assert [e["data"]["data"]["application_id"] for e in seen["other"]] == [case(2).id]
     first = seen["clerk"][0]
     assert first["event"] == "application.accepted" and first["data"]["type"] == "application.accepted"
+
+
+async def test_the_console_stream_follows_the_session_cookie(db_settings: Settings) -> None:
+    """``/console/events``: the same events, in the signed-in officer's scope, with no bearer token in the page."""
+    from tests.gateway.web.pages import hidden
+
+    async with serve(loopback_settings(db_settings)) as (base, db):
+        officer, _ = await create_token(db, role="officer", department="civil_affairs")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            assert (await http.get("/console/events")).status_code == 303  # no session: back to sign-in
+            form = await http.get("/console")
+            signed = await http.post(
+                "/console/sign-in", data={"csrf": hidden(form.text, "csrf"), "next": "/console", "token": officer}
+            )
+            assert signed.status_code == 303
+            queue = await http.get("/console/queue")
+            assert 'data-events="/console/events"' in queue.text and "application.accepted" in queue.text
+            seen: list[dict[str, Any]] = []
+            async with http.stream("GET", "/console/events") as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                reader = asyncio.create_task(read_events(response, 1, seen))
+                await asyncio.sleep(0.3)  # subscribed
+                other_department = msgspec.structs.replace(case(3), department="public_security", item_code="0101")
+                for ref in (other_department, case(4)):
+                    async with db.transaction() as conn:
+                        await outbox.emit(conn, types.APPLICATION_ACCEPTED, ref, {"status": "accepted"})
+                await asyncio.wait_for(reader, 60)
+    assert [e["data"]["data"]["application_id"] for e in seen] == [case(4).id]
