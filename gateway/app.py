@@ -28,6 +28,8 @@ from gateway.identity.controllers import whoami
 from gateway.identity.lifespan import identity_lifespan
 from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
+from gateway.grid.controllers import GridController
+from gateway.grid.deps import RECORDER_KEY
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.privacy import install_log_masking
@@ -37,6 +39,7 @@ from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
 from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
+from gateway.tracking.collected import PaperEvaluations
 from gateway.tracking.controllers import RectificationController, TrackingController
 
 
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     SupervisionController,
                     TrackingController,
                     RectificationController,
+                    GridController,
                 ],
             ),
         ],
@@ -96,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores=stores.registry,
         plugins=[RequestStructSchemaPlugin()],
         on_shutdown=[context.close],
-        state=State({STATE_KEY: context}),
+        state=State({STATE_KEY: context, RECORDER_KEY: PaperEvaluations(context.calendar)}),
         dependencies={
             "context": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),

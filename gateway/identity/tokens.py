@@ -98,16 +98,19 @@ def validate_binding(
             f"Unknown role {role!r}.", errors=[FieldError("role", f"must be one of: {allowed}")]
         ) from None
     for field, value, needed, exists in (
-        ("unit", unit, parsed is Role.CLERK, unit_exists),
+        ("unit", unit, parsed in (Role.CLERK, Role.GRID_WORKER), unit_exists),
         ("department", department, parsed is Role.OFFICER, department_exists),
     ):
         if value is None or value == "":
             if needed:
                 errors.append(FieldError(field, f"a {parsed.value} token must be bound to a {field} code"))
             continue
-        if not needed:
+        if field == "unit" and parsed is Role.SUPERVISOR:
+            pass  # optional: a street's or community's supervisor
+        elif not needed:
             errors.append(FieldError(field, f"a {parsed.value} token is not bound to a {field}; leave it out"))
-        elif not _CODE.match(value):
+            continue
+        if not _CODE.match(value):
             errors.append(FieldError(field, "use letters, digits, '.', '_' or '-' (at most 64)"))
         elif exists is not None and not exists(value):
             errors.append(FieldError(field, f"{value!r} is not a known {field} code in the catalog"))

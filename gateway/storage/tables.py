@@ -17,6 +17,8 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.cases.tables",
     "gateway.tracking.tables",
     "gateway.stores.tables",
+    "gateway.grid.tables",
+    "gateway.reports.tables",
 )
 
 
