@@ -16,6 +16,8 @@ from gateway.bodies import GatewayRequest, check_body
 from gateway.catalog.controllers import CatalogController, provide_catalog
 from gateway.certificates.runtime import certificates_lifespan
 from gateway.context import STATE_KEY, AppContext, provide_context
+from gateway.grid.controllers import GridController
+from gateway.grid.deps import RECORDER_KEY
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -28,12 +30,12 @@ from gateway.identity.controllers import whoami
 from gateway.identity.lifespan import identity_lifespan
 from gateway.intake.controllers import IntakeController, PersonalDataController, upload_controller
 from gateway.intake.purge import draft_purge_lifespan
-from gateway.grid.controllers import GridController
-from gateway.grid.deps import RECORDER_KEY
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
 from gateway.privacy import install_log_masking
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.reports.controllers import ReportController
+from gateway.reports.schedule import background_jobs_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     TrackingController,
                     RectificationController,
                     GridController,
+                    ReportController,
                 ],
             ),
         ],
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             identity_lifespan,
             certificates_lifespan,
             draft_purge_lifespan,
+            background_jobs_lifespan,
         ],
         middleware=[auth_middleware(), idempotency],
         stores=stores.registry,

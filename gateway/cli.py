@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "tokens",
     "keys",
     "audit",
+    "reports",
 )
 
 

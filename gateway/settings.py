@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     idempotency_ttl_seconds: int = 24 * 3600
     #: Base URL the department connector configs are rebased onto (demo and tests); empty keeps each file's.
     simulator_base_host: str = ""
+    #: Seconds between rounds of the grid task catch-up and the scheduled reports in this process; 0: off.
+    report_jobs_seconds: float = 60.0
     debug: bool = False
 
     @property

@@ -1,8 +1,7 @@
 """Grids: grid workers' tasks, consultations, the catch-up watermark, and an index of cases by grid.
 
 Revision ID: grids_0001
-Revises: 0001_foundation
-Depends on: intake_0001 (tasks refer to applications)
+Revises: intake_0001 (tasks refer to applications)
 Create Date: 2026-12-06
 """
 
@@ -14,9 +13,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "grids_0001"
-down_revision: str | Sequence[str] | None = "0001_foundation"
+down_revision: str | Sequence[str] | None = "intake_0001"
 branch_labels: str | Sequence[str] | None = ("grids",)
-depends_on: str | Sequence[str] | None = ("intake_0001",)
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
