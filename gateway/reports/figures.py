@@ -12,7 +12,8 @@ from the same groups (`Tallies.for_unit`). The definitions, for a period ``start
                            deadline (which already moved by every pause), or the clock was paused with days left
     working_days_used      promised days minus the working days left at completion (average over completed)
     open_at_end            accepted by the end, not completed or withdrawn by the end
-    overdue_open           of those, past the deadline at the end (a clock paused by then: with no days left)
+    overdue_open           of those, past the deadline at the end (a clock paused by then: with no days left);
+                           the clock as it stood at the end (replayed when it paused or resumed since)
     corrections            history rows 补齐补正 in the period;  special_procedures: rows 特别程序 in the period
     evaluations            evaluations made in the period; satisfied = 非常满意 (5) + 满意 (4)
     bad_reviews            evaluations of level 1 or 2 in the period; rectified_in_time: their rectification
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.calendar import DISTRICT_TZ, WorkingCalendar, local_date
 from catalog.catalog import Catalog
 from gateway.cases import clock
-from gateway.cases.machine import COMPLETED
+from gateway.cases.machine import CLOCK_PAUSED, CLOCK_RUNNING, COMPLETED
 from gateway.cases.tables import application_history, application_materials, applications
 from gateway.grid.coverage import case_coverage
 from gateway.grid.tables import grid_tasks
@@ -164,6 +165,28 @@ def _clock_of(r: Any) -> clock.ClockState:
     )
 
 
+#: History statuses that pause or resume a clock.
+_CLOCK_EVENTS: Final = (*CLOCK_PAUSED, *CLOCK_RUNNING)
+
+
+async def _clock_at(
+    conn: AsyncConnection, calendar: WorkingCalendar, case: Any, before: dt.datetime
+) -> clock.ClockState:
+    """A case's clock as it stood at ``before``, replayed from its acceptance and history."""
+    state = clock.start(calendar, case.accepted_on, case.promised_days)
+    rows = await conn.execute(
+        select(application_history.c.status, application_history.c.at)
+        .where(application_history.c.application_id == case.id, application_history.c.at < before)
+        .order_by(application_history.c.position)
+    )
+    for r in rows:
+        if r.status in CLOCK_PAUSED:
+            state = clock.pause(calendar, state, local_date(r.at))
+        elif r.status in CLOCK_RUNNING:
+            state = clock.resume(calendar, state, local_date(r.at))
+    return state
+
+
 async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: dt.date, end: dt.date) -> Tallies:
     """Every count of every group for ``start..end`` (a handful of grouped reads)."""
     t = Tallies()
@@ -214,12 +237,23 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
         if found[0]:
             t.add(_key(r), "completed_on_time", r.n)
         t.add(_key(r), "working_days_used", found[1] * r.n)
-    # Open at the end (two reads, each on one index: still running, or stopped after the end).
+    # Open at the end (two reads, each on one index: still running, or stopped after the end). The stored clock
+    # is the clock at the end unless it was paused or resumed after the end: those few cases are replayed from
+    # their history up to the end.
     open_cols = [a.c.promised_days, a.c.deadline, a.c.paused_on, a.c.days_left_at_pause]
+    moved = select(h.c.application_id).where(h.c.at >= hi, h.c.status.in_(_CLOCK_EVENTS))
     for still_open in (a.c.stopped_on.is_(None), a.c.stopped_on > end):
         for r in await grouped(
+            select(*_keyed(a.c.id, a.c.promised_days, a.c.accepted_on)).where(
+                still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.in_(moved)
+            )
+        ):
+            t.add(_key(r), "open_at_end")
+            if overdue_at(await _clock_at(conn, calendar, r, hi), end):
+                t.add(_key(r), "overdue_open")
+        for r in await grouped(
             select(*_keyed(*open_cols, n))
-            .where(still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None))
+            .where(still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.not_in(moved))
             .group_by(*_keyed(*open_cols))
         ):
             t.add(_key(r), "open_at_end", r.n)
