@@ -100,7 +100,7 @@ def banner(settings: Settings, demo: DemoFile, scenario: Scenario, demo_path: Pa
         f"  API docs       {base}/schema/swagger   (OpenAPI: {base}/schema/openapi.json)",
         f"  health         {base}/health/ready",
         f"  departments    {', '.join(f'{code} {url}' for code, url in demo.simulators.items())}",
-        f"  tokens etc.    {demo_path}  (mode 0600: clerk, clerk_other_unit, officer, supervisor, admin, system, grid_worker)",
+        f"  tokens etc.    {demo_path}  (mode 0600: a token per role, the grid)",
         f"  data dir       {settings.data_dir}",
         "",
         f"File {item.name} ({item.code}) for {citizen.name} at the clerk's window ({scenario.clerk_unit});",
