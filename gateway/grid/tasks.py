@@ -26,6 +26,7 @@ import msgspec
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import CalendarEstimateWarning, WorkingCalendar, local_date
@@ -209,6 +210,22 @@ async def _rectification_specs(conn: AsyncConnection, since: dt.datetime | None)
     ]
 
 
+async def _missing(conn: AsyncConnection, specs: list[TaskSpec]) -> list[TaskSpec]:
+    """The specs whose task does not exist yet (a read, so that a caught-up list costs no write)."""
+    if not specs:
+        return []
+    ids = sorted({s.application_id for s in specs})
+    have: set[tuple[str, str, str]] = set()
+    for start in range(0, len(ids), 500):
+        rows = await conn.execute(
+            select(grid_tasks.c.application_id, grid_tasks.c.kind, grid_tasks.c.trigger).where(
+                grid_tasks.c.application_id.in_(ids[start : start + 500])
+            )
+        )
+        have.update((r.application_id, r.kind, r.trigger) for r in rows)
+    return [s for s in specs if (s.application_id, s.kind, s.trigger) not in have]
+
+
 async def catch_up(
     db: Database,
     calendar: WorkingCalendar,
@@ -217,13 +234,17 @@ async def catch_up(
     grid: str | None = None,
 ) -> int:
     """Open every task that should exist by ``now``: history rows since the watermark (all grids), then the clock
-    tasks of open cases (of ``grid`` only when given: a grid worker's list catches up its own grid quickly)."""
+    tasks of open cases (of ``grid`` only when given: a grid worker's list catches up its own grid quickly).
+
+    Reads first; a write transaction only when a task is missing or the watermark moves, so serving a list that is
+    already caught up writes nothing.
+    """
     now = now or utcnow()
     today = local_date(now)
-    async with db.transaction() as conn:
+    h, a = application_history, applications
+    async with db.read() as conn:
         mark = (await conn.execute(select(grid_sync.c.last_at).where(grid_sync.c.name == "history"))).scalar()
         since = mark - OVERLAP if mark is not None else None
-        h, a = application_history, applications
         query = (
             select(h.c.application_id, h.c.status, h.c.position, h.c.at, a.c.grid)
             .join(a, a.c.id == h.c.application_id)
@@ -232,29 +253,43 @@ async def catch_up(
         if since is not None:
             query = query.where(h.c.at >= since)
         specs: list[TaskSpec] = []
+        latest = mark
         for r in await conn.execute(query):
+            latest = r.at if latest is None or r.at > latest else latest
             spec = from_history(
                 calendar, application_id=r.application_id, grid=r.grid, status=r.status, position=r.position, at=r.at
             )
             if spec is not None:
                 specs.append(spec)
         specs.extend(await _rectification_specs(conn, since))
-        inserted = await insert_tasks(conn, specs, now)
-        if mark is None:
-            await conn.execute(insert(grid_sync).values(name="history", last_at=now))
-        else:
-            await conn.execute(
-                update(grid_sync).where(grid_sync.c.name == "history", grid_sync.c.last_at < now).values(last_at=now)
-            )
-    async with db.transaction() as conn:
         cols = [a.c.id, a.c.grid, a.c.status, *(a.c[name] for name in clock.COLUMNS)]
-        query = select(*cols).where(
+        open_cases = select(*cols).where(
             a.c.status.in_(tuple(CLOCK_RUNNING)),
             a.c.deadline <= today + _DUE_SOON_HORIZON,
         )
-        query = query.where(a.c.grid == grid) if grid is not None else query.where(a.c.grid.is_not(None))
-        clock_specs = [s for s in (from_clock(calendar, r, today) for r in await conn.execute(query)) if s]
-        inserted += await insert_tasks(conn, clock_specs, now)
+        open_cases = open_cases.where(a.c.grid == grid) if grid is not None else open_cases.where(a.c.grid.is_not(None))
+        specs.extend(s for s in (from_clock(calendar, r, today) for r in await conn.execute(open_cases)) if s)
+        missing = await _missing(conn, specs)
+    # The watermark moves to the newest row seen (never past it: a row stamped earlier may still be committing).
+    advance = latest is not None and (mark is None or latest > mark)
+    if not missing and not advance:
+        return 0
+    async with db.transaction() as conn:
+        inserted = await insert_tasks(conn, missing, now)
+        if advance and latest is not None:
+            if mark is None:
+                statement: Any = insert(grid_sync).values(name="history", last_at=latest)
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(statement)
+                except IntegrityError:
+                    mark = latest  # another process inserted it meanwhile: advance it below
+            if mark is not None:
+                await conn.execute(
+                    update(grid_sync)
+                    .where(grid_sync.c.name == "history", grid_sync.c.last_at < latest)
+                    .values(last_at=latest)
+                )
     return inserted
 
 
