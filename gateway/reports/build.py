@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any, Final
 
 from catalog.catalog import Catalog
-from gateway.reports.figures import COUNTS, Places, Tallies, in_unit, summary
+from gateway.reports.figures import COUNTS, Places, Tallies, summary
 
 #: The breakdowns, in the order of the rows and of the XLSX sheets (with the sheets' Chinese names).
 BREAKDOWNS: Final = {"street": "街道", "community": "社区", "department": "部门", "item": "事项"}
@@ -34,51 +34,74 @@ def units_under(catalog: Catalog, unit: str, level: str) -> list[str]:
     return sorted(found)
 
 
-def build_body(
-    tallies: Tallies, catalog: Catalog, places: Places, *, period: str, start: dt.date, end: dt.date, unit: str
-) -> dict[str, Any]:
+def build_bodies(
+    tallies: Tallies,
+    catalog: Catalog,
+    places: Places,
+    *,
+    period: str,
+    start: dt.date,
+    end: dt.date,
+    units: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Every requested unit's report from one pass over the groups: each group is added to the district's, its
+    street's and its community's sums (totals and the four breakdowns), then each unit takes its own."""
     district = district_code(catalog)
+    width = len(COUNTS)
+    # scope unit -> breakdown -> code -> counts (a list in COUNTS order; the totals under breakdown "").
+    sums: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(lambda: defaultdict(dict))
 
-    def zero() -> dict[str, int]:
-        return dict.fromkeys(COUNTS, 0)
+    def add(scope: str, breakdown: str, code: str, values: list[int]) -> None:
+        row = sums[scope][breakdown].get(code)
+        if row is None:
+            sums[scope][breakdown][code] = list(values)
+        else:
+            for i in range(width):
+                row[i] += values[i]
 
-    totals = zero()
-    parts: dict[str, dict[str, dict[str, int]]] = {name: defaultdict(zero) for name in BREAKDOWNS}
-    for level in ("street", "community"):
-        for code in units_under(catalog, unit, level):
-            parts[level][code] = zero()
     for (place, department, item), tally in tallies.groups.items():
-        if not in_unit(places, place, unit, district):
-            continue
         street, community = places.of(place)
-        targets = [totals, parts["department"][department], parts["item"][item]]
-        if street is not None and street in parts["street"]:
-            targets.append(parts["street"][street])
-        if community is not None and community in parts["community"]:
-            targets.append(parts["community"][community])
-        for target in targets:
-            for name, value in tally.items():
-                target[name] += value
-    rows: list[dict[str, Any]] = []
-    for level, by_code in parts.items():
-        for code in sorted(by_code):
-            if level == "department":
-                name = catalog.department_name(code)
-            elif level == "item":
-                found = catalog.item(code)
-                name = found.name if found else code
-            else:
-                name = places.name(code)
-            rows.append({"breakdown": level, "code": code, "name": name} | summary(by_code[code]))
-    return {
-        "period": period,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "unit": unit,
-        "unit_name": places.name(unit),
-        "totals": summary(totals),
-        "rows": rows,
-    }
+        values = [tally[name] for name in COUNTS]
+        for scope in (district, street, community):
+            if scope is None:
+                continue
+            add(scope, "", scope, values)
+            add(scope, "department", department, values)
+            add(scope, "item", item, values)
+            if street is not None:
+                add(scope, "street", street, values)
+            if community is not None:
+                add(scope, "community", community, values)
+
+    def figures(values: list[int] | None) -> dict[str, Any]:
+        return summary(dict(zip(COUNTS, values or [0] * width, strict=True)))
+
+    bodies = {}
+    for unit in units:
+        mine = sums.get(unit, {})
+        rows: list[dict[str, Any]] = []
+        for level in BREAKDOWNS:
+            found = mine.get(level, {})
+            codes = units_under(catalog, unit, level) if level in ("street", "community") else sorted(found)
+            for code in codes:
+                if level == "department":
+                    name = catalog.department_name(code)
+                elif level == "item":
+                    known = catalog.item(code)
+                    name = known.name if known else code
+                else:
+                    name = places.name(code)
+                rows.append({"breakdown": level, "code": code, "name": name} | figures(found.get(code)))
+        bodies[unit] = {
+            "period": period,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "unit": unit,
+            "unit_name": places.name(unit),
+            "totals": figures(mine.get("", {}).get(unit)),
+            "rows": rows,
+        }
+    return bodies
 
 
-__all__ = ["BREAKDOWNS", "build_body", "district_code", "units_under"]
+__all__ = ["BREAKDOWNS", "build_bodies", "district_code", "units_under"]

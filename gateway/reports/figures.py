@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import DISTRICT_TZ, WorkingCalendar, local_date
@@ -222,8 +222,13 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
     used_cache: dict[tuple[Any, ...], tuple[bool, int]] = {}
     for r in await grouped(
         select(*_keyed(*clock_cols, n))
+        # coalesce(): the completion-date index serves this read, not the status one (SQLite chooses without
+        # statistics, and the status index would visit every completed case ever).
         .where(
-            a.c.stopped_on >= start, a.c.stopped_on <= end, a.c.status.in_(tuple(COMPLETED)), a.c.deadline.is_not(None)
+            a.c.stopped_on >= start,
+            a.c.stopped_on <= end,
+            func.coalesce(a.c.status, "").in_(tuple(COMPLETED)),
+            a.c.deadline.is_not(None),
         )
         .group_by(*_keyed(*clock_cols))
     ):
@@ -240,7 +245,13 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
     # Open at the end (two reads, each on one index: still running, or stopped after the end). The stored clock
     # is the clock at the end unless it was paused or resumed after the end: those few cases are replayed from
     # their history up to the end.
-    open_cols = [a.c.promised_days, a.c.deadline, a.c.paused_on, a.c.days_left_at_pause]
+    # `overdue_at` as SQL, so that the read groups by (place, department, item, late) only.
+    paused_by_end = and_(a.c.paused_on.is_not(None), a.c.paused_on <= end, a.c.days_left_at_pause.is_not(None))
+    late = case(
+        (paused_by_end, case((a.c.days_left_at_pause < 0, 1), else_=0)),
+        (a.c.deadline < end, 1),
+        else_=0,
+    ).label("late")
     moved = select(h.c.application_id).where(h.c.at >= hi, h.c.status.in_(_CLOCK_EVENTS))
     for still_open in (a.c.stopped_on.is_(None), a.c.stopped_on > end):
         for r in await grouped(
@@ -252,18 +263,12 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
             if overdue_at(await _clock_at(conn, calendar, r, hi), end):
                 t.add(_key(r), "overdue_open")
         for r in await grouped(
-            select(*_keyed(*open_cols, n))
+            select(*_keyed(late, n))
             .where(still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.not_in(moved))
-            .group_by(*_keyed(*open_cols))
+            .group_by(*_keyed(late))
         ):
             t.add(_key(r), "open_at_end", r.n)
-            state = clock.ClockState(
-                promised_days=r.promised_days,
-                deadline=r.deadline,
-                paused_on=r.paused_on,
-                days_left_at_pause=r.days_left_at_pause,
-            )
-            if overdue_at(state, end):
+            if r.late:
                 t.add(_key(r), "overdue_open", r.n)
     # Evaluations: levels and whether the grid collected them.
     collected = select(grid_tasks.c.evaluation_id).where(grid_tasks.c.evaluation_id.is_not(None))

@@ -23,7 +23,7 @@ from catalog.calendar import WorkingCalendar, local_date, local_time
 from catalog.catalog import Catalog
 from gateway.identity.principal import Principal, Role, unit_covers
 from gateway.problems import Forbidden, NotFound
-from gateway.reports.build import build_body, district_code, units_under
+from gateway.reports.build import build_bodies, district_code, units_under
 from gateway.reports.figures import Places, load_tallies
 from gateway.reports.periods import Period, check_start, period_end
 from gateway.reports.tables import reports
@@ -100,10 +100,7 @@ class ReportService:
         end = period_end(period, start)
         async with self.db.read() as conn:
             tallies = await load_tallies(conn, self.calendar, start, end)
-        return {
-            unit: build_body(tallies, self.catalog, self.places, period=period, start=start, end=end, unit=unit)
-            for unit in units
-        }
+        return build_bodies(tallies, self.catalog, self.places, period=period, start=start, end=end, units=units)
 
     async def generate(
         self, period: Period, start: dt.date, units: list[str], *, actor: str
