@@ -169,22 +169,26 @@ def _clock_of(r: Any) -> clock.ClockState:
 _CLOCK_EVENTS: Final = (*CLOCK_PAUSED, *CLOCK_RUNNING)
 
 
-async def _clock_at(
-    conn: AsyncConnection, calendar: WorkingCalendar, case: Any, before: dt.datetime
-) -> clock.ClockState:
-    """A case's clock as it stood at ``before``, replayed from its acceptance and history."""
-    state = clock.start(calendar, case.accepted_on, case.promised_days)
-    rows = await conn.execute(
-        select(application_history.c.status, application_history.c.at)
-        .where(application_history.c.application_id == case.id, application_history.c.at < before)
-        .order_by(application_history.c.position)
-    )
-    for r in rows:
-        if r.status in CLOCK_PAUSED:
-            state = clock.pause(calendar, state, local_date(r.at))
-        elif r.status in CLOCK_RUNNING:
-            state = clock.resume(calendar, state, local_date(r.at))
-    return state
+async def _clocks_at(
+    conn: AsyncConnection, calendar: WorkingCalendar, cases: list[Any], before: dt.datetime
+) -> dict[str, clock.ClockState]:
+    """The clocks of ``cases`` as they stood at ``before``, replayed from acceptance and history (one read)."""
+    states = {c.id: clock.start(calendar, c.accepted_on, c.promised_days) for c in cases}
+    ids = sorted(states)
+    for first in range(0, len(ids), 500):
+        rows = await conn.execute(
+            select(application_history.c.application_id, application_history.c.status, application_history.c.at)
+            .where(
+                application_history.c.application_id.in_(ids[first : first + 500]), application_history.c.at < before
+            )
+            .order_by(application_history.c.application_id, application_history.c.position)
+        )
+        for r in rows:
+            if r.status in CLOCK_PAUSED:
+                states[r.application_id] = clock.pause(calendar, states[r.application_id], local_date(r.at))
+            elif r.status in CLOCK_RUNNING:
+                states[r.application_id] = clock.resume(calendar, states[r.application_id], local_date(r.at))
+    return states
 
 
 async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: dt.date, end: dt.date) -> Tallies:
@@ -254,13 +258,17 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
     ).label("late")
     moved = select(h.c.application_id).where(h.c.at >= hi, h.c.status.in_(_CLOCK_EVENTS))
     for still_open in (a.c.stopped_on.is_(None), a.c.stopped_on > end):
-        for r in await grouped(
-            select(*_keyed(a.c.id, a.c.promised_days, a.c.accepted_on)).where(
-                still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.in_(moved)
+        replayed = list(
+            await grouped(
+                select(*_keyed(a.c.id, a.c.promised_days, a.c.accepted_on)).where(
+                    still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.in_(moved)
+                )
             )
-        ):
+        )
+        states = await _clocks_at(conn, calendar, replayed, hi)
+        for r in replayed:
             t.add(_key(r), "open_at_end")
-            if overdue_at(await _clock_at(conn, calendar, r, hi), end):
+            if overdue_at(states[r.id], end):
                 t.add(_key(r), "overdue_open")
         for r in await grouped(
             select(*_keyed(late, n))

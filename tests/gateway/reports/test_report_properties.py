@@ -453,7 +453,12 @@ def test_a_known_history_counts_as_expected(db_settings: Settings) -> None:
         "materials": ["prefilled"],
     }
     late = on_time | {"ending": "one_late", "evaluation": (1, 0, 2)}
-    asyncio.run(scenario(db_settings, [on_time, late], "monthly", dt.date(2026, 2, 1)))
+    # Open at the end of February: due on the 28th (a make-up working day) is not overdue yet, due on the 27th is.
+    due_on_last_day = on_time | {"created": 32, "ending": "open", "evaluation": None}
+    due_the_day_before = due_on_last_day | {"created": 31}
+    assert wd_after(dt.date(2026, 2, 27), 1) == dt.date(2026, 2, 28)
+    plans = [on_time, late, due_on_last_day, due_the_day_before]
+    asyncio.run(scenario(db_settings, plans, "monthly", dt.date(2026, 2, 1)))
     groups = naive(
         {
             "applications": [],
