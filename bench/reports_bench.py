@@ -409,6 +409,50 @@ async def busiest(db: Database) -> tuple[str, str]:
     return str(department), str(grid)
 
 
+#: The indexes the grid and report domains add to other domains' tables (their write cost is what is measured).
+ADDED_INDEXES = (
+    "ix_applications_grid_status",
+    "ix_applications_accepted_on",
+    "ix_applications_stopped_on",
+    "ix_applications_created_at",
+    "ix_application_history_status_at",
+    "ix_evaluations_created_at",
+)
+
+
+def write_cost(n: int, rounds: int = 2) -> dict[str, Any]:
+    """Insert the same ``n`` generated cases (all their rows) into fresh SQLite databases with and without the added
+    indexes, alternating; only the inserts are timed."""
+    end = period_end("monthly", last_complete("monthly", district_today()))
+    chunks = list(synthetic(n, end))
+    samples: dict[str, list[float]] = {"with": [], "without": []}
+
+    async def one(kind: str) -> float:
+        data_dir = Path(tempfile.mkdtemp(prefix="reports-write-"))
+        db = Database.from_settings(bench_settings(data_dir))
+        try:
+            await db.migrate()
+            if kind == "without":
+                async with db.transaction() as conn:
+                    for name in ADDED_INDEXES:
+                        await conn.execute(text(f"DROP INDEX {name}"))
+            started = time.perf_counter()
+            for chunk in chunks:
+                async with db.transaction() as conn:
+                    for table in ORDER:
+                        if chunk.get(table.name):
+                            await conn.execute(insert(table), chunk[table.name])
+            return time.perf_counter() - started
+        finally:
+            await db.dispose()
+
+    for _ in range(rounds):
+        for kind in ("without", "with"):
+            samples[kind].append(asyncio.run(one(kind)))
+            print(f"  seeding {n:,} cases {kind} the added indexes: {samples[kind][-1]:.1f} s", flush=True)
+    return {kind: [round(v, 2) for v in values] for kind, values in samples.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
@@ -416,11 +460,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default="", help="PostgreSQL schema (created; default a fresh one)")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--write-cost", type=int, metavar="N", help="only: seeding N cases with / without the indexes")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", CalendarEstimateWarning)  # synthetic deadlines run into next year
     print(machine(), flush=True)
     with open("/proc/loadavg") as fh:
         print("load average at start:", fh.read().strip(), flush=True)
+    if args.write_cost:
+        print(write_cost(args.write_cost))
+        return 0
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="reports-bench-"))
     schema = args.schema or (f"bench_{new_id()[:12]}" if args.database_url else "")
     settings = bench_settings(data_dir, database_url=args.database_url, database_schema=schema)
