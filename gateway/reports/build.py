@@ -4,6 +4,7 @@ and item under it (streets and communities listed even when nothing happened the
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections import defaultdict
 from typing import Any, Final
 
@@ -52,16 +53,19 @@ def build_bodies(
     sums: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(lambda: defaultdict(dict))
 
     def add(scope: str, breakdown: str, code: str, values: list[int]) -> None:
-        row = sums[scope][breakdown].get(code)
-        if row is None:
-            sums[scope][breakdown][code] = list(values)
-        else:
-            for i in range(width):
-                row[i] += values[i]
+        found = sums[scope][breakdown]
+        row = found.get(code)
+        found[code] = list(values) if row is None else list(map(operator.add, row, values))
 
+    # First the groups collapse from places (grids) to (street, community, department, item): fewer to spread.
+    collapsed: dict[tuple[str | None, str | None, str, str], list[int]] = {}
     for (place, department, item), tally in tallies.groups.items():
         street, community = places.of(place)
+        key = (street, community, department, item)
         values = [tally[name] for name in COUNTS]
+        row = collapsed.get(key)
+        collapsed[key] = values if row is None else list(map(operator.add, row, values))
+    for (street, community, department, item), values in collapsed.items():
         for scope in (district, street, community):
             if scope is None:
                 continue
