@@ -1,8 +1,9 @@
 """Every figure of a report, defined once, computed from the case tables with grouped range reads.
 
-The reads group by (place, department, item) — place is the case's grid, or the window that filed it when no grid
-is recorded — so a district-wide month is a few grouped queries, and every unit's report is then summed in memory
-from the same groups (`Tallies.for_unit`). The definitions, for a period ``start..end`` of Beijing dates:
+The reads group by (place, department, item) — place is the community of the case's grid, or the window that
+filed it when no grid is recorded — so a district-wide month is a few grouped queries, and every unit's report is
+then summed in memory from the same groups (`gateway.reports.build`). The definitions, for a period
+``start..end`` of Beijing dates:
 
     received               applications filed (created) in the period
     accepted               accepted in the period (acceptance date)
@@ -19,6 +20,7 @@ from the same groups (`Tallies.for_unit`). The definitions, for a period ``start
     bad_reviews            evaluations of level 1 or 2 in the period; rectified_in_time: their rectification
                            closed on or before its due date, and by the period's end
     grid_cases / covered   cases with a grid task due in the period / all those tasks done by their due dates
+                           (the definition of `gateway.grid.coverage`, as SQL)
     materials_satisfied    materials of cases accepted in the period that were satisfied (prefilled or provided);
                            materials_prefilled: of those, satisfied without paper (`without_paper`)
 
@@ -32,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Final
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import DISTRICT_TZ, WorkingCalendar, local_date
@@ -40,7 +42,6 @@ from catalog.catalog import Catalog
 from gateway.cases import clock
 from gateway.cases.machine import CLOCK_PAUSED, CLOCK_RUNNING, COMPLETED
 from gateway.cases.tables import application_history, application_materials, applications
-from gateway.grid.coverage import case_coverage
 from gateway.grid.tables import grid_tasks
 from gateway.tracking.tables import evaluations, rectifications
 
@@ -144,7 +145,12 @@ class Tallies:
 
 
 def _place() -> Any:
-    return func.coalesce(applications.c.grid, applications.c.filing_unit)
+    """The community (or, for a street's own filing without a grid, the street) a case belongs to: the first 12
+    digits of its grid or filing unit. Reports break down to communities, so grids collapse here, in the read."""
+    # Literal bounds: the same expression text in SELECT and GROUP BY (PostgreSQL compares bound parameters apart).
+    return func.substr(
+        func.coalesce(applications.c.grid, applications.c.filing_unit), literal_column("1"), literal_column("12")
+    )
 
 
 def _keyed(*extra: Any) -> list[Any]:
@@ -309,17 +315,24 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
         closed_on = local_date(r.closed_at)
         if closed_on <= r.due_on and closed_on <= end:
             t.add(_key(r), "rectified_in_time")
-    # Grid follow-up coverage.
-    task_rows = await grouped(
-        select(*_keyed(grid_tasks.c.application_id, grid_tasks.c.due_on, grid_tasks.c.completed_on))
-        .join(grid_tasks, grid_tasks.c.application_id == a.c.id)
-        .where(grid_tasks.c.due_on >= start, grid_tasks.c.due_on <= end)
+    # Grid follow-up coverage (`gateway.grid.coverage`, as SQL): per case with a task due in the period, whether
+    # every such task was done by its due date; then counted per group.
+    done_in_time = case(
+        (and_(grid_tasks.c.completed_on.is_not(None), grid_tasks.c.completed_on <= grid_tasks.c.due_on), 1), else_=0
     )
-    keys = {r.application_id: _key(r) for r in task_rows}
-    for application_id, covered in case_coverage(task_rows, start, end).items():
-        t.add(keys[application_id], "grid_cases")
-        if covered:
-            t.add(keys[application_id], "grid_covered")
+    per_case = (
+        select(grid_tasks.c.application_id, func.min(done_in_time).label("covered"))
+        .where(grid_tasks.c.due_on >= start, grid_tasks.c.due_on <= end, grid_tasks.c.application_id.is_not(None))
+        .group_by(grid_tasks.c.application_id)
+        .subquery()
+    )
+    for r in await grouped(
+        select(*_keyed(func.count().label("cases"), func.sum(per_case.c.covered).label("covered")))
+        .join(per_case, per_case.c.application_id == a.c.id)
+        .group_by(*_keyed())
+    ):
+        t.add(_key(r), "grid_cases", r.cases)
+        t.add(_key(r), "grid_covered", int(r.covered or 0))
     # Materials of the cases accepted in the period.
     m = application_materials
     for r in await grouped(
