@@ -4,10 +4,12 @@ report page with its SVG charts. Thin: the logic is in `gateway.reports.services
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, QueryParameter
 
 from gateway.identity.auth import require_roles
@@ -30,6 +32,19 @@ Start = Annotated[dt.date, QueryParameter(description="first day: a Monday (week
 Unit = Annotated[str | None, QueryParameter(description="street or community code; default the district")]
 Format = Annotated[Literal["json", "csv", "xlsx"], QueryParameter(description="json, csv or xlsx")]
 Version = Annotated[int | None, QueryParameter(ge=1, le=1_000_000, description="a stored version; default the latest")]
+
+
+@dataclass
+class ReportOperation(Operation):
+    """The report's 200 answer in its three formats: JSON (as generated), CSV and XLSX (``format=``)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            content = dict(ok.content or {})
+            content["text/csv; charset=utf-8"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+            content[XLSX] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+            ok.content = content
 
 
 def _answer(document: dict[str, Any], fmt: str) -> Response[Any]:
@@ -61,6 +76,7 @@ class ReportController(Controller):
     @get(
         "/weekly",
         operation_id="weeklyReport",
+        operation_class=ReportOperation,
         summary="A weekly report (周报告)",
         guards=[require_roles(*_READERS)],
         responses=_ERRORS,
@@ -79,6 +95,7 @@ class ReportController(Controller):
     @get(
         "/monthly",
         operation_id="monthlyReport",
+        operation_class=ReportOperation,
         summary="A monthly report (月报告)",
         guards=[require_roles(*_READERS)],
         responses=_ERRORS,

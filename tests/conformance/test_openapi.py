@@ -74,6 +74,15 @@ DOMAIN_RULES: dict[str, dict[str, str]] = {
     "evaluateService": {"422": "a comment with a level of 2 or less"},
     "listApplications": {"400": "a tracking number's date and check character"},
     "listCatalogItems": {"400": "a department code the catalog knows"},
+    **{
+        operation: {"422": "a weekly report starts on a Monday, a monthly one on the first of a month"}
+        for operation in ("weeklyReport", "monthlyReport", "reportVersions", "reportChart", "reportPage",
+                          "generateReport")
+    },
+    "correctCaseGrid": {"422": "a grid code the catalog knows, and a reason"},
+    "createGridConsultation": {"422": "an item the catalog knows; an ID number only with consent"},
+    "completeGridTask": {"422": "an outcome the task's kind allows"},
+    "readGridCasePhone": {"422": "a purpose of 2 to 200 characters"},
 }  # fmt: skip
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 
