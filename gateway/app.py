@@ -20,6 +20,8 @@ from gateway.events.controllers import SubscriptionController, event_stream, web
 from gateway.events.jobs import events_lifespan
 from gateway.events.stream import channels_plugin
 from gateway.evidence.controllers import EvidenceController
+from gateway.grid.controllers import GridController
+from gateway.grid.deps import RECORDER_KEY
 from gateway.health.controllers import live, ready
 from gateway.identity.auth import (
     BEARER_SECURITY,
@@ -47,11 +49,14 @@ from gateway.outages import OUTAGE_AWARE_HANDLERS
 from gateway.privacy import install_log_masking
 from gateway.province.controllers import ProvinceController
 from gateway.province.reporter import province_reporter_lifespan
+from gateway.reports.controllers import ReportController
+from gateway.reports.schedule import background_jobs_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
 from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
+from gateway.tracking.collected import PaperEvaluations
 from gateway.tracking.controllers import RectificationController, TrackingController
 from gateway.web.docs_ui import OfflineSwagger
 from gateway.web.headers import security_headers_middleware
@@ -104,6 +109,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     SubscriptionController,
                     webhook_alerts,
                     event_stream,
+                    GridController,
+                    ReportController,
                 ],
             ),
             # Pages: the citizen's status page, the staff console, static assets (gateway/web).
@@ -125,12 +132,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             session_purge_lifespan,
             province_reporter_lifespan,
             events_lifespan,
+            background_jobs_lifespan,
         ],
         middleware=[security_headers_middleware, auth_middleware(), idempotency],
         stores=stores.registry,
         plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis)],
         on_shutdown=[context.close],
-        state=State({STATE_KEY: context}),
+        state=State({STATE_KEY: context, RECORDER_KEY: PaperEvaluations(context.calendar)}),
         dependencies={
             "context": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "province",
     "worker",
     "webhooks",
+    "reports",
 )
 
 

@@ -106,6 +106,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     jobs_in_process: bool = True
     #: How often an idle dispatcher looks for new events and due retries.
     events_poll_seconds: float = 0.1
+    #: Seconds between rounds of the grid task catch-up and the scheduled reports in this process; 0: off.
+    report_jobs_seconds: float = 60.0
     debug: bool = False
 
     @property

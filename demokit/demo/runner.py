@@ -103,7 +103,7 @@ def banner(settings: Settings, demo: DemoFile, scenario: Scenario, demo_path: Pa
         f"  staff console  {base}/console   (sign in with a token from the file below)",
         f"  health         {base}/health/ready   (metrics: {base}/metrics)",
         f"  departments    {', '.join(f'{code} {url}' for code, url in demo.simulators.items())}",
-        f"  tokens etc.    {demo_path}  (mode 0600: clerk, clerk_other_unit, officer, supervisor, admin, system)",
+        f"  tokens etc.    {demo_path}  (mode 0600: a token per role, the grid)",
         f"  data dir       {settings.data_dir}",
         "",
         f"File {item.name} ({item.code}) for {citizen.name} at the clerk's window ({scenario.clerk_unit});",
@@ -179,6 +179,7 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
                 simulators=sims.urls,
                 population=population,
                 created_at=dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds"),
+                grid=scenario.grid,
             )
             demo_path = write_demo_file(settings.data_dir, demo)
             if stop.requested:

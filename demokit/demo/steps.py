@@ -42,7 +42,7 @@ SIMULATOR_PORT_OFFSET = 100
 PREFERRED_STREETS = ("430302006000", "430302007000")
 #: Label prefix of the demo's tokens, so a re-run can revoke the previous run's.
 TOKEN_LABEL_PREFIX = "demo:"  # noqa: S105 - a label, not a secret
-ROLES = ("clerk", "clerk_other_unit", "officer", "supervisor", "admin", "system")
+ROLES = ("clerk", "clerk_other_unit", "officer", "supervisor", "admin", "system", "grid_worker")
 SYSTEM_SCOPES = ("status:read", "certificates:read", "applications:read")
 
 
@@ -83,6 +83,9 @@ class DemoFile(msgspec.Struct, kw_only=True):
     simulators: dict[str, str] = {}
     population: PopulationInfo | None = None
     created_at: str = ""
+    #: The grid (网格) of ``citizens[0]`` (file their cases with ``applicant.grid`` set to it); ``tokens.grid_worker``
+    #: is that grid's worker.
+    grid: str = ""
 
 
 def population_info(sims: Simulators) -> PopulationInfo:
@@ -103,6 +106,8 @@ class Scenario(msgspec.Struct, kw_only=True):
     other_unit: str
     item: DemoItem
     citizens: list[DemoCitizen]
+    #: The grid of ``citizens[0]``: the first grid under the clerk's street.
+    grid: str = ""
 
     @property
     def officer_department(self) -> str:
@@ -286,7 +291,22 @@ def choose_scenario(catalog: Catalog, citizens: Sequence[SimulatedCitizen], toda
     required = {m.certificate_type for m in item.materials if m.required and m.source == "certificate"}
     # The citizen who can file it goes first, so "citizens[0]" is always a working example.
     listed.sort(key=lambda c: not required <= set(c.certificate_types))
-    return Scenario(clerk_unit=clerk_unit, other_unit=other_unit, item=demo_item, citizens=listed)
+    return Scenario(
+        clerk_unit=clerk_unit,
+        other_unit=other_unit,
+        item=demo_item,
+        citizens=listed,
+        grid=_first_grid(catalog, clerk_unit),
+    )
+
+
+def _first_grid(catalog: Catalog, unit: str) -> str:
+    """The first grid (by code) under ``unit``."""
+    for community in sorted(catalog.children(unit), key=lambda u: u.code):
+        grids = sorted(u.code for u in catalog.children(community.code) if u.level == "grid")
+        if grids:
+            return grids[0]
+    return ""
 
 
 # -- 6. tokens -----------------------------------------------------------------------------------------------
@@ -307,6 +327,8 @@ async def create_demo_tokens(db: Database, scenario: Scenario) -> dict[str, str]
         "admin": {"role": "admin"},
         "system": {"role": "system", "scopes": SYSTEM_SCOPES},
     }
+    if scenario.grid:
+        bindings["grid_worker"] = {"role": "grid_worker", "unit": scenario.grid}
     tokens: dict[str, str] = {}
     for name, binding in bindings.items():
         token, _record = await create_token(db, label=TOKEN_LABEL_PREFIX + name, created_by="demo", **binding)

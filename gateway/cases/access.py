@@ -2,7 +2,8 @@
 
 Scope rule: an application outside the caller's scope answers 404 exactly like a missing one. Clerks see what
 their unit filed or handles (a community's 代办 is visible to the community and the street); officers see their
-department's items; supervisors and admins see all. A system token with the ``status:read`` scope sees every case
+department's items; grid workers the cases recorded under their grid; a supervisor bound to a street or community
+what lies under it; other supervisors and admins see all. A system token with the ``status:read`` scope sees every case
 that left the draft stage (a draft is the window's unfinished work, not yet a case), in the masked form only.
 `visible` decides for one row, `scope_filter` is the same rule as SQL for lists; keep them together.
 """
@@ -18,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gateway import audit
 from gateway.cases.tables import applications
-from gateway.identity.principal import Principal, Role
+from gateway.identity.principal import Principal, Role, unit_prefix
 from gateway.problems import NotFound, PreconditionFailed
 from gateway.storage.database import locked
 
@@ -50,7 +51,7 @@ STATUS_READ_SCOPE = "status:read"
 def visible(principal: Principal, row: Row[Any]) -> bool:
     if principal.role is Role.SYSTEM:
         return principal.has_scope(STATUS_READ_SCOPE) and row.status != "draft"
-    return principal.can_see(units=(row.filing_unit, row.handling_unit), department=row.department)
+    return principal.can_see(units=(row.filing_unit, row.handling_unit), department=row.department, grid=row.grid)
 
 
 async def load_application(
@@ -78,6 +79,15 @@ def scope_filter(principal: Principal) -> ColumnElement[bool] | None:
         return or_(applications.c.filing_unit == principal.unit, applications.c.handling_unit == principal.unit)
     if principal.role in (Role.OFFICER, Role.DEPARTMENT) and principal.department:
         return applications.c.department == principal.department
+    if principal.role is Role.GRID_WORKER and principal.unit:
+        return applications.c.grid == principal.unit
+    if principal.role is Role.SUPERVISOR and principal.unit:
+        prefix = unit_prefix(principal.unit) + "%"
+        return or_(
+            applications.c.filing_unit.like(prefix),
+            applications.c.handling_unit.like(prefix),
+            applications.c.grid.like(prefix),
+        )
     if principal.role is Role.SYSTEM and principal.has_scope(STATUS_READ_SCOPE):
         return applications.c.status != "draft"
     return applications.c.id.is_(None)  # sees nothing

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the command line starts fast: the heavy modules load when a
     from gateway.identity.tokens import CodeCheck
 
 #: `gateway.identity.principal.Role`, spelled out so that building the parser imports nothing heavy.
-ROLES = ("clerk", "officer", "supervisor", "admin", "system", "department")
+ROLES = ("clerk", "officer", "supervisor", "admin", "system", "department", "grid_worker")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     create = actions.add_parser("create", help="create a token and print it once")
     create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--unit", help="street or community code (clerk)")
+    create.add_argument(
+        "--unit", help="street or community code (clerk; optional for a supervisor), grid code (grid_worker)"
+    )
     create.add_argument("--department", help="department code (officer, department)")
     create.add_argument("--scope", action="append", default=[], help="scope of a system token (repeatable)")
     create.add_argument("--label", help="who or what holds the token")

@@ -72,6 +72,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+#: A grid (网格) code: its community's 12-digit code and a 3-digit number (config/registry/units.toml).
+_GRID_CODE = re.compile(r"^[0-9]{15}$")
+
+
 def looks_like_token(token: str) -> bool:
     """Cheap shape check before any database lookup."""
     return _TOKEN_BODY.match(token) is not None
@@ -98,17 +102,26 @@ def validate_binding(
             f"Unknown role {role!r}.", errors=[FieldError("role", f"must be one of: {allowed}")]
         ) from None
     for field, value, needed, exists in (
-        ("unit", unit, parsed is Role.CLERK, unit_exists),
+        ("unit", unit, parsed in (Role.CLERK, Role.GRID_WORKER), unit_exists),
         ("department", department, parsed in (Role.OFFICER, Role.DEPARTMENT), department_exists),
     ):
         if value is None or value == "":
             if needed:
                 errors.append(FieldError(field, f"a {parsed.value} token must be bound to a {field} code"))
             continue
-        if not needed:
+        if field == "unit" and parsed is Role.SUPERVISOR:
+            pass  # optional: a street's or community's supervisor
+        elif not needed:
             errors.append(FieldError(field, f"a {parsed.value} token is not bound to a {field}; leave it out"))
-        elif not _CODE.match(value):
+            continue
+        if not _CODE.match(value):
             errors.append(FieldError(field, "use letters, digits, '.', '_' or '-' (at most 64)"))
+        elif field == "unit" and (parsed is Role.GRID_WORKER) != bool(_GRID_CODE.match(value)):
+            errors.append(
+                FieldError(field, "a grid worker is bound to a grid (网格) code of 15 digits")
+                if parsed is Role.GRID_WORKER
+                else FieldError(field, f"a {parsed.value} is bound to a street or community, not a grid")
+            )
         elif exists is not None and not exists(value):
             errors.append(FieldError(field, f"{value!r} is not a known {field} code in the catalog"))
     if parsed is Role.SYSTEM:
@@ -259,12 +272,13 @@ def _record(row: Row[Any]) -> TokenRecord:
 
 
 def catalog_checks(catalog: Catalog) -> tuple[CodeCheck, CodeCheck]:
-    """(unit_exists, department_exists) against the catalog registry: a clerk's unit must be a street or
-    community (a window); an officer's department must be a registered department."""
+    """(unit_exists, department_exists) against the catalog registry: a clerk's or supervisor's unit must be a
+    street or community (a window), a grid worker's a grid (`validate_binding` tells them apart by the code's
+    shape); an officer's department must be a registered department."""
 
     def unit_exists(code: str) -> bool:
         unit = catalog.unit(code)
-        return unit is not None and unit.level in ("street", "community")
+        return unit is not None and unit.level in ("street", "community", "grid")
 
     def department_exists(code: str) -> bool:
         return catalog.department(code) is not None

@@ -165,6 +165,10 @@ def validate_applicant(
             errors.append(FieldError("applicant.grid", f"{grid!r} is not a grid (网格) code"))
         elif window is not None and not _grid_under(catalog, unit, window):
             errors.append(FieldError("applicant.grid", f"grid {grid} is not under this window's unit {window.code}"))
+    elif window is not None and window.level == "community":
+        # A community with a single grid (网格): the applicant's grid is that one.
+        only = [u for u in catalog.children(window.code) if u.level == "grid"]
+        grid = only[0].code if len(only) == 1 else None
     return ValidApplicant(id_number=id_number, name=name, phone=phone, address=address, grid=grid or None)
 
 

@@ -23,6 +23,8 @@ DOMAIN_TABLE_MODULES: tuple[str, ...] = (
     "gateway.province.tables",
     "gateway.scheduling.tables",
     "gateway.events.tables",
+    "gateway.grid.tables",
+    "gateway.reports.tables",
 )
 
 

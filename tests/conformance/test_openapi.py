@@ -83,6 +83,15 @@ DOMAIN_RULES: dict[str, dict[str, str]] = {
     "prefillRate": {"422": "start not after end, and a period of at most three years"},
     "pushDepartmentEvent": {"422": "the fields an event type needs and only those (missing, procedure, result, "
                             "note); entries of missing not empty"},
+    **{
+        operation: {"422": "a weekly report starts on a Monday, a monthly one on the first of a month"}
+        for operation in ("weeklyReport", "monthlyReport", "reportVersions", "reportChart", "reportPage",
+                          "generateReport")
+    },
+    "correctCaseGrid": {"422": "a grid code the catalog knows, and a reason"},
+    "createGridConsultation": {"422": "an item the catalog knows; an ID number only with consent"},
+    "completeGridTask": {"422": "an outcome the task's kind allows"},
+    "readGridCasePhone": {"422": "a purpose of 2 to 200 characters"},
 }  # fmt: skip
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 

@@ -61,6 +61,9 @@ def test_the_scenario_is_deterministic_and_its_first_citizen_can_file_the_item()
     required = {m.certificate_type for m in item.materials if m.required and m.source == "certificate"}
     assert required <= set(scenario.citizens[0].certificate_types)
     assert sorted(c.id_number for c in scenario.citizens) == sorted(c.id_number for c in citizens)
+    # The first citizen's grid lies under the clerk's street, so the clerk can file with it.
+    grid = catalog.unit(scenario.grid)
+    assert grid is not None and grid.level == "grid" and grid.code.startswith(scenario.clerk_unit[:9])
 
 
 def test_the_scenario_needs_five_citizens() -> None:

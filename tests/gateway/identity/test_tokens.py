@@ -51,7 +51,15 @@ def test_binding_rules_per_role() -> None:
     assert "department" in _errors(role="officer")
     assert set(_errors(role="clerk", unit="430302001000", department="civil_affairs")) == {"department"}
     assert set(_errors(role="officer", department="civil_affairs", unit="x")) == {"unit"}
-    assert set(_errors(role="supervisor", unit="430302001000")) == {"unit"}
+    # A supervisor may be bound to a street or community (what lies under it), not to a grid; a grid worker to a grid.
+    assert validate_binding(role="supervisor", unit="430302001000", department=None, scopes=(), label=None)[0] is (
+        Role.SUPERVISOR
+    )
+    assert set(_errors(role="supervisor", unit="430302001001001")) == {"unit"}
+    assert set(_errors(role="grid_worker", unit="430302001001")) == {"unit"}
+    assert validate_binding(role="grid_worker", unit="430302001001001", department=None, scopes=(), label=None)[0] is (
+        Role.GRID_WORKER
+    )
     assert "scopes" in _errors(role="system")
     assert "scopes" in _errors(role="system", scopes=["Status Read"])
     assert "scopes" in _errors(role="admin", scopes=["status:read"])
@@ -70,7 +78,7 @@ def test_catalog_checks_accept_windows_and_departments_only() -> None:
     street = catalog.units_at("street")[0].code
     community = catalog.units_at("community")[0].code
     assert unit_exists(street) and unit_exists(community)
-    assert not unit_exists(catalog.units_at("grid")[0].code) if catalog.units_at("grid") else True
+    assert unit_exists(catalog.units_at("grid")[0].code)  # a grid worker's binding
     assert not unit_exists("430302999999")
     assert department_exists(catalog.departments[0].code) and not department_exists("nowhere")
 

@@ -1,0 +1,400 @@
+"""Every figure of a report, defined once, computed from the case tables with grouped range reads.
+
+The reads group by (place, department, item) — place is the community of the case's grid, or the window that
+filed it when no grid is recorded — so a district-wide month is a few grouped queries, and every unit's report is
+then summed in memory from the same groups (`gateway.reports.build`). The definitions, for a period
+``start..end`` of Beijing dates:
+
+    received               applications filed (created) in the period
+    accepted               accepted in the period (acceptance date)
+    not_accepted           history rows 不予受理 in the period
+    completed              completed (approved / denied, incl. delivered since) with the clock stopped in the period
+    completed_on_time      of those, within the promised working days: the completion day is on or before the
+                           deadline (which already moved by every pause), or the clock was paused with days left
+    working_days_used      promised days minus the working days left at completion (average over completed)
+    open_at_end            accepted by the end, not completed or withdrawn by the end
+    overdue_open           of those, past the deadline at the end (a clock paused by then: with no days left);
+                           the clock as it stood at the end (replayed when it paused or resumed since)
+    corrections            history rows 补齐补正 in the period;  special_procedures: rows 特别程序 in the period
+    evaluations            evaluations made in the period; satisfied = 非常满意 (5) + 满意 (4)
+    bad_reviews            evaluations of level 1 or 2 in the period; rectified_in_time: their rectification
+                           closed on or before its due date, and by the period's end
+    grid_cases / covered   cases with a grid task due in the period / all those tasks done by their due dates
+                           (the definition of `gateway.grid.coverage`, as SQL)
+    materials_satisfied    materials of cases accepted in the period that were satisfied (prefilled or provided);
+                           materials_prefilled: of those, satisfied without paper (`without_paper`)
+
+Rates are fractions 0..1, or None when their denominator is 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, Final
+
+from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.calendar import DISTRICT_TZ, WorkingCalendar, local_date
+from catalog.catalog import Catalog
+from gateway.cases import clock
+from gateway.cases.machine import CLOCK_PAUSED, CLOCK_RUNNING, COMPLETED
+from gateway.cases.tables import application_history, application_materials, applications
+from gateway.grid.tables import grid_tasks
+from gateway.tracking.tables import evaluations, rectifications
+
+#: Counted figures (summed over groups).
+COUNTS: Final = (
+    "received",
+    "accepted",
+    "not_accepted",
+    "completed",
+    "completed_on_time",
+    "working_days_used",
+    "open_at_end",
+    "overdue_open",
+    "corrections",
+    "special_procedures",
+    "evaluations",
+    "satisfied",
+    "bad_reviews",
+    "rectified_in_time",
+    "grid_collected_evaluations",
+    "grid_cases",
+    "grid_covered",
+    "materials_satisfied",
+    "materials_prefilled",
+)
+#: Rates: name -> (numerator, denominator).
+RATES: Final = {
+    "on_time_rate": ("completed_on_time", "completed"),
+    "avg_working_days_used": ("working_days_used", "completed"),
+    "satisfaction_rate": ("satisfied", "evaluations"),
+    "rectified_in_time_rate": ("rectified_in_time", "bad_reviews"),
+    "grid_coverage": ("grid_covered", "grid_cases"),
+    "prefill_rate": ("materials_prefilled", "materials_satisfied"),
+}
+SATISFIED_MIN_LEVEL: Final = 4
+BAD_REVIEW_MAX_LEVEL: Final = 2
+
+#: (place, department, item code)
+GroupKey = tuple[str, str, str]
+
+
+def without_paper(state: str) -> bool | None:
+    """Whether a material was satisfied without paper; None when it was not satisfied at all.
+
+    Today a material records only its state: ``prefilled`` (from a department e-certificate) is paperless,
+    ``provided`` (a scan of paper) is not. When materials record how far their source is trusted, this is the one
+    place to change.
+    """
+    if state == "prefilled":
+        return True
+    if state == "provided":
+        return False
+    return None
+
+
+def on_time(state: clock.ClockState) -> bool:
+    """A stopped clock finished within the promised working days (pauses honoured: the deadline moved)."""
+    if state.paused_on is not None and state.days_left_at_pause is not None:
+        return state.days_left_at_pause >= 0
+    assert state.stopped_on is not None
+    return state.stopped_on <= state.deadline
+
+
+def overdue_at(state: clock.ClockState, end: dt.date) -> bool:
+    """An open case is past its deadline at the end of ``end`` (a pause after ``end`` did not exist yet)."""
+    if state.paused_on is not None and state.paused_on <= end and state.days_left_at_pause is not None:
+        return state.days_left_at_pause < 0
+    return end > state.deadline
+
+
+def utc_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The instants the Beijing dates ``start..end`` cover: [start 00:00 +08:00, end+1 00:00 +08:00)."""
+    lo = dt.datetime.combine(start, dt.time(0), DISTRICT_TZ)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), DISTRICT_TZ)
+    return lo.astimezone(dt.UTC), hi.astimezone(dt.UTC)
+
+
+def rates(tally: dict[str, int]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, (num, den) in RATES.items():
+        out[name] = tally[num] / tally[den] if tally[den] else None
+    return out
+
+
+def summary(tally: dict[str, int]) -> dict[str, Any]:
+    """Counts and rates of one row (the average of working days is rounded to 2 places)."""
+    out: dict[str, Any] = dict(tally)
+    for name, value in rates(tally).items():
+        out[name] = round(value, 2) if name == "avg_working_days_used" and value is not None else value
+    return out
+
+
+class Tallies:
+    """Counts per (place, department, item) for one period."""
+
+    def __init__(self) -> None:
+        self.groups: dict[GroupKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
+
+    def add(self, key: GroupKey, field: str, n: int = 1) -> None:
+        self.groups[key][field] += n
+
+
+def _place() -> Any:
+    """The community (or, for a street's own filing without a grid, the street) a case belongs to: the first 12
+    digits of its grid or filing unit. Reports break down to communities, so grids collapse here, in the read."""
+    # Literal bounds: the same expression text in SELECT and GROUP BY (PostgreSQL compares bound parameters apart).
+    return func.substr(
+        func.coalesce(applications.c.grid, applications.c.filing_unit), literal_column("1"), literal_column("12")
+    )
+
+
+def _keyed(*extra: Any) -> list[Any]:
+    return [_place().label("place"), applications.c.department, applications.c.item_code, *extra]
+
+
+def _key(r: Any) -> GroupKey:
+    return (r.place, r.department, r.item_code)
+
+
+def _clock_of(r: Any) -> clock.ClockState:
+    return clock.ClockState(
+        promised_days=r.promised_days,
+        deadline=r.deadline,
+        paused_on=r.paused_on,
+        days_left_at_pause=r.days_left_at_pause,
+        stopped_on=r.stopped_on,
+    )
+
+
+#: History statuses that pause or resume a clock.
+_CLOCK_EVENTS: Final = (*CLOCK_PAUSED, *CLOCK_RUNNING)
+
+
+async def _clocks_at(
+    conn: AsyncConnection, calendar: WorkingCalendar, cases: list[Any], before: dt.datetime
+) -> dict[str, clock.ClockState]:
+    """The clocks of ``cases`` as they stood at ``before``, replayed from acceptance and history (one read)."""
+    states = {c.id: clock.start(calendar, c.accepted_on, c.promised_days) for c in cases}
+    ids = sorted(states)
+    for first in range(0, len(ids), 500):
+        rows = await conn.execute(
+            select(application_history.c.application_id, application_history.c.status, application_history.c.at)
+            .where(
+                application_history.c.application_id.in_(ids[first : first + 500]), application_history.c.at < before
+            )
+            .order_by(application_history.c.application_id, application_history.c.position)
+        )
+        for r in rows:
+            if r.status in CLOCK_PAUSED:
+                states[r.application_id] = clock.pause(calendar, states[r.application_id], local_date(r.at))
+            elif r.status in CLOCK_RUNNING:
+                states[r.application_id] = clock.resume(calendar, states[r.application_id], local_date(r.at))
+    return states
+
+
+async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: dt.date, end: dt.date) -> Tallies:
+    """Every count of every group for ``start..end`` (a handful of grouped reads)."""
+    t = Tallies()
+    a, h = applications, application_history
+    lo, hi = utc_bounds(start, end)
+    n = func.count().label("n")
+
+    async def grouped(query: Any) -> Iterable[Any]:
+        return list(await conn.execute(query))
+
+    # Filed and accepted.
+    for r in await grouped(select(*_keyed(n)).where(a.c.created_at >= lo, a.c.created_at < hi).group_by(*_keyed())):
+        t.add(_key(r), "received", r.n)
+    for r in await grouped(
+        select(*_keyed(n)).where(a.c.accepted_on >= start, a.c.accepted_on <= end).group_by(*_keyed())
+    ):
+        t.add(_key(r), "accepted", r.n)
+    # Status events in the period.
+    events = {
+        "not_accepted": "not_accepted",
+        "correction_required": "corrections",
+        "special_procedure": "special_procedures",
+    }
+    for r in await grouped(
+        select(*_keyed(h.c.status, n))
+        .join(h, h.c.application_id == a.c.id)
+        .where(h.c.status.in_(tuple(events)), h.c.at >= lo, h.c.at < hi)
+        .group_by(*_keyed(h.c.status))
+    ):
+        t.add(_key(r), events[r.status], r.n)
+    # Completions: grouped by their clock, which decides punctuality and the working days used.
+    clock_cols = [a.c.promised_days, a.c.deadline, a.c.paused_on, a.c.days_left_at_pause, a.c.stopped_on]
+    used_cache: dict[tuple[Any, ...], tuple[bool, int]] = {}
+    for r in await grouped(
+        select(*_keyed(*clock_cols, n))
+        # coalesce(): the completion-date index serves this read, not the status one (SQLite chooses without
+        # statistics, and the status index would visit every completed case ever).
+        .where(
+            a.c.stopped_on >= start,
+            a.c.stopped_on <= end,
+            func.coalesce(a.c.status, "").in_(tuple(COMPLETED)),
+            a.c.deadline.is_not(None),
+        )
+        .group_by(*_keyed(*clock_cols))
+    ):
+        state_key = (r.promised_days, r.deadline, r.paused_on, r.days_left_at_pause, r.stopped_on)
+        found = used_cache.get(state_key)
+        if found is None:
+            state = _clock_of(r)
+            found = (on_time(state), clock.view(calendar, state, r.stopped_on).working_days_used)
+            used_cache[state_key] = found
+        t.add(_key(r), "completed", r.n)
+        if found[0]:
+            t.add(_key(r), "completed_on_time", r.n)
+        t.add(_key(r), "working_days_used", found[1] * r.n)
+    # Open at the end (two reads, each on one index: still running, or stopped after the end). The stored clock
+    # is the clock at the end unless it was paused or resumed after the end: those few cases are replayed from
+    # their history up to the end.
+    # `overdue_at` as SQL, so that the read groups by (place, department, item, late) only.
+    paused_by_end = and_(a.c.paused_on.is_not(None), a.c.paused_on <= end, a.c.days_left_at_pause.is_not(None))
+    late = case(
+        (paused_by_end, case((a.c.days_left_at_pause < 0, 1), else_=0)),
+        (a.c.deadline < end, 1),
+        else_=0,
+    ).label("late")
+    moved = select(h.c.application_id).where(h.c.at >= hi, h.c.status.in_(_CLOCK_EVENTS))
+    for still_open in (a.c.stopped_on.is_(None), a.c.stopped_on > end):
+        replayed = list(
+            await grouped(
+                select(*_keyed(a.c.id, a.c.promised_days, a.c.accepted_on)).where(
+                    still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.in_(moved)
+                )
+            )
+        )
+        states = await _clocks_at(conn, calendar, replayed, hi)
+        for r in replayed:
+            t.add(_key(r), "open_at_end")
+            if overdue_at(states[r.id], end):
+                t.add(_key(r), "overdue_open")
+        for r in await grouped(
+            select(*_keyed(late, n))
+            .where(still_open, a.c.accepted_on <= end, a.c.deadline.is_not(None), a.c.id.not_in(moved))
+            .group_by(*_keyed(late))
+        ):
+            t.add(_key(r), "open_at_end", r.n)
+            if r.late:
+                t.add(_key(r), "overdue_open", r.n)
+    # Evaluations: levels and whether the grid collected them.
+    collected = select(grid_tasks.c.evaluation_id).where(grid_tasks.c.evaluation_id.is_not(None))
+    by_grid = evaluations.c.id.in_(collected).label("by_grid")
+    for r in await grouped(
+        select(*_keyed(evaluations.c.level, by_grid, n))
+        .join(evaluations, evaluations.c.application_id == a.c.id)
+        .where(evaluations.c.created_at >= lo, evaluations.c.created_at < hi)
+        .group_by(*_keyed(evaluations.c.level, by_grid))
+    ):
+        key = _key(r)
+        t.add(key, "evaluations", r.n)
+        if r.level >= SATISFIED_MIN_LEVEL:
+            t.add(key, "satisfied", r.n)
+        if r.level <= BAD_REVIEW_MAX_LEVEL:
+            t.add(key, "bad_reviews", r.n)
+        if r.by_grid:
+            t.add(key, "grid_collected_evaluations", r.n)
+    for r in await grouped(
+        select(*_keyed(rectifications.c.due_on, rectifications.c.closed_at))
+        .join(evaluations, evaluations.c.application_id == a.c.id)
+        .join(rectifications, rectifications.c.evaluation_id == evaluations.c.id)
+        .where(
+            evaluations.c.created_at >= lo,
+            evaluations.c.created_at < hi,
+            evaluations.c.level <= BAD_REVIEW_MAX_LEVEL,
+            rectifications.c.closed_at.is_not(None),
+        )
+    ):
+        closed_on = local_date(r.closed_at)
+        if closed_on <= r.due_on and closed_on <= end:
+            t.add(_key(r), "rectified_in_time")
+    # Grid follow-up coverage (`gateway.grid.coverage`, as SQL): per case with a task due in the period, whether
+    # every such task was done by its due date; then counted per group.
+    done_in_time = case(
+        (and_(grid_tasks.c.completed_on.is_not(None), grid_tasks.c.completed_on <= grid_tasks.c.due_on), 1), else_=0
+    )
+    per_case = (
+        select(grid_tasks.c.application_id, func.min(done_in_time).label("covered"))
+        .where(grid_tasks.c.due_on >= start, grid_tasks.c.due_on <= end, grid_tasks.c.application_id.is_not(None))
+        .group_by(grid_tasks.c.application_id)
+        .subquery()
+    )
+    for r in await grouped(
+        select(*_keyed(func.count().label("cases"), func.sum(per_case.c.covered).label("covered")))
+        .join(per_case, per_case.c.application_id == a.c.id)
+        .group_by(*_keyed())
+    ):
+        t.add(_key(r), "grid_cases", r.cases)
+        t.add(_key(r), "grid_covered", int(r.covered or 0))
+    # Materials of the cases accepted in the period.
+    m = application_materials
+    for r in await grouped(
+        select(*_keyed(m.c.state, n))
+        .join(m, m.c.application_id == a.c.id)
+        .where(a.c.accepted_on >= start, a.c.accepted_on <= end)
+        .group_by(*_keyed(m.c.state))
+    ):
+        paperless = without_paper(r.state)
+        if paperless is not None:
+            t.add(_key(r), "materials_satisfied", r.n)
+            if paperless:
+                t.add(_key(r), "materials_prefilled", r.n)
+    return t
+
+
+class Places:
+    """Street and community of a place code (grid, community or street), from the catalog's unit tree."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._cache: dict[str, tuple[str | None, str | None]] = {}
+
+    def of(self, code: str) -> tuple[str | None, str | None]:
+        """(street, community) of ``code``."""
+        found = self._cache.get(code)
+        if found is not None:
+            return found
+        street = community = None
+        unit = self.catalog.unit(code)
+        while unit is not None:
+            if unit.level == "community":
+                community = unit.code
+            elif unit.level == "street":
+                street = unit.code
+            unit = self.catalog.unit(unit.parent) if unit.parent else None
+        self._cache[code] = (street, community)
+        return street, community
+
+    def name(self, code: str) -> str:
+        unit = self.catalog.unit(code)
+        return unit.name if unit else code
+
+
+def in_unit(places: Places, place: str, unit: str, district: str) -> bool:
+    if unit == district:
+        return True
+    street, community = places.of(place)
+    return unit in (street, community)
+
+
+__all__ = [
+    "COUNTS",
+    "RATES",
+    "Places",
+    "Tallies",
+    "in_unit",
+    "load_tallies",
+    "on_time",
+    "overdue_at",
+    "rates",
+    "summary",
+    "utc_bounds",
+    "without_paper",
+]

@@ -1,0 +1,3 @@
+from tests.gateway.intake.fixtures import gateway
+
+__all__ = ["gateway"]
