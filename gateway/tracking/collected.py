@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.calendar import WorkingCalendar
 from gateway import audit
 from gateway.cases.tables import applications
+from gateway.events import outbox, types
 from gateway.problems import Conflict, NotFound
 from gateway.storage.database import locked
 from gateway.storage.metadata import new_id
@@ -58,6 +59,13 @@ class PaperEvaluations:
             evaluations.insert().values(
                 id=evaluation_id, application_id=application_id, level=level, comment=clean, created_at=now
             )
+        )
+        # Announced like the citizen's own evaluation, marked as collected on paper by the grid.
+        await outbox.emit(
+            conn,
+            types.EVALUATION_CREATED,
+            current,
+            {"evaluation_id": evaluation_id, "level": level, "channel": "paper"},
         )
         rectification = None
         if level <= BAD_REVIEW_MAX_LEVEL:

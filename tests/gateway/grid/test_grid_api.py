@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway.context import context_of
+from gateway.events.tables import outbox_events
 from gateway.grid.tables import grid_tasks
 from gateway.identity import create_token
 from gateway.tracking.tables import evaluations
@@ -105,7 +106,18 @@ async def test_tasks_open_complete_once_and_follow_up_evaluation(gateway: Gatewa
                 select(func.count()).select_from(evaluations).where(evaluations.c.application_id == application_id)
             )
         ).scalar_one()
+        announced = (
+            await conn.execute(
+                select(outbox_events.c.type, outbox_events.c.data).where(
+                    outbox_events.c.application_id == application_id,
+                    outbox_events.c.type.in_(("evaluation.created", "rectification.opened")),
+                )
+            )
+        ).all()
     assert count == 1
+    # Announced like a citizen's evaluation (marked as collected on paper), and its rectification too.
+    assert sorted(t for t, _ in announced) == ["evaluation.created", "rectification.opened"]
+    assert next(d for t, d in announced if t == "evaluation.created")["channel"] == "paper"
     # The bad review's rectification asks the grid for the follow-up call (回访).
     callbacks = (await _tasks(gw, "worker", stage="after", status="open"))["items"]
     assert [t["kind"] for t in callbacks] == ["callback"]
