@@ -21,8 +21,8 @@ then summed in memory from the same groups (`gateway.reports.build`). The defini
                            closed on or before its due date, and by the period's end
     grid_cases / covered   cases with a grid task due in the period / all those tasks done by their due dates
                            (the definition of `gateway.grid.coverage`, as SQL)
-    materials_satisfied    materials of cases accepted in the period that were satisfied (prefilled or provided);
-                           materials_prefilled: of those, satisfied without paper (`without_paper`)
+    materials_satisfied    required materials of cases accepted in the period that were satisfied (any trust level);
+                           materials_prefilled: of those, satisfied without paper (`without_paper`: A, D, reused B)
 
 Rates are fractions 0..1, or None when their denominator is 0.
 """
@@ -83,16 +83,19 @@ BAD_REVIEW_MAX_LEVEL: Final = 2
 GroupKey = tuple[str, str, str]
 
 
-def without_paper(state: str) -> bool | None:
-    """Whether a material was satisfied without paper; None when it was not satisfied at all.
+def without_paper(level: str | None, brought: bool) -> bool | None:
+    """Whether a required material was satisfied without paper; None when it was not satisfied at all.
 
-    Today a material records only its state: ``prefilled`` (from a department e-certificate) is paperless,
-    ``provided`` (a scan of paper) is not. When materials record how far their source is trusted, this is the one
-    place to change.
+    The trust level decides (`gateway.evidence.levels`, the same rule as `gateway.evidence.rates`): an
+    e-certificate (A), a commitment (D) and a verified copy reused from the evidence store (B with no scan of its
+    own in this application) are paperless; an upload (C) and a copy verified here (B with its own scan,
+    ``brought``) were brought on paper.
     """
-    if state == "prefilled":
+    if level in ("A", "D"):
         return True
-    if state == "provided":
+    if level == "B":
+        return not brought
+    if level == "C":
         return False
     return None
 
@@ -335,13 +338,14 @@ async def load_tallies(conn: AsyncConnection, calendar: WorkingCalendar, start: 
         t.add(_key(r), "grid_covered", int(r.covered or 0))
     # Materials of the cases accepted in the period.
     m = application_materials
+    brought = m.c.file_sha256.is_not(None).label("brought")
     for r in await grouped(
-        select(*_keyed(m.c.state, n))
+        select(*_keyed(m.c.level, brought, n))
         .join(m, m.c.application_id == a.c.id)
-        .where(a.c.accepted_on >= start, a.c.accepted_on <= end)
-        .group_by(*_keyed(m.c.state))
+        .where(a.c.accepted_on >= start, a.c.accepted_on <= end, m.c.required.is_(True))
+        .group_by(*_keyed(m.c.level, brought))
     ):
-        paperless = without_paper(r.state)
+        paperless = without_paper(r.level, bool(r.brought))
         if paperless is not None:
             t.add(_key(r), "materials_satisfied", r.n)
             if paperless:

@@ -71,7 +71,15 @@ case_plans = st.fixed_dictionaries(
         "verdict": st.sampled_from(["approved", "denied"]),
         "evaluation": st.none() | st.tuples(st.integers(1, 5), st.integers(0, 10), st.none() | st.integers(0, 30)),
         "tasks": st.lists(st.tuples(days, st.none() | st.integers(-3, 3)), max_size=3),
-        "materials": st.lists(st.sampled_from(["prefilled", "provided", "missing", "unavailable"]), max_size=4),
+        # (trust level, own scan in this application, required): A certificate, B reused or verified here, C upload,
+        # D commitment, None missing.
+        "materials": st.lists(
+            st.tuples(
+                st.sampled_from([("A", False), ("B", False), ("B", True), ("C", True), ("D", False), (None, False)]),
+                st.booleans(),
+            ),
+            max_size=4,
+        ),
     }
 )
 
@@ -212,7 +220,8 @@ def rows_for(plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                     "created_at": at(BASE, 9),
                 }
             )
-    for i, state_name in enumerate(plan["materials"]):
+    for i, ((level, scanned), required) in enumerate(plan["materials"]):
+        state_name = {"A": "prefilled", None: "missing"}.get(level, "provided")
         out["application_materials"].append(
             {
                 "id": new_id(),
@@ -220,9 +229,11 @@ def rows_for(plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                 "key": f"m{i}",
                 "position": i,
                 "name": "m",
-                "required": True,
+                "required": required,
                 "source": "applicant",
                 "state": state_name,
+                "level": level,
+                "file_sha256": "0" * 64 if scanned else None,
                 "updated_at": at(created, hour),
             }
         )
@@ -321,9 +332,9 @@ def naive(raw: dict[str, list[Any]], start: dt.date, end: dt.date) -> dict[tuple
                 k["overdue_open"] += late
         if inside(c.accepted_on):
             for m in raw["application_materials"]:
-                if m.application_id == c.id and m.state in ("prefilled", "provided"):
+                if m.application_id == c.id and m.required and m.level is not None:
                     k["materials_satisfied"] += 1
-                    k["materials_prefilled"] += m.state == "prefilled"
+                    k["materials_prefilled"] += m.level in ("A", "D") or (m.level == "B" and m.file_sha256 is None)
     collected = {t.evaluation_id for t in raw["grid_tasks"] if t.evaluation_id}
     for e in raw["evaluations"]:
         if not inside(local(e.created_at)):
@@ -450,7 +461,7 @@ def test_a_known_history_counts_as_expected(db_settings: Settings) -> None:
         "verdict": "approved",
         "evaluation": (5, 0, None),
         "tasks": [],
-        "materials": ["prefilled"],
+        "materials": [(("A", False), True)],
     }
     late = on_time | {"ending": "one_late", "evaluation": (1, 0, 2)}
     # Open at the end of February: due on the 28th (a make-up working day) is not overdue yet, due on the 27th is.

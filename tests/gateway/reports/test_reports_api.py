@@ -27,7 +27,9 @@ async def _completed_case(gw: Gateway) -> str:
 async def test_weekly_report_figures_formats_and_scope(gateway: Gateway) -> None:
     gw = gateway
     application_id = await _completed_case(gw)
-    states = [m["state"] for m in (await gw.get(application_id)).json()["materials"]]
+    materials = [m for m in (await gw.get(application_id)).json()["materials"] if m["required"]]
+    states = [m["state"] for m in materials]
+    levels = [m["level"] for m in materials]
     monday = current_start("weekly", today_local())
     r = await gw.client.get(
         "/api/v1/reports/weekly", params={"start": monday.isoformat()}, headers=gw.auth("supervisor")
@@ -48,9 +50,10 @@ async def test_weekly_report_figures_formats_and_scope(gateway: Gateway) -> None
     } <= set(totals)
     assert (totals["received"], totals["accepted"], totals["completed"], totals["completed_on_time"]) == (1, 1, 1, 1)
     assert totals["on_time_rate"] == 1.0 and totals["satisfaction_rate"] is None
-    # The certificate-sourced materials were prefilled, the form was a scan.
+    # The certificate-sourced materials were prefilled (A), the form was a scan (C): the prefill rate counts by level.
     assert states.count("provided") == 1 and states.count("prefilled") >= 1
-    expected = (states.count("prefilled"), states.count("prefilled") + states.count("provided"))
+    assert levels.count("C") == 1 and levels.count("A") == states.count("prefilled")
+    expected = (levels.count("A"), levels.count("A") + levels.count("C"))
     assert (totals["materials_prefilled"], totals["materials_satisfied"]) == expected
     assert body["stored"] is False  # the week is not over
     rows = {(row["breakdown"], row["code"]): row for row in body["rows"]}
