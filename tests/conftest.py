@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.settings import Settings, load_settings
@@ -37,8 +38,9 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Embedded defaults in a fresh data dir."""
-    return load_settings(environ={}, data_dir=tmp_path / "var")
+    """Embedded defaults in a fresh data dir (no provincial platform runs here: the reporter stays off; its tests
+    turn it on with a simulated platform)."""
+    return msgspec.structs.replace(load_settings(environ={}, data_dir=tmp_path / "var"), province_reporting=False)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ async def db_settings(database_url: str, tmp_path: Path) -> AsyncIterator[Settin
     """Settings (data dir under tmp_path) on an isolated database at the newest schema with empty tables:
     a SQLite file, or a PostgreSQL schema of this test's own (tests/dbutil.py)."""
     async with isolated_settings(database_url, tmp_path / "var") as settings:
-        yield settings
+        yield msgspec.structs.replace(settings, province_reporting=False)  # no platform here (see `settings`)
 
 
 @pytest.fixture

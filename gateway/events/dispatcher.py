@@ -55,6 +55,7 @@ from gateway.events.tables import outbox_events, webhook_deliveries, webhook_sub
 from gateway.privacy import FieldCipher
 from gateway.settings import Settings
 from gateway.storage.database import Database
+from gateway.storage.faults import database_unavailable
 from gateway.storage.metadata import new_id, utcnow
 
 log = logging.getLogger("onewindow.events")
@@ -626,8 +627,11 @@ class Dispatcher:
                     await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database hiccup: log, wait, go on — the outbox keeps everything
-                log.exception("event dispatcher round failed")
+            except Exception as exc:  # a database hiccup: log, wait, go on — the outbox keeps everything
+                if database_unavailable(exc):  # an outage (gateway/storage/faults.py): one line, not a trace
+                    log.warning("event dispatcher round skipped: the database is unavailable (%s)", type(exc).__name__)
+                else:
+                    log.exception("event dispatcher round failed")
                 worked = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
