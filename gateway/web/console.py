@@ -8,6 +8,7 @@ applicant's data travel only in POST bodies. Pages showing a case are ``no-store
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections import defaultdict
 from typing import Any
@@ -28,7 +29,12 @@ from gateway.identity.auth import EXCLUDE_KEY
 from gateway.identity.principal import Role
 from gateway.intake.schemas import ApplicantIn, CreateApplication
 from gateway.lifecycle.schemas import ApplicationView, Queue, SummaryRow, TransitionIn
-from gateway.problems import Conflict, NotFound, ProblemError, ServiceUnavailable, Unprocessable
+from gateway.problems import Conflict, FieldError, NotFound, ProblemError, ServiceUnavailable, Unprocessable
+from gateway.reports import charts
+from gateway.reports.controllers import XLSX
+from gateway.reports.deps import provide_reports
+from gateway.reports.exports import to_csv, to_xlsx
+from gateway.reports.periods import Period, check_start, trailing
 from gateway.storage.metadata import utcnow
 from gateway.tracking.schemas import CloseRectification
 from gateway.web import staff
@@ -398,6 +404,53 @@ class ConsoleController(Controller):
         if channels is None:
             raise ServiceUnavailable("The live stream is not available in this process.")
         return ServerSentEvent(events_for(channels, session.principal), headers={"Cache-Control": "no-store"})
+
+    @get("/reports/{period:str}")
+    async def report(
+        self,
+        request: Request[Any, Any, Any],
+        period: FromPath[str],
+        start: FromQuery[str] = "",
+        format: FromQuery[str] = "",
+    ) -> Response[Any]:
+        """A weekly or monthly report of the session's scope: the page with its charts, or its CSV / XLSX file —
+        the API's report (`gateway.reports`) behind the console's session instead of a bearer token."""
+        session = await staff.current(request)
+        if period == "weekly":
+            kind: Period = "weekly"
+        elif period == "monthly":
+            kind = "monthly"
+        else:
+            raise NotFound("No such report.")
+        try:
+            first = dt.date.fromisoformat(start)
+        except ValueError:
+            raise Unprocessable(
+                "start must be a date (YYYY-MM-DD).", errors=[FieldError("start", "a date: YYYY-MM-DD")]
+            ) from None
+        check_start(kind, first)
+        reports = provide_reports(context_of(request.app))
+        document = (await reports.report(session.principal, kind, first, None, None)).document()
+        name = f"report-{period}-{first.isoformat()}-{document['unit']}"
+        if format == "csv":
+            return Response(
+                to_csv(document),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store"},
+            )
+        if format == "xlsx":
+            return Response(
+                to_xlsx(document),
+                media_type=XLSX,
+                headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"', "Cache-Control": "no-store"},
+            )
+        history = await reports.totals_trend(kind, trailing(kind, first), document["unit"])
+        svgs = [charts.trend_chart(kind, history), charts.department_bars(document), charts.unit_bars(document)]
+        return Response(
+            charts.report_page(document, svgs),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
 
     # -- supervisor: the dashboard ---------------------------------------------------------------------------
     @get("/supervision")

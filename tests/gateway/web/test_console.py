@@ -349,3 +349,31 @@ async def test_clerk_marks_an_upload_verified_against_the_original(gateway: Gate
     assert material["level"] == "B" and material["level_set_by"]
     page = await gateway.client.get(f"/console/applications/{application_id}")
     assert "可信等级 B" in page.text and action not in page.text
+
+
+async def test_supervisor_opens_reports_from_the_console_with_the_session(gateway: Gateway) -> None:
+    application_id, _ = await gateway.accepted_case()
+    await sign_in(gateway, "supervisor")
+    home = await gateway.client.get("/console")
+    link = re.search(r'href="(/console/reports/weekly\?start=(\d{4}-\d{2}-\d{2}))"', home.text)
+    assert link is not None, "the dashboard links the weekly report"
+    monday = dt.date.fromisoformat(link.group(2)) + dt.timedelta(days=7)  # this week: the case was accepted today
+    page = await gateway.client.get("/console/reports/weekly", params={"start": monday.isoformat()})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and page.headers["cache-control"] == "no-store"
+    csv = await gateway.client.get("/console/reports/weekly", params={"start": monday.isoformat(), "format": "csv"})
+    assert csv.status_code == 200 and csv.content.startswith("\ufeff".encode())
+    assert "attachment" in csv.headers["content-disposition"]
+    xlsx = await gateway.client.get(
+        "/console/reports/monthly", params={"start": monday.replace(day=1).isoformat(), "format": "xlsx"}
+    )
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+    # A start that is not a Monday: 422 naming start; an unknown period: 404; no session: back to sign-in.
+    bad = await gateway.client.get(
+        "/console/reports/weekly", params={"start": (monday + dt.timedelta(days=1)).isoformat()}
+    )
+    assert bad.status_code == 422 and "start" in bad.text
+    assert (await gateway.client.get("/console/reports/daily", params={"start": monday.isoformat()})).status_code == 404
+    async with asgi_client(gateway.app) as stranger:
+        assert (await stranger.get("/console/reports/weekly", params={"start": monday.isoformat()})).status_code == 303
+    assert application_id
