@@ -103,7 +103,7 @@ def banner(settings: Settings, demo: DemoFile, scenario: Scenario, demo_path: Pa
         f"  staff console  {base}/console   (sign in with a token from the file below)",
         f"  health         {base}/health/ready   (metrics: {base}/metrics)",
         f"  departments    {', '.join(f'{code} {url}' for code, url in demo.simulators.items())}",
-        f"  tokens etc.    {demo_path}  (mode 0600: a token per role, the grid)",
+        f"  tokens etc.    {demo_path}  (mode 0600: tokens for {', '.join(demo.tokens)}; the grid)",
         f"  data dir       {settings.data_dir}",
         "",
         f"File {item.name} ({item.code}) for {citizen.name} at the clerk's window ({scenario.clerk_unit});",
