@@ -74,6 +74,13 @@ Index("ix_applications_filing_unit", applications.c.filing_unit, applications.c.
 Index("ix_applications_department", applications.c.department, applications.c.status)
 Index("ix_applications_applicant_id_index", applications.c.applicant_id_index)
 Index("ix_applications_status_created_at", applications.c.status, applications.c.created_at)
+#: The officer queue: a department's cases in deadline order, read a page at a time (lifecycle_0002).
+Index(
+    "ix_applications_department_deadline",
+    applications.c.department,
+    applications.c.deadline,
+    applications.c.created_at,
+)
 
 for _column in ("applicant_id_number", "applicant_name", "applicant_phone", "applicant_address"):
     register_encrypted_column("applications", _column)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -180,17 +181,21 @@ async def insert_tasks(conn: AsyncConnection, specs: Iterable[TaskSpec], now: dt
     return inserted
 
 
-async def _rectification_specs(conn: AsyncConnection, since: dt.datetime | None) -> list[TaskSpec]:
+def _rectifications_table() -> Any:
     # The rectifications table belongs to tracking; it is read by name so that grid does not import tracking.
     from sqlalchemy import Date, String, column, table
 
-    rect = table(
+    return table(
         "rectifications",
         column("id", String()),
         column("application_id", String()),
         column("opened_at", applications.c.created_at.type),
         column("due_on", Date()),
     )
+
+
+async def _rectification_specs(conn: AsyncConnection, since: dt.datetime | None) -> list[TaskSpec]:
+    rect = _rectifications_table()
     query = (
         select(rect.c.id, rect.c.application_id, rect.c.opened_at, rect.c.due_on, applications.c.grid)
         .join(applications, applications.c.id == rect.c.application_id)
@@ -226,6 +231,37 @@ async def _missing(conn: AsyncConnection, specs: list[TaskSpec]) -> list[TaskSpe
     return [s for s in specs if (s.application_id, s.kind, s.trigger) not in have]
 
 
+#: Per database, per grid: (scan start, `_inputs`) of its last catch-up that found nothing missing (this process).
+_QUIET: weakref.WeakKeyDictionary[Database, dict[str, tuple[dt.datetime, tuple[Any, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _inputs(conn: AsyncConnection, since: dt.datetime, now: dt.datetime, grid: str) -> tuple[Any, ...]:
+    """In one read, what one grid's tasks derive from: the watermark, the history rows and rectifications the scan
+    from ``since`` would see (count, newest), the grid's running cases (count, newest change, sum of versions —
+    every change to a case bumps its version) and the date (due soon and overdue move with it)."""
+    h, a = application_history, applications
+    rect = _rectifications_table()
+    history = (h.c.status.in_(tuple(HISTORY_TASKS)), h.c.at >= since, h.c.at <= now)
+    running = (a.c.grid == grid, a.c.status.in_(tuple(CLOCK_RUNNING)))
+    row = (
+        await conn.execute(
+            select(
+                select(grid_sync.c.last_at).where(grid_sync.c.name == "history").scalar_subquery(),
+                select(func.count()).select_from(h).where(*history).scalar_subquery(),
+                select(func.max(h.c.at)).where(*history).scalar_subquery(),
+                select(func.count()).select_from(rect).where(rect.c.opened_at >= since).scalar_subquery(),
+                select(func.max(rect.c.opened_at)).where(rect.c.opened_at >= since).scalar_subquery(),
+                select(func.count()).select_from(a).where(*running).scalar_subquery(),
+                select(func.max(a.c.updated_at)).where(*running).scalar_subquery(),
+                select(func.sum(a.c.version)).where(*running).scalar_subquery(),
+            )
+        )
+    ).one()
+    return (local_date(now), *row)
+
+
 async def catch_up(
     db: Database,
     calendar: WorkingCalendar,
@@ -237,14 +273,25 @@ async def catch_up(
     tasks of open cases (of ``grid`` only when given: a grid worker's list catches up its own grid quickly).
 
     Reads first; a write transaction only when a task is missing or the watermark moves, so serving a list that is
-    already caught up writes nothing.
+    already caught up writes nothing. For one grid, a caught-up scan also remembers (per process) what its tasks
+    derive from — `_inputs` —, and the next call that reads the same inputs returns at once after that one read.
     """
     now = now or utcnow()
     today = local_date(now)
     h, a = application_history, applications
+    quiet = _QUIET.setdefault(db, {}) if grid is not None else None
+    if quiet is not None and grid in quiet:
+        seen_since, seen = quiet[grid]
+        async with db.read() as conn:
+            if await _inputs(conn, seen_since, now, grid) == seen:
+                return 0  # nothing a task derives from has changed since the last catch-up of this grid
     async with db.read() as conn:
         mark = (await conn.execute(select(grid_sync.c.last_at).where(grid_sync.c.name == "history"))).scalar()
         since = mark - OVERLAP if mark is not None else None
+        # Read before the scan: a change that lands after this read changes the next reading.
+        inputs = None
+        if quiet is not None and grid is not None and since is not None:
+            inputs = (since, await _inputs(conn, since, now, grid))
         query = (
             select(h.c.application_id, h.c.status, h.c.position, h.c.at, a.c.grid)
             .join(a, a.c.id == h.c.application_id)
@@ -272,6 +319,10 @@ async def catch_up(
         missing = await _missing(conn, specs)
     # The watermark moves to the newest row seen (never past it: a row stamped earlier may still be committing).
     advance = latest is not None and (mark is None or latest > mark)
+    if quiet is not None and grid is not None:
+        quiet.pop(grid, None)
+        if inputs is not None and not missing and not advance:
+            quiet[grid] = inputs
     if not missing and not advance:
         return 0
     async with db.transaction() as conn:

@@ -69,6 +69,10 @@ def status_filter(raw: str | None) -> list[str]:
     return raw.split(",")
 
 
+#: The queue's order: earliest deadline first, cases without one (drafts) last by creation.
+_QUEUE_ORDER = (applications.c.deadline.is_(None), applications.c.deadline, applications.c.created_at)
+
+
 class LifecycleService:
     def __init__(
         self,
@@ -310,21 +314,44 @@ class LifecycleService:
             conditions.append(applications.c.tracking_number == number)
         if due:
             conditions.append(applications.c.status.in_(sorted(OPEN)))
-        query = (
-            select(applications)
-            .where(and_(*conditions) if conditions else applications.c.id.is_not(None))
-            .order_by(applications.c.deadline.is_(None), applications.c.deadline, applications.c.created_at)
-        )
+        where = and_(*conditions) if conditions else applications.c.id.is_not(None)
         entries: list[QueueEntry] = []
         total = 0
         async with self.db.read() as conn:
-            if not due:
-                count_query = select(func.count()).select_from(applications)
-                if conditions:
-                    count_query = count_query.where(and_(*conditions))
-                total = int((await conn.execute(count_query)).scalar_one())
-                query = query.limit(limit).offset(offset)
-            rows = list(await conn.execute(query))
+            if due:
+                query = select(applications).where(where).order_by(*_QUEUE_ORDER)
+                rows = list(await conn.execute(query))
+            else:
+                # Two keyset-friendly reads instead of one sort over every row in scope: the cases with a deadline
+                # in (deadline, created_at) order, then those without one by creation. Each walks the index on
+                # (department, deadline, created_at) for an officer, and stops after ``limit`` rows.
+                counts = (
+                    await conn.execute(
+                        select(func.count(), func.count(applications.c.deadline)).select_from(applications).where(where)
+                    )
+                ).one()
+                total, with_deadline = int(counts[0]), int(counts[1])
+                rows = []
+                if offset < with_deadline:
+                    rows = list(
+                        await conn.execute(
+                            select(applications)
+                            .where(where, applications.c.deadline.is_not(None))
+                            .order_by(applications.c.deadline, applications.c.created_at)
+                            .limit(limit)
+                            .offset(offset)
+                        )
+                    )
+                if len(rows) < limit and offset + len(rows) < total:
+                    rows += list(
+                        await conn.execute(
+                            select(applications)
+                            .where(where, applications.c.deadline.is_(None))
+                            .order_by(applications.c.created_at)
+                            .limit(limit - len(rows))
+                            .offset(max(0, offset - with_deadline))
+                        )
+                    )
         for row in rows:
             clock_view = self._clock(row, today)
             if due == "soon" and not (clock_view and clock_view.due_soon):

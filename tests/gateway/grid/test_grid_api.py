@@ -3,14 +3,18 @@ the follow-up records a paper evaluation (one per case), scope answers 404, the 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
+from catalog.calendar import local_date
+from gateway.cases.tables import application_history, applications
 from gateway.context import context_of
 from gateway.events.tables import outbox_events
 from gateway.grid.tables import grid_tasks
 from gateway.identity import create_token
+from gateway.storage.metadata import new_id, utcnow
 from gateway.tracking.tables import evaluations
 from tests.gateway.intake.fixtures import COMMUNITY, GRID, OTHER_GRID, Gateway
 
@@ -222,3 +226,49 @@ async def test_consultation_lists_materials_and_prints(gateway: Gateway) -> None
     async with gw.db.read() as conn:
         stored = (await conn.execute(select(func.count()).select_from(grid_tasks))).scalar_one()
     assert stored == 1
+
+
+async def test_a_caught_up_list_notices_every_change_its_tasks_derive_from(gateway: Gateway) -> None:
+    """A grid worker's list skips the catch-up scan while nothing it derives from has changed (one read says so);
+    a case's clock moving, a new history row, even one stamped before the last scan, each open their task."""
+    gw = gateway
+    context = context_of(gw.app)
+    await _worker(gw, GRID, "worker")
+    first = await _grid_case(gw)
+    assert [t["kind"] for t in (await _tasks(gw, "worker"))["items"]] == ["accepted"]
+    assert (await _tasks(gw, "worker"))["total"] == 1  # served from the remembered inputs
+
+    # The clock moves (as every write of a case does, with its version): the case is now due soon.
+    today = local_date(utcnow())
+    async with gw.db.transaction() as conn:
+        await conn.execute(
+            update(applications)
+            .where(applications.c.id == first)
+            .values(deadline=context.calendar.deadline(today, 1).date, version=applications.c.version + 1)
+        )
+    assert sorted(t["kind"] for t in (await _tasks(gw, "worker"))["items"]) == ["accepted", "due_soon"]
+
+    # A history row committed late, stamped a minute before the previous scan, is still derived.
+    assert (await _tasks(gw, "worker"))["total"] == 2
+    async with gw.db.transaction() as conn:
+        position = (
+            await conn.execute(
+                select(func.max(application_history.c.position)).where(application_history.c.application_id == first)
+            )
+        ).scalar_one()
+        await conn.execute(
+            insert(application_history).values(
+                id=new_id(),
+                application_id=first,
+                position=position + 1,
+                status="correction_required",
+                from_status="in_review",
+                at=utcnow() - dt.timedelta(minutes=1),
+                actor="officer",
+            )
+        )
+    kinds = sorted(t["kind"] for t in (await _tasks(gw, "worker"))["items"])
+    assert kinds == ["accepted", "correction", "due_soon"]
+    async with gw.db.read() as conn:
+        stored = (await conn.execute(select(func.count()).select_from(grid_tasks))).scalar_one()
+    assert stored == 3

@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gateway.cases.tables import applications
 from gateway.context import context_of
@@ -238,3 +238,51 @@ async def test_queue_sorted_by_deadline_with_due_filters(gateway: Gateway) -> No
         "/api/v1/supervision/summary", params={"department": "medical_security"}, headers=gateway.auth("admin")
     )
     assert [r["item_code"] for r in filtered.json()["rows"]] == [ONE_CERT_ITEM]
+
+
+async def test_queue_pages_run_across_cases_without_a_deadline(gateway: Gateway) -> None:
+    """The queue reads cases with a deadline and those without (drafts) separately; paging through it with any page
+    size gives the one order: earliest deadline first, then creation, cases without a deadline last by creation."""
+    today = today_local()
+    accepted = [(await gateway.accepted_case())[0] for _ in range(3)]
+    drafts = []
+    for _ in range(2):
+        created = await gateway.create(gateway.body(gateway.citizen("resident_id_card")))
+        assert created.status_code == 201, created.text
+        drafts.append(created.json()["id"])
+    # Deadlines out of creation order, two of them equal (creation breaks the tie).
+    async with gateway.db.transaction() as conn:
+        for application_id, days in zip(accepted, (9, 4, 4), strict=True):
+            await conn.execute(
+                update(applications)
+                .where(applications.c.id == application_id)
+                .values(deadline=today + dt.timedelta(days=days))
+            )
+    async with gateway.db.read() as conn:
+        rows = list(await conn.execute(select(applications).where(applications.c.id.in_(accepted + drafts))))
+    assert sum(r.deadline is None for r in rows) == 2
+    naive = [r.id for r in sorted(rows, key=lambda r: (r.deadline is None, r.deadline or today, r.created_at))]
+    assert naive[:3] == [accepted[1], accepted[2], accepted[0]] and set(naive[3:]) == set(drafts)
+
+    whole = (await gateway.client.get("/api/v1/applications", headers=gateway.auth("officer"))).json()
+    assert [e["id"] for e in whole["items"]] == naive and whole["total"] == 5
+    for size in (1, 2, 3, 4):
+        paged: list[str] = []
+        for offset in range(0, 7, size):
+            page = (
+                await gateway.client.get(
+                    "/api/v1/applications", params={"limit": size, "offset": offset}, headers=gateway.auth("officer")
+                )
+            ).json()
+            assert page["total"] == 5 and len(page["items"]) == max(0, min(size, 5 - offset))
+            paged += [e["id"] for e in page["items"]]
+        assert paged == naive, size
+    # A status filter keeps the order within what it selects.
+    only_accepted = (
+        await gateway.client.get(
+            "/api/v1/applications",
+            params={"status": "accepted", "limit": 2, "offset": 1},
+            headers=gateway.auth("officer"),
+        )
+    ).json()
+    assert [e["id"] for e in only_accepted["items"]] == naive[1:3] and only_accepted["total"] == 3
