@@ -22,6 +22,13 @@ when there is none:
    consecutive failures open its breaker for ``webhook_breaker_seconds`` (its deliveries are not claimed
    meanwhile, then one probe goes); ``failing_since`` feeds the alert.
 
+Write transactions: `Dispatcher.step` writes steps 1, 2 and 4 each in its own. The lanes of `Dispatcher.run` call
+`Dispatcher.round` instead, which on SQLite (``one_transaction``) writes a round as one transaction — the outcomes
+of the lane's previous batch (step 4, deferred), then steps 1 and 2 — because there every write transaction queues
+for the process's one writer behind the application's commits, and three queued turns per round made deliveries
+lag under load. The claims of a batch hold until its outcomes are written; a process that dies first leaves
+claims that run out, so those deliveries are sent again, never lost.
+
 `Dispatcher.sweep` (every few seconds) dead-letters deliveries older than the retry window and raises the alert
 of an endpoint failing longer than ``webhook_alert_after_seconds`` (an audit record ``webhook.endpoint_failing``
 and a warning in the log, once per failing spell; `gateway.events.alerts` lists them).
