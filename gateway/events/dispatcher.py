@@ -23,7 +23,8 @@ when there is none:
    meanwhile, then one probe goes); ``failing_since`` feeds the alert.
 
 Write transactions: `Dispatcher.step` writes steps 1, 2 and 4 each in its own. The lanes of `Dispatcher.run` call
-`Dispatcher.round` instead, which on SQLite (``one_transaction``) writes a round as one transaction — the outcomes
+`Dispatcher.round` instead when ``one_transaction`` is on (the default on SQLite), which writes a round as one
+transaction — the outcomes
 of the lane's previous batch (step 4, deferred), then steps 1 and 2 — because there every write transaction queues
 for the process's one writer behind the application's commits, and three queued turns per round made deliveries
 lag under load. The claims of a batch hold until its outcomes are written; a process that dies first leaves
@@ -680,7 +681,10 @@ class Dispatcher:
         while not stop.is_set():
             worked = 0
             try:
-                worked, unrecorded = await self.round(unrecorded)
+                if self.one_transaction:
+                    worked, unrecorded = await self.round(unrecorded)
+                else:  # a round in three transactions, its outcomes recorded at once
+                    worked = await self.step()
                 if lane == 0 and loop.time() >= self._next_sweep:
                     self._next_sweep = loop.time() + SWEEP_SECONDS
                     await self.sweep()
