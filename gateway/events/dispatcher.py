@@ -22,6 +22,14 @@ when there is none:
    consecutive failures open its breaker for ``webhook_breaker_seconds`` (its deliveries are not claimed
    meanwhile, then one probe goes); ``failing_since`` feeds the alert.
 
+Write transactions: `Dispatcher.step` writes steps 1, 2 and 4 each in its own. The lanes of `Dispatcher.run` call
+`Dispatcher.round` instead when ``one_transaction`` is on (the default on SQLite), which writes a round as one
+transaction — the outcomes
+of the lane's previous batch (step 4, deferred), then steps 1 and 2 — because there every write transaction queues
+for the process's one writer behind the application's commits, and three queued turns per round made deliveries
+lag under load. The claims of a batch hold until its outcomes are written; a process that dies first leaves
+claims that run out, so those deliveries are sent again, never lost.
+
 `Dispatcher.sweep` (every few seconds) dead-letters deliveries older than the retry window and raises the alert
 of an endpoint failing longer than ``webhook_alert_after_seconds`` (an audit record ``webhook.endpoint_failing``
 and a warning in the log, once per failing spell; `gateway.events.alerts` lists them).
@@ -156,6 +164,7 @@ class Dispatcher:
         publish: Publisher | None = None,
         now: Callable[[], dt.datetime] = utcnow,
         claim_batch: int = CLAIM_BATCH,
+        one_transaction: bool | None = None,
     ) -> None:
         self.db = database
         self.cipher = cipher
@@ -163,6 +172,9 @@ class Dispatcher:
         self.publish = publish
         self.now = now
         self.claim_batch = claim_batch
+        #: Lanes write each round in one transaction (record the last batch, fan out, claim the next): the default
+        #: on SQLite, where every write transaction queues for the one writer behind the application's commits.
+        self.one_transaction = database.dialect == "sqlite" if one_transaction is None else one_transaction
         #: This dispatcher's claims carry this id.
         self.owner = new_id()
         self.policy = TargetPolicy.parse(settings.webhook_allowed_networks)
@@ -222,60 +234,73 @@ class Dispatcher:
 
     async def fan_out(self, limit: int = FANOUT_BATCH) -> int:
         """Deliveries for the events not yet dispatched; returns how many events were dispatched."""
+        async with self.db.transaction() as conn:
+            events = await self._fan_out_in(conn, limit)
+        await self._publish(events)
+        return len(events)
+
+    async def _fan_out_in(self, conn: AsyncConnection, limit: int = FANOUT_BATCH) -> list[Any]:
+        """`fan_out` inside the caller's write transaction; returns the events dispatched (to publish after it)."""
         now = self.now()
         o = outbox_events.c
-        async with self.db.transaction() as conn:
-            if conn.dialect.name == "postgresql":
-                got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FANOUT_LOCK_KEY})
-                if not got.scalar_one():
-                    return 0  # another process is fanning out right now
-            events = list(
-                await conn.execute(select(outbox_events).where(o.dispatched_at.is_(None)).order_by(o.seq).limit(limit))
-            )
-            if not events:
-                return 0
-            subscriptions = list(
-                await conn.execute(
-                    select(
-                        webhook_subscriptions.c.id, webhook_subscriptions.c.events, webhook_subscriptions.c.filters
-                    ).where(webhook_subscriptions.c.status == "active")
-                )
-            )
-            rows = [
-                {
-                    "id": new_id(),
-                    "subscription_id": s.id,
-                    "event_seq": e.seq,
-                    "application_id": e.application_id,
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for e in events
-                for s in subscriptions
-                if matches(s, e)
-            ]
-            if rows:
-                await conn.execute(webhook_deliveries.insert(), rows)
-            # Exactly the events read, not a range of numbers: on PostgreSQL a transaction that drew a number in
-            # the range may commit between the read and this update, and its event has no deliveries yet.
+        if conn.dialect.name == "postgresql":
+            got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FANOUT_LOCK_KEY})
+            if not got.scalar_one():
+                return []  # another process is fanning out right now
+        events = list(
+            await conn.execute(select(outbox_events).where(o.dispatched_at.is_(None)).order_by(o.seq).limit(limit))
+        )
+        if not events:
+            return []
+        subscriptions = list(
             await conn.execute(
-                update(outbox_events)
-                .where(o.seq.in_([e.seq for e in events]), o.dispatched_at.is_(None))
-                .values(dispatched_at=now)
+                select(
+                    webhook_subscriptions.c.id, webhook_subscriptions.c.events, webhook_subscriptions.c.filters
+                ).where(webhook_subscriptions.c.status == "active")
             )
-        if self.publish is not None:
+        )
+        rows = [
+            {
+                "id": new_id(),
+                "subscription_id": s.id,
+                "event_seq": e.seq,
+                "application_id": e.application_id,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for e in events
+            for s in subscriptions
+            if matches(s, e)
+        ]
+        if rows:
+            await conn.execute(webhook_deliveries.insert(), rows)
+        # Exactly the events read, not a range of numbers: on PostgreSQL a transaction that drew a number in
+        # the range may commit between the read and this update, and its event has no deliveries yet.
+        await conn.execute(
+            update(outbox_events)
+            .where(o.seq.in_([e.seq for e in events]), o.dispatched_at.is_(None))
+            .values(dispatched_at=now)
+        )
+        return events
+
+    async def _publish(self, events: list[Any]) -> None:
+        if self.publish is not None and events:
             try:
                 await self.publish([stream_event(e) for e in events])
             except Exception:  # the live stream is best effort; the webhooks are not
                 log.warning("live stream: publishing %d events failed", len(events), exc_info=True)
-        return len(events)
 
     # -- 2. claim --------------------------------------------------------------------------------------------
 
     async def claim(self, limit: int | None = None) -> list[Claimed]:
         """Claim due deliveries (at most ``limit``), at most one open delivery per subscription and case."""
+        async with self.db.transaction() as conn:
+            return await self._claim_in(conn, limit)
+
+    async def _claim_in(self, conn: AsyncConnection, limit: int | None = None) -> list[Claimed]:
+        """`claim` inside the caller's write transaction (the claims hold once it commits)."""
         now = self.now()
         d, s, o = webhook_deliveries.c, webhook_subscriptions.c, outbox_events.c
         earlier = webhook_deliveries.alias("earlier")
@@ -317,34 +342,33 @@ class Dispatcher:
             .order_by(d.event_seq)
             .limit(limit or self.claim_batch)
         )
-        async with self.db.transaction() as conn:
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(of=webhook_deliveries, skip_locked=True)
-            rows = list(await conn.execute(query))
-            # An endpoint coming out of its breaker gets one probe, not the whole backlog at once.
-            probing: set[str] = set()
-            chosen = []
-            for r in rows:
-                if r.consecutive_failures >= self.settings.webhook_breaker_failures:
-                    if r.subscription_id in probing:
-                        continue
-                    probing.add(r.subscription_id)
-                chosen.append(r)
-            if not chosen:
-                return []
-            claimed_ids = {
-                row.id
-                for row in await conn.execute(
-                    update(webhook_deliveries)
-                    .where(
-                        d.id.in_([r.id for r in chosen]),
-                        d.state.in_(OPEN_STATES),
-                        or_(d.lease_until.is_(None), d.lease_until < now),
-                    )
-                    .values(lease_owner=self.owner, lease_until=now + self.lease)
-                    .returning(d.id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=webhook_deliveries, skip_locked=True)
+        rows = list(await conn.execute(query))
+        # An endpoint coming out of its breaker gets one probe, not the whole backlog at once.
+        probing: set[str] = set()
+        chosen = []
+        for r in rows:
+            if r.consecutive_failures >= self.settings.webhook_breaker_failures:
+                if r.subscription_id in probing:
+                    continue
+                probing.add(r.subscription_id)
+            chosen.append(r)
+        if not chosen:
+            return []
+        claimed_ids = {
+            row.id
+            for row in await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    d.id.in_([r.id for r in chosen]),
+                    d.state.in_(OPEN_STATES),
+                    or_(d.lease_until.is_(None), d.lease_until < now),
                 )
-            }
+                .values(lease_owner=self.owner, lease_until=now + self.lease)
+                .returning(d.id)
+            )
+        }
         claims = []
         for r in chosen:
             if r.id not in claimed_ids:
@@ -419,6 +443,13 @@ class Dispatcher:
         """Write the attempts' outcomes and the endpoints' health, each conditional on still holding the claim."""
         if not attempts:
             return
+        async with self.db.transaction() as conn:
+            await self._record_in(conn, attempts)
+
+    async def _record_in(self, conn: AsyncConnection, attempts: Sequence[Attempt]) -> None:
+        """`record` inside the caller's write transaction."""
+        if not attempts:
+            return
         now = self.now()
         window = retry_window(self.scale)
         d = webhook_deliveries.c
@@ -450,43 +481,42 @@ class Dispatcher:
                 }
             )
         mine = and_(d.id == bindparam("b_id"), d.lease_owner == self.owner)
-        async with self.db.transaction() as conn:
-            if succeeded:
-                await conn.execute(
-                    update(webhook_deliveries)
-                    .where(mine)
-                    .values(
-                        state="succeeded",
-                        attempts=d.attempts + 1,
-                        last_status_code=bindparam("b_status"),
-                        last_attempt_at=bindparam("b_at"),
-                        succeeded_at=bindparam("b_at"),
-                        last_error=None,
-                        lease_owner=None,
-                        lease_until=None,
-                    ),
-                    succeeded,
-                )
-            if retried:
-                await conn.execute(
-                    update(webhook_deliveries)
-                    .where(mine)
-                    .values(
-                        state=bindparam("b_state"),
-                        attempts=d.attempts + 1,
-                        last_status_code=bindparam("b_status"),
-                        last_attempt_at=bindparam("b_at"),
-                        last_error=bindparam("b_error"),
-                        next_attempt_at=bindparam("b_next"),
-                        lease_owner=None,
-                        lease_until=None,
-                    ),
-                    retried,
-                )
-            for subscription_id, outcomes in per_subscription.items():
-                await self._health(conn, subscription_id, outcomes, now)
-            for subscription_id, attempt in gone.items():
-                await self._disable_gone(conn, subscription_id, attempt, now)
+        if succeeded:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(mine)
+                .values(
+                    state="succeeded",
+                    attempts=d.attempts + 1,
+                    last_status_code=bindparam("b_status"),
+                    last_attempt_at=bindparam("b_at"),
+                    succeeded_at=bindparam("b_at"),
+                    last_error=None,
+                    lease_owner=None,
+                    lease_until=None,
+                ),
+                succeeded,
+            )
+        if retried:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(mine)
+                .values(
+                    state=bindparam("b_state"),
+                    attempts=d.attempts + 1,
+                    last_status_code=bindparam("b_status"),
+                    last_attempt_at=bindparam("b_at"),
+                    last_error=bindparam("b_error"),
+                    next_attempt_at=bindparam("b_next"),
+                    lease_owner=None,
+                    lease_until=None,
+                ),
+                retried,
+            )
+        for subscription_id in sorted(per_subscription):  # a fixed order: no two writers lock them crosswise
+            await self._health(conn, subscription_id, per_subscription[subscription_id], now)
+        for subscription_id, attempt in gone.items():
+            await self._disable_gone(conn, subscription_id, attempt, now)
 
     async def _health(
         self, conn: AsyncConnection, subscription_id: str, outcomes: list[Attempt], now: dt.datetime
@@ -594,16 +624,46 @@ class Dispatcher:
 
     async def step(self) -> int:
         """One round (fan out, claim, send, record); returns the events fanned out plus the deliveries tried."""
-        events_waiting, due = await self._pending_work()
-        fanned = 0
-        if events_waiting and not self._fanning.locked():
-            async with self._fanning:
-                fanned = await self.fan_out()
-        claims = await self.claim() if (due or fanned) else []
-        if claims:
-            attempts = await asyncio.gather(*(self.deliver(c) for c in claims))
-            await self.record(attempts)
-        return fanned + len(claims)
+        worked, attempts = await self.round()
+        await self.record(attempts)
+        return worked
+
+    async def round(self, previous: Sequence[Attempt] = ()) -> tuple[int, list[Attempt]]:
+        """Record ``previous`` (the last round's attempts), fan out, claim and send; returns the events fanned out
+        plus the deliveries tried, and the attempts — not yet recorded: the caller records them, or passes them to
+        the next round.
+
+        With `one_transaction` the writes are one transaction (record, fan out, claim: the outcomes are written
+        before the claim reads, so a case's next event is claimable in the round that records its predecessor);
+        otherwise one each. Either way, a process that dies before its attempts are recorded leaves claims that run
+        out: those deliveries are sent again (at least once), never lost.
+        """
+        if previous:
+            events_waiting = due = True
+        else:
+            events_waiting, due = await self._pending_work()
+            if not (events_waiting or due):
+                return 0, []
+        fan = events_waiting and not self._fanning.locked()
+        events: list[Any] = []
+        claims: list[Claimed] = []
+        if self.one_transaction:
+            async with self._fanning if fan else contextlib.nullcontext(), self.db.transaction() as conn:
+                await self._record_in(conn, previous)
+                if fan:
+                    events = await self._fan_out_in(conn)
+                if due or events:
+                    claims = await self._claim_in(conn)
+        else:
+            await self.record(previous)
+            if fan:
+                async with self._fanning, self.db.transaction() as conn:
+                    events = await self._fan_out_in(conn)
+            if due or events:
+                claims = await self.claim()
+        await self._publish(events)
+        attempts = list(await asyncio.gather(*(self.deliver(c) for c in claims))) if claims else []
+        return len(events) + len(claims), attempts
 
     async def run(self, stop: asyncio.Event, *, lanes: int = LANES) -> None:
         """Rounds until ``stop`` is set: back to back while there is work, every poll interval when idle.
@@ -618,10 +678,14 @@ class Dispatcher:
         if lane:  # start the lanes apart, so their claims do not arrive together
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.events_poll_seconds * lane / LANES)
+        unrecorded: list[Attempt] = []  # this lane's last attempts: written by its next round
         while not stop.is_set():
             worked = 0
             try:
-                worked = await self.step()
+                if self.one_transaction:
+                    worked, unrecorded = await self.round(unrecorded)
+                else:  # a round in three transactions, its outcomes recorded at once
+                    worked = await self.step()
                 if lane == 0 and loop.time() >= self._next_sweep:
                     self._next_sweep = loop.time() + SWEEP_SECONDS
                     await self.sweep()
@@ -631,14 +695,18 @@ class Dispatcher:
                 if database_unavailable(exc):  # an outage (gateway/storage/faults.py): one line, not a trace
                     log.warning("event dispatcher round skipped: the database is unavailable (%s)", type(exc).__name__)
                 else:
-                    log.exception("event dispatcher round failed")
+                    log.exception("event dispatcher round failed")  # (the round rolled back: its attempts wait)
                 worked = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-            if worked:
+            if worked or unrecorded:
                 self._busy.set()
             else:
                 await self._idle(stop, lane)
+        try:
+            await self.record(unrecorded)
+        except Exception:  # their claims run out and they go again: at least once
+            log.exception("event dispatcher: recording %d attempts on stopping failed", len(unrecorded))
 
     async def _idle(self, stop: asyncio.Event, lane: int) -> None:
         """Wait before the next round: lane 0 polls the database; the others sleep until lane 0 finds work (or

@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
+import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks import Webhook
 
 from gateway.events.jobs import running
@@ -90,3 +93,49 @@ async def test_a_breaker_stops_a_dead_endpoint_from_holding_up_a_live_one(
         await worker.close()
     assert len(dead.received) == tried  # breaker open: not tried again
     assert len(live.received) == 16
+
+
+async def test_a_round_in_one_transaction_records_the_last_batch_and_claims_the_next_in_order(
+    database: Database, db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = loopback_settings(db_settings)
+    async with receiver() as hook:
+        await subscribe(database, settings, hook.url)
+        await emit_many(database, cases=2, per_case=3)
+        worker = dispatcher(database, settings)
+        worker.one_transaction = True  # the SQLite default; on PostgreSQL too, here
+        writes = 0
+        transaction = database.transaction
+
+        @contextlib.asynccontextmanager
+        async def counted() -> AsyncIterator[AsyncConnection]:
+            nonlocal writes
+            writes += 1
+            async with transaction() as conn:
+                yield conn
+
+        monkeypatch.setattr(database, "transaction", counted)
+        worked, attempts = await worker.round()
+        # One write: 6 events fanned out and the first of each case claimed (the others wait for it), then sent.
+        assert (writes, worked, len(attempts)) == (1, 8, 2) and all(a.ok for a in attempts)
+        for step in (1, 2):
+            # One write: the last two outcomes recorded, which lets each case's next event be claimed with them.
+            worked, attempts = await worker.round(attempts)
+            assert (writes, worked) == (1 + step, 2)
+            assert sorted(a.claimed.data["step"] for a in attempts) == [step, step]
+        async with database.read() as conn:
+            open_ = await conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.state != "succeeded"))
+            assert len(open_.all()) == 2  # sent, not yet recorded: their claims still hold them
+        assert await dispatcher(database, settings).claim() == []  # (a write of its own)
+        worked, attempts = await worker.round(attempts)  # records the last two; nothing left to claim
+        assert (writes, worked, attempts) == (5, 0, [])
+        assert await worker.round() == (0, [])  # idle: reads only
+        assert writes == 5
+        await worker.close()
+    steps: dict[str, list[int]] = defaultdict(list)
+    for r in hook.received:
+        steps[r.json["data"]["application_id"]].append(r.json["data"]["step"])
+    assert list(steps.values()) == [[0, 1, 2], [0, 1, 2]]
+    async with database.read() as conn:
+        rows = (await conn.execute(select(webhook_deliveries.c.state, webhook_deliveries.c.attempts))).all()
+    assert sorted(rows) == [("succeeded", 1)] * 6
