@@ -241,7 +241,7 @@ async def test_sessions_live_in_the_database_for_every_process(gateway: Gateway)
         other.cookies.set("ow_console", cookie, path="/console")
         response = await other.get("/console")
         assert response.status_code == 200 and "督查工作台" in response.text
-        assert "/api/v1/reports/weekly" in response.text
+        assert "/console/reports/weekly" in response.text
 
 
 async def test_supervisor_sees_counts_overdue_and_closes_a_rectification(gateway: Gateway) -> None:
