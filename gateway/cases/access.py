@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway import audit
-from gateway.cases.tables import applications
+from gateway.cases.tables import application_materials, applications
 from gateway.identity.principal import Principal, Role, unit_prefix
 from gateway.problems import NotFound, PreconditionFailed
 from gateway.storage.database import locked
@@ -69,6 +69,21 @@ async def load_application(
     if row is None or not visible(principal, row):
         raise not_found(application_id)
     return row
+
+
+async def load_material(conn: AsyncConnection, application: Row[Any], key: str) -> Row[Any]:
+    """The material ``key`` of an application already loaded (and so in scope); `NotFound` naming the item when the
+    item has no such material."""
+    material = (
+        await conn.execute(
+            select(application_materials).where(
+                application_materials.c.application_id == application.id, application_materials.c.key == key
+            )
+        )
+    ).first()
+    if material is None:
+        raise NotFound(f"Item {application.item_code} has no material {key!r}.")
+    return material
 
 
 def scope_filter(principal: Principal) -> ColumnElement[bool] | None:
@@ -128,6 +143,7 @@ __all__ = [
     "check_if_match",
     "etag",
     "load_application",
+    "load_material",
     "not_found",
     "scope_filter",
     "visible",

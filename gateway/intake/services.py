@@ -38,7 +38,7 @@ from catalog.codes import citizen_id_problem, normalise_citizen_id
 from catalog.models import Item, Unit
 from gateway import audit
 from gateway.cases import clock, numbers
-from gateway.cases.access import audit_case, check_if_match, load_application
+from gateway.cases.access import audit_case, check_if_match, load_application, load_material
 from gateway.cases.clock import clock_columns
 from gateway.cases.history import record_status
 from gateway.cases.machine import allowed_targets
@@ -69,7 +69,7 @@ from gateway.intake.schemas import (
     PurgeResult,
 )
 from gateway.privacy import FieldCipher, mask_id_number, mask_name, mask_phone, mask_text
-from gateway.problems import Conflict, FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from gateway.problems import Conflict, FieldError, Forbidden, PayloadTooLarge, Unprocessable
 from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
 from gateway.storage.database import Database, locked
@@ -645,7 +645,7 @@ class IntakeService:
         media_type = uploads.sniff(content[: uploads.SNIFF_BYTES])
         async with self.db.read() as conn:
             row = await load_application(conn, application_id, principal)
-            material = await self._material_row(conn, row, key)
+            material = await load_material(conn, row, key)
             self._check_uploadable(row, if_match)
         if media_type is None:
             raise UnsupportedMedia(
@@ -657,7 +657,7 @@ class IntakeService:
         try:
             async with self.db.transaction() as conn:
                 row = await load_application(conn, application_id, principal, for_update=True)
-                material = await self._material_row(conn, row, key)
+                material = await load_material(conn, row, key)
                 self._check_uploadable(row, if_match)
                 # Under the file's lock: a deletion of the same content that came first is undone here.
                 created = await files.hold(conn, data_dir, digest, content) or created
@@ -712,19 +712,6 @@ class IntakeService:
         if replaced and replaced != digest:
             await self._discard([replaced])
         return uploaded
-
-    @staticmethod
-    async def _material_row(conn: AsyncConnection, row: Row[Any], key: str) -> Row[Any]:
-        material = (
-            await conn.execute(
-                select(application_materials).where(
-                    application_materials.c.application_id == row.id, application_materials.c.key == key
-                )
-            )
-        ).first()
-        if material is None:
-            raise NotFound(f"Item {row.item_code} has no material {key!r}.")
-        return material
 
     @staticmethod
     def _check_uploadable(row: Row[Any], if_match: str | None) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.calendar import local_date
 from catalog.catalog import Catalog
 from catalog.models import Item, Unit
-from gateway.cases.access import audit_case, check_if_match, load_application
+from gateway.cases.access import audit_case, check_if_match, load_application, load_material
 from gateway.cases.tables import application_materials, applications
 from gateway.cases.views import material_view
 from gateway.evidence.levels import COMMITTED, UPLOADED, VERIFIED
@@ -35,7 +35,7 @@ from gateway.intake import uploads
 from gateway.intake.reuse import level_values
 from gateway.intake.schemas import MaterialLevel
 from gateway.privacy import FieldCipher
-from gateway.problems import Conflict, FieldError, Forbidden, NotFound, Unprocessable
+from gateway.problems import Conflict, FieldError, Forbidden, Unprocessable
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
 from gateway.stores import IdempotentRequest
@@ -69,19 +69,6 @@ class MaterialEvidenceService:
         if principal.role is not Role.CLERK or unit is None or unit.level not in ("street", "community"):
             raise Forbidden("Materials are verified and commitments taken by a clerk at a street or community window.")
         return unit
-
-    @staticmethod
-    async def _material(conn: AsyncConnection, row: Row[Any], key: str) -> Row[Any]:
-        material = (
-            await conn.execute(
-                select(application_materials).where(
-                    application_materials.c.application_id == row.id, application_materials.c.key == key
-                )
-            )
-        ).first()
-        if material is None:
-            raise NotFound(f"Item {row.item_code} has no material {key!r}.")
-        return material
 
     @staticmethod
     def _check_status(row: Row[Any], if_match: str | None) -> None:
@@ -157,7 +144,7 @@ class MaterialEvidenceService:
         self._verify_problems(body, today)
         async with self.db.read() as conn:
             row = await load_application(conn, application_id, principal)
-            material = await self._material(conn, row, key)
+            material = await load_material(conn, row, key)
             self._check_status(row, if_match)
             if not self._verifiable(material):
                 return _answer(row.id, material)
@@ -169,7 +156,7 @@ class MaterialEvidenceService:
         valid_until = body.valid_until or today + dt.timedelta(days=DEFAULT_VALIDITY_DAYS)
         async with self.db.transaction() as conn:
             row = await load_application(conn, application_id, principal, for_update=True)
-            fresh = await self._material(conn, row, key)
+            fresh = await load_material(conn, row, key)
             self._check_status(row, if_match)
             if fresh.file_sha256 != material.file_sha256:
                 raise Conflict("Another scan was uploaded meanwhile; verify that one.", extra={"level": fresh.level})
@@ -224,7 +211,7 @@ class MaterialEvidenceService:
             )
         async with self.db.read() as conn:
             row = await load_application(conn, application_id, principal)
-            await self._material(conn, row, key)
+            await load_material(conn, row, key)
             self._check_status(row, if_match)
             item = self._item(row)
         spec = item.material(key)
@@ -236,7 +223,7 @@ class MaterialEvidenceService:
             )
         async with self.db.transaction() as conn:
             row = await load_application(conn, application_id, principal, for_update=True)
-            material = await self._material(conn, row, key)
+            material = await load_material(conn, row, key)
             self._check_status(row, if_match)
             if material.level == COMMITTED:
                 return _answer(row.id, material)
