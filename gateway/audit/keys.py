@@ -92,12 +92,22 @@ def load_or_create_signer(data_dir: Path) -> AuditSigner:
     existing = load_signer(data_dir)
     if existing is not None:
         return existing
-    path = key_path(data_dir)
+    create_key_file(key_path(data_dir))
+    signer = load_signer(data_dir)
+    assert signer is not None
+    return signer
+
+
+def create_key_file(path: Path) -> None:
+    """Write a new Ed25519 private key (PEM, PKCS#8) to ``path`` unless one is there: mode 0600 in a 0700 folder,
+    written in full and synced before it appears, so a reader never sees half a key; when another process writes
+    one at the same moment, its key stays and this one is dropped (every process then loads the same key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         path.parent.chmod(0o700)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -109,9 +119,6 @@ def load_or_create_signer(data_dir: Path) -> AuditSigner:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    signer = load_signer(data_dir)
-    assert signer is not None
-    return signer
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -146,6 +153,7 @@ __all__ = [
     "AuditKeyError",
     "AuditKeyring",
     "AuditSigner",
+    "create_key_file",
     "key_id_of",
     "key_path",
     "load_or_create_signer",

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from catalog.codes import certificate_identifier
 from connectors.model import Certificate
 from connectors.trust import TrustedKey, TrustStore, sign
+from gateway.audit.keys import create_key_file
 
 #: The department code of certificates the gateway issues itself (in the certificate store).
 DISTRICT_ISSUER = "district"
@@ -128,23 +129,7 @@ def _load(path: Path) -> Ed25519PrivateKey | None:
 def _issuer_at(path: Path) -> DistrictIssuer:
     key = _load(path)
     if key is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.chmod(0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):  # another process won the race: use its key
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_key_file(path)
         key = _load(path)
         assert key is not None
     return DistrictIssuer(key)
