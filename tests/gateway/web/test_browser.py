@@ -139,6 +139,9 @@ def test_clerk_citizen_and_officer_journeys(
     clerk.keyboard.type(live.tokens["clerk"])
     clerk.keyboard.press("Enter")
     clerk.wait_for_selector("#q")
+    # The browser applies `autofocus` a moment after the page is parsed: wait for it (fails on timeout if it never
+    # comes), then check it.
+    clerk.wait_for_function("() => document.activeElement && document.activeElement.id === 'q'", timeout=10_000)
     assert clerk.evaluate("() => document.activeElement.id") == "q"
     clerk.keyboard.type("hlbt")
     clerk.keyboard.press("Enter")
