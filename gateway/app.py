@@ -51,6 +51,7 @@ from gateway.province.controllers import ProvinceController
 from gateway.province.reporter import province_reporter_lifespan
 from gateway.reports.controllers import ReportController
 from gateway.reports.schedule import background_jobs_lifespan
+from gateway.reports.workers import report_workers_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             session_purge_lifespan,
             province_reporter_lifespan,
             events_lifespan,
+            report_workers_lifespan,
             background_jobs_lifespan,
         ],
         middleware=[security_headers_middleware, auth_middleware(), idempotency],

@@ -9,6 +9,7 @@ event loop, in order:
     audit_lifespan         context.audit_signer      (and the checkpoint task)
     identity_lifespan      context.authenticator
     certificates_lifespan  context.connectors, context.certificate_store, context.certificates
+    report_workers_lifespan context.report_workers (the report child, started on first use)
 
 Route handlers and dependency providers read it with ``context_of(request.app)``; each domain's ``deps.py`` builds
 its services from it. Readiness checks register themselves in ``context.readiness``.
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from gateway.certificates.lookup import CertificateService
     from gateway.certificates.store import CertificateStore
     from gateway.identity.authenticator import TokenAuthenticator
+    from gateway.reports.workers import ReportWorkers
     from gateway.storage import Database
     from gateway.stores.records import IdempotencyRecords
 
@@ -120,6 +122,8 @@ class AppContext:
         self.certificate_store: CertificateStore | None = None
         #: The intake's certificate lookup; None when the certificates lifespan is not part of the app.
         self.certificates: CertificateService | None = None
+        #: The process's report child (report_workers_lifespan); None: reports are computed in this process.
+        self.report_workers: ReportWorkers | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

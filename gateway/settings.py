@@ -108,6 +108,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     events_poll_seconds: float = 0.1
     #: Seconds between rounds of the grid task catch-up and the scheduled reports in this process; 0: off.
     report_jobs_seconds: float = 60.0
+    #: Compute report figures in a child process of each serving process (`gateway.reports.workers`), so the
+    #: serving event loop never carries them; off: in the serving process itself.
+    reports_in_child_process: bool = True
     debug: bool = False
 
     @property

@@ -9,7 +9,12 @@ from gateway.reports.services import ReportService
 
 
 def provide_reports(context: NamedDependency[AppContext]) -> ReportService:
-    return ReportService(database=context.database, calendar=context.calendar, catalog=context.catalog)
+    return ReportService(
+        database=context.database,
+        calendar=context.calendar,
+        catalog=context.catalog,
+        workers=context.report_workers,
+    )
 
 
 __all__ = ["provide_reports"]

@@ -8,7 +8,8 @@ insert committed generates. A claim left unfinished for `STALE_CLAIM` (its proce
 conditional update, which again only one process wins.
 
 `run_jobs_once` is the one function a job runner calls (``serve`` runs `background_jobs_lifespan`; a separate
-``onewindow worker`` can call `run_jobs_forever`).
+``onewindow worker`` can call `run_jobs_forever`). The figures of a claimed run are computed in the process's
+report child (`gateway.reports.workers`), so a serving process's event loop keeps answering requests meanwhile.
 """
 
 from __future__ import annotations
@@ -88,7 +89,10 @@ async def finish(db: Database, period: Period, start: dt.date, now: dt.datetime)
 
 
 async def run_due_reports(
-    service: ReportService, *, now: dt.datetime | None = None, by: str | None = None
+    service: ReportService,
+    *,
+    now: dt.datetime | None = None,
+    by: str | None = None,
 ) -> list[Any]:
     """Generate the most recent complete week's and month's reports unless some process already did:
     ``[(period, start)]`` of the runs this call generated."""
@@ -107,7 +111,12 @@ async def run_due_reports(
 
 
 def report_service(context: AppContext) -> ReportService:
-    return ReportService(database=context.database, calendar=context.calendar, catalog=context.catalog)
+    return ReportService(
+        database=context.database,
+        calendar=context.calendar,
+        catalog=context.catalog,
+        workers=context.report_workers,
+    )
 
 
 async def run_jobs_once(context: AppContext) -> None:

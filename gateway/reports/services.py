@@ -27,6 +27,7 @@ from gateway.reports.build import build_bodies, district_code, units_under
 from gateway.reports.figures import Places, load_tallies
 from gateway.reports.periods import Period, check_start, period_end
 from gateway.reports.tables import reports
+from gateway.reports.workers import ReportWorkers
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
 
@@ -65,8 +66,11 @@ class ReportService:
         calendar: WorkingCalendar,
         catalog: Catalog,
         now: Callable[[], dt.datetime] = utcnow,
+        workers: ReportWorkers | None = None,
     ) -> None:
         self.db = database
+        #: Where the figures are computed: the process's report child, or (None) this process.
+        self.workers = workers
         self.calendar = calendar
         self.catalog = catalog
         self.places = Places(catalog)
@@ -97,6 +101,8 @@ class ReportService:
     async def compute(self, period: Period, start: dt.date, units: list[str]) -> dict[str, dict[str, Any]]:
         """The bodies of ``units``' reports for the period (nothing stored)."""
         check_start(period, start)
+        if self.workers is not None:
+            return await self.workers.compute(period, start, units)
         end = period_end(period, start)
         async with self.db.read() as conn:
             tallies = await load_tallies(conn, self.calendar, start, end)

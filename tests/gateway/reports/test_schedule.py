@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 
 from sqlalchemy import func, select, update
 
@@ -13,6 +15,7 @@ from catalog.loader import cached_catalog
 from gateway.reports.schedule import STALE_CLAIM, run_due_reports
 from gateway.reports.services import ReportService
 from gateway.reports.tables import report_runs, reports
+from gateway.reports.workers import ReportWorkers, decode_settings, encode_settings
 from gateway.settings import Settings
 from gateway.storage import Database
 
@@ -61,3 +64,46 @@ async def test_concurrent_processes_generate_each_run_once(db_settings: Settings
     finally:
         for db in dbs:
             await db.dispose()
+
+
+async def test_a_scheduled_run_is_computed_in_the_report_child(db_settings: Settings) -> None:
+    """With the serving process's report child, a claimed run's figures are computed in another process (the
+    serving loop only waits) and stored by this one — the same bodies as computed here."""
+    db = Database.from_settings(db_settings)
+    workers = ReportWorkers(db_settings)
+    try:
+        service = _service(db)
+        service.workers = workers
+        generated = await run_due_reports(service, now=NOW, by="serving")
+        assert generated == [("weekly", dt.date(2026, 2, 23)), ("monthly", dt.date(2026, 2, 1))]
+        child = workers.child_pid()
+        assert child is not None and child != os.getpid()
+        async with db.read() as conn:
+            stored = (await conn.execute(select(func.count()).select_from(reports))).scalar_one()
+            finished = list((await conn.execute(select(report_runs.c.finished_at))).scalars())
+        assert stored == 2 * len(service.all_units())
+        assert len(finished) == 2 and all(at is not None for at in finished)
+        units = service.all_units()[:3]
+        here = await _service(db).compute("weekly", dt.date(2026, 2, 23), units)
+        assert await workers.compute("weekly", dt.date(2026, 2, 23), units) == here
+    finally:
+        workers.close()
+        await db.dispose()
+
+
+async def test_a_dead_report_child_is_replaced(db_settings: Settings) -> None:
+    workers = ReportWorkers(db_settings)
+    try:
+        first = await workers.compute("weekly", dt.date(2026, 2, 23), [])
+        pid = workers.child_pid()
+        assert first == {} and pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert await workers.compute("weekly", dt.date(2026, 2, 23), []) == {}
+        assert workers.child_pid() not in (None, pid)
+    finally:
+        workers.close()
+
+
+def test_settings_travel_whole_to_the_child(db_settings: Settings) -> None:
+    assert decode_settings(encode_settings(db_settings)) == db_settings
