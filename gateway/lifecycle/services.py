@@ -38,6 +38,7 @@ from gateway.cases.numbers import normalise_tracking_number, tracking_number_pro
 from gateway.cases.tables import application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
 from gateway.events import outbox
+from gateway.evidence.levels import level_problems, needed_levels
 from gateway.evidence.results import ResultIssuer
 from gateway.identity.principal import Principal, Role
 from gateway.lifecycle.schemas import (
@@ -179,8 +180,9 @@ class LifecycleService:
         return move
 
     async def _check_resubmission(self, conn: AsyncConnection, row: Row[Any]) -> None:
-        """A resubmission brings corrected materials: at least one upload since the correction was requested, and
-        every required material in place."""
+        """A resubmission brings corrected materials: at least one upload since the correction was requested, every
+        required material in place, and each material present at the trust level the catalog asks for acceptance
+        (the same rule as acceptance, `gateway.evidence.levels`)."""
         since = (
             await conn.execute(
                 select(func.max(application_history.c.at)).where(
@@ -202,6 +204,14 @@ class LifecycleService:
             raise Unprocessable(
                 "Required materials are still missing.",
                 errors=[FieldError(f"materials.{m.key}", f"{m.name} is required") for m in missing],
+            )
+        item = self.catalog.item(row.item_code)
+        below = level_problems(item, views) if item is not None else []
+        if below and item is not None:
+            raise Unprocessable(
+                f"{len(below)} material(s) below the trust level the catalog asks for acceptance.",
+                errors=below,
+                extra={"levels": needed_levels(item, [e.field.removeprefix("materials.") for e in below])},
             )
 
     async def transition(

@@ -80,6 +80,31 @@ async def test_levels_verification_and_acceptance_rule(gateway: Gateway) -> None
     assert accepted.status_code == 200, accepted.text
 
 
+async def test_resubmission_after_a_correction_holds_the_same_levels(gateway: Gateway) -> None:
+    """A corrected scan comes in at C: resubmitting it where the catalog asks B is refused like an acceptance would
+    be (422 naming the material and the level), until the clerk verifies the new copy against the original."""
+    application_id, _ = await _care_case_with_scans(gateway)
+    assert (await verify(gateway, application_id, "household_register")).status_code == 200
+    assert (await gateway.accept(application_id)).status_code == 200
+    assert (await gateway.move(application_id, "in_review")).status_code == 200
+    asked = await gateway.move(application_id, "correction_required", note="户口簿页面不清晰，请重新提交")
+    assert asked.status_code == 200, asked.text
+
+    replaced = await gateway.upload(application_id, "household_register", content=PDF + b" rescanned")
+    assert replaced.status_code == 200 and replaced.json()["level"] == "C"
+    refused = await gateway.move(application_id, "in_review", who="clerk", note="已补正")
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert [e["field"] for e in problem["errors"]] == ["materials.household_register"]
+    assert problem["levels"] == {"household_register": "B"}
+    assert (await gateway.get(application_id)).json()["status"] == "correction_required"  # nothing changed
+
+    assert (await verify(gateway, application_id, "household_register")).status_code == 200
+    resumed = await gateway.move(application_id, "in_review", who="clerk", note="已补正")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "in_review"
+
+
 async def test_idempotent_verification(gateway: Gateway) -> None:
     application_id, _ = await _care_case_with_scans(gateway)
     headers = gateway.auth("clerk") | {"Idempotency-Key": "verify-1"}
