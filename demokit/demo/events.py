@@ -50,9 +50,9 @@ async def department_pushback(
     async with run_pushback(agent, host=settings.host) as receiver:
         try:
             await subscribe_simulators(gateway_url, admin_token, agent, receiver)
-            print(f"  departments    {receiver} (webhooks in, results pushed back)", file=out, flush=True)
+            print(f"  webhooks       {receiver} (the departments hear of cases and push results back)", file=out)
         except (RuntimeError, OSError, aiohttp.ClientError, TimeoutError) as exc:
-            print(f"  warning: the departments are not subscribed to webhooks: {exc}", file=out, flush=True)
+            print(f"  warning: the departments are not subscribed to webhooks: {exc}", file=out)
         yield agent
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
+import os
 import signal
 import socket
 import sys
@@ -83,6 +85,29 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+#: Where the departments' webhook receiver line goes in the banner (known only once the gateway serves).
+BANNER_WEBHOOKS = "  webhooks       …"
+
+
+@contextlib.contextmanager
+def standard_error_to(path: Path) -> Iterator[None]:
+    """Send this process's standard error (file descriptor 2: the gateway's JSON log lines, uvicorn's messages) to
+    ``path`` (appended, mode 0600: the lines hold no personal data, but they are the operator's) until the block
+    ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
 def banner(settings: Settings, demo: DemoFile, scenario: Scenario, demo_path: Path, *, started_in: float) -> str:
     """What the demo prints once it serves: where things are and how to try them."""
     base = demo.base_url
@@ -103,8 +128,10 @@ def banner(settings: Settings, demo: DemoFile, scenario: Scenario, demo_path: Pa
         f"  staff console  {base}/console   (sign in with a token from the file below)",
         f"  health         {base}/health/ready   (metrics: {base}/metrics)",
         f"  departments    {', '.join(f'{code} {url}' for code, url in demo.simulators.items())}",
+        BANNER_WEBHOOKS,
         f"  tokens etc.    {demo_path}  (mode 0600: tokens for {', '.join(demo.tokens)}; the grid)",
         f"  data dir       {settings.data_dir}",
+        f"  gateway log    {settings.data_dir / 'logs' / 'gateway.log'}   (JSON lines: tail -f it to watch requests)",
         "",
         f"File {item.name} ({item.code}) for {citizen.name} at the clerk's window ({scenario.clerk_unit});",
         "the materials the departments hold come back prefilled:",
@@ -184,6 +211,9 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
             demo_path = write_demo_file(settings.data_dir, demo)
             if stop.requested:
                 return 0
+            # The gateway's own JSON log lines go to a file, not between the banner's lines on the terminal.
+            log_path = settings.data_dir / "logs" / "gateway.log"
+            stack.enter_context(standard_error_to(log_path))
             app = create_app(settings)
             config = uvicorn.Config(
                 app,
@@ -199,14 +229,16 @@ async def run_demo(settings: Settings, *, out: TextIO = sys.stdout, stop: StopFl
             while not server.started and not serving.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             if server.started:
-                print(banner(settings, demo, scenario, demo_path, started_in=time.monotonic() - started), file=out)
-                out.flush()
+                # The webhook line is part of the banner: subscribe first, then print it all at once.
+                subscribed = io.StringIO()
                 await stack.enter_async_context(
-                    department_pushback(demo.base_url, tokens["admin"], push_tokens, settings, out)
+                    department_pushback(demo.base_url, tokens["admin"], push_tokens, settings, subscribed)
                 )
+                text = banner(settings, demo, scenario, demo_path, started_in=time.monotonic() - started)
+                print(text.replace(BANNER_WEBHOOKS, subscribed.getvalue().rstrip("\n")), file=out, flush=True)
             await serving
             if not server.started:
-                raise DemoError("the gateway did not start (see the messages above)")
+                raise DemoError(f"the gateway did not start (see {log_path})")
             print("Stopping …", file=out, flush=True)
     finally:
         sock.close()

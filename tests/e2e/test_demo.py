@@ -8,6 +8,7 @@ tokens (the old ones stop working).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -205,6 +206,13 @@ def test_demo_serves_files_and_stops_cleanly(tmp_path: Path, demo_runs: list[Dem
 
     assert first.terminate() == 0
     assert "Traceback" not in first.stderr, first.stderr
+    # The gateway's JSON log lines went to the file the banner names, not to the terminal.
+    log = data_dir / "logs" / "gateway.log"
+    assert f"gateway log    {log}" in first.stdout
+    logged = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert any(e.get("route") == "/api/v1/applications" and e.get("status") == 201 for e in logged), logged[-5:]
+    assert '"logger":' not in first.stdout + first.stderr
+    assert "  webhooks       http://" in first.stdout
 
     # Re-run on the same data dir: the database is reused, the tokens are new and the old ones are revoked.
     second = Demo(data_dir, tmp_path)
