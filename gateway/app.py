@@ -50,8 +50,8 @@ from gateway.privacy import install_log_masking
 from gateway.province.controllers import ProvinceController
 from gateway.province.reporter import province_reporter_lifespan
 from gateway.reports.controllers import ReportController
+from gateway.reports.lifespan import report_workers_lifespan
 from gateway.reports.schedule import background_jobs_lifespan
-from gateway.reports.workers import report_workers_lifespan
 from gateway.settings import Settings, get_settings
 from gateway.storage.lifespan import database_lifespan
 from gateway.stores import idempotency_middleware, provide_idempotency

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import func, select
@@ -27,7 +27,6 @@ from gateway.reports.build import build_bodies, district_code, units_under
 from gateway.reports.figures import Places, load_tallies
 from gateway.reports.periods import Period, check_start, period_end
 from gateway.reports.tables import reports
-from gateway.reports.workers import ReportWorkers
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
 
@@ -54,6 +53,12 @@ class StoredReport(msgspec.Struct, kw_only=True):
         }
 
 
+class FigureWorkers(Protocol):
+    """Where figures are computed when not in this process (`gateway.reports.workers.ReportWorkers`)."""
+
+    async def compute(self, period: Period, start: dt.date, units: list[str]) -> dict[str, dict[str, Any]]: ...
+
+
 def canonical(body: dict[str, Any]) -> bytes:
     return _encoder.encode(body)
 
@@ -66,7 +71,7 @@ class ReportService:
         calendar: WorkingCalendar,
         catalog: Catalog,
         now: Callable[[], dt.datetime] = utcnow,
-        workers: ReportWorkers | None = None,
+        workers: FigureWorkers | None = None,
     ) -> None:
         self.db = database
         #: Where the figures are computed: the process's report child, or (None) this process.

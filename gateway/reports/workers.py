@@ -21,15 +21,12 @@ import contextlib
 import datetime as dt
 import multiprocessing
 import os
-from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar
 
-from gateway.context import context_of
 from gateway.reports.periods import Period
 from gateway.settings import Settings
 
@@ -111,22 +108,6 @@ class ReportWorkers:
             self._discard()
 
 
-@contextlib.asynccontextmanager
-async def report_workers_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Give the process its report child (``Settings.reports_in_child_process``); stop the child on shutdown."""
-    context = context_of(app)
-    if not context.settings.reports_in_child_process:
-        yield
-        return
-    workers = ReportWorkers(context.settings)
-    context.report_workers = workers
-    try:
-        yield
-    finally:
-        context.report_workers = None
-        workers.close()
-
-
 # -- in the child ---------------------------------------------------------------------------------------------
 _loop: asyncio.AbstractEventLoop | None = None
 _service: ReportService | None = None
@@ -158,4 +139,4 @@ def _compute(period: Period, start: str, units: list[str]) -> Bodies:
     return _loop.run_until_complete(_service.compute(period, dt.date.fromisoformat(start), units))
 
 
-__all__ = ["ReportWorkers", "decode_settings", "encode_settings", "report_workers_lifespan"]
+__all__ = ["ReportWorkers", "decode_settings", "encode_settings"]
