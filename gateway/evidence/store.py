@@ -167,6 +167,26 @@ class EvidenceStore:
             )
         return found
 
+    async def copy(self, conn: AsyncConnection, evidence_id: str) -> tuple[bytes, str] | None:
+        """A kept copy's content and type — for the case that reused it, even after a consent withdrawal (that
+        stops new reuse, not the record of a case already filed) — or None when it is gone or altered at rest."""
+        row = (
+            await conn.execute(
+                select(
+                    evidence_materials.c.content_enc,
+                    evidence_materials.c.file_sha256,
+                    evidence_materials.c.content_type,
+                ).where(evidence_materials.c.id == evidence_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        content = self._content(row.content_enc, evidence_id)
+        if content is None or hashlib.sha256(content).hexdigest() != row.file_sha256:
+            log.warning("verified copy %s does not match its stored hash; not served", evidence_id)
+            return None
+        return content, row.content_type
+
     @staticmethod
     async def record_reuse(
         conn: AsyncConnection, *, holder_index: str, application_id: str, actor: str, used: Sequence[Offer]

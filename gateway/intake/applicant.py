@@ -20,8 +20,11 @@ Exceptions raised (`gateway.problems` families)::
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,7 +38,9 @@ from gateway.cases.access import load_application
 from gateway.cases.history import actor_scope
 from gateway.cases.tables import application_materials
 from gateway.certificates.store import CertificateStore, IssuedCertificate
+from gateway.evidence.store import EvidenceStore
 from gateway.identity.principal import Principal, Role
+from gateway.intake.uploads import upload_path
 from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import FieldError, Forbidden, NotFound, Unprocessable
 from gateway.storage.database import Database
@@ -136,13 +141,29 @@ def _usable(issued: IssuedCertificate, today: dt.date) -> bool:
     )
 
 
-class PersonalDataService:
-    """The two audited reads over one database, cipher and certificate store."""
+class Scan(msgspec.Struct, frozen=True, kw_only=True):
+    """A material's scan as handed in (or the verified copy it reused), for the caller to download."""
 
-    def __init__(self, *, database: Database, cipher: FieldCipher, store: CertificateStore) -> None:
+    content: bytes
+    content_type: str
+    filename: str
+
+
+#: File name extension per sniffed type (`gateway.intake.uploads.sniff`).
+_EXTENSIONS = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
+
+
+class PersonalDataService:
+    """The audited reads — applicant, certificate, scan — over one database, cipher and certificate store."""
+
+    def __init__(
+        self, *, database: Database, cipher: FieldCipher, store: CertificateStore, data_dir: Path | None = None
+    ) -> None:
         self.db = database
         self.cipher = cipher
         self.store = store
+        #: Where uploaded scans live (``<data_dir>/uploads``); None: scans are not served.
+        self.data_dir = data_dir
 
     @staticmethod
     def _check_role(principal: Principal) -> None:
@@ -242,6 +263,68 @@ class PersonalDataService:
             purpose=stated,
         )
 
+    async def scan(self, principal: Principal, application_id: str, key: str, purpose: str | None) -> Scan:
+        """Material ``key``'s scan: the upload (checked against its hash), or the verified copy from the evidence
+        store that filled it (level B, reused); the read audited like the others, once the content is in hand."""
+        self._check_role(principal)
+        stated = check_purpose(purpose)
+        async with self.db.read() as conn:
+            row = await load_application(conn, application_id, principal)
+            material = (
+                await conn.execute(
+                    select(
+                        application_materials.c.state,
+                        application_materials.c.file_sha256,
+                        application_materials.c.file_type,
+                        application_materials.c.evidence,
+                    ).where(application_materials.c.application_id == row.id, application_materials.c.key == key)
+                )
+            ).first()
+            if material is None:
+                raise NotFound(f"Item {row.item_code} has no material {key!r}.")
+            evidence_id = (material.evidence or {}).get("evidence_id") if not material.file_sha256 else None
+            found: tuple[bytes, str] | None = None
+            if evidence_id:
+                found = await EvidenceStore(self.cipher).copy(conn, str(evidence_id))
+        if material.file_sha256 and self.data_dir is not None:
+            content = await asyncio.to_thread(_read_scan, self.data_dir, material.file_sha256)
+            found = (content, material.file_type or "application/octet-stream") if content is not None else None
+        elif not material.file_sha256 and not evidence_id:
+            raise NotFound(f"Material {key!r} has no scan (it is {material.state}).")
+        if found is None:
+            raise NotFound(f"The scan of material {key!r} is no longer kept.")
+        content, content_type = found
+        sha256 = hashlib.sha256(content).hexdigest()
+        async with self.db.transaction() as conn:
+            await audit.append(
+                conn,
+                actor=principal.actor,
+                role=principal.role.value,
+                action=READ_ACTION,
+                object_type="application",
+                object_id=row.id,
+                purpose=stated,
+                detail=self._detail(
+                    principal,
+                    subject="scan",
+                    material=key,
+                    sha256=sha256,
+                    source="evidence" if evidence_id else "upload",
+                ),
+            )
+        return Scan(
+            content=content, content_type=content_type, filename=f"{key}.{_EXTENSIONS.get(content_type, 'bin')}"
+        )
+
+
+def _read_scan(data_dir: Path, sha256: str) -> bytes | None:
+    """The stored upload with this hash, or None when it is gone or no longer matches its hash."""
+    try:
+        content = upload_path(data_dir, sha256).read_bytes()
+    except (OSError, ValueError):
+        return None
+    return content if hashlib.sha256(content).hexdigest() == sha256 else None
+
 
 __all__ = [
     "CERTIFICATE_FIELDS",
@@ -255,5 +338,6 @@ __all__ = [
     "CertificateVerification",
     "IssuedCertificateRecord",
     "PersonalDataService",
+    "Scan",
     "check_purpose",
 ]

@@ -10,6 +10,7 @@ from typing import Annotated
 from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, HeaderParameter, JSONBody, MultipartBody, QueryParameter
 
 from gateway.evidence.schemas import CommitMaterial, VerifyMaterial
@@ -229,6 +230,19 @@ Purpose = Annotated[
 ]
 
 
+@dataclass
+class ScanOperation(Operation):
+    """The scan's 200 answer: whichever of the three accepted file types the material was handed in as."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+            ok.content = {
+                kind: OpenAPIMediaType(schema=binary) for kind in ("application/pdf", "image/jpeg", "image/png")
+            }
+
+
 class PersonalDataController(Controller):
     """The only routes that answer an applicant's personal data unmasked: each read is audited."""
 
@@ -289,6 +303,40 @@ class PersonalDataController(Controller):
     ) -> Response[IssuedCertificateRecord]:
         record = await personal_data.certificate(principal, application_id, key, purpose)
         return Response(record, headers=NO_STORE)
+
+    @get(
+        "/{application_id:str}/materials/{key:str}/scan",
+        operation_id="readMaterialScan",
+        operation_class=ScanOperation,
+        summary="A material's scan, as handed in (audited)",
+        description=(
+            "The file uploaded for the material (PDF, JPEG or PNG, checked against the hash recorded with it), or, "
+            "for a verified copy reused from the applicant's evidence store (level B), that copy. Same scope and "
+            "audit rule as the applicant read (`personal_data.read`, subject `scan`, with the material and the "
+            "file's hash, never its content). A material without a scan (prefilled, committed, missing) or whose "
+            "file is no longer kept: 404. `Cache-Control: no-store`; served as an attachment."
+        ),
+        media_type="application/pdf",
+        responses=_responses,
+    )
+    async def scan(
+        self,
+        application_id: FromPath[str],
+        key: FromPath[str],
+        principal: NamedDependency[Principal],
+        personal_data: NamedDependency[PersonalDataService],
+        purpose: Purpose = "",
+    ) -> Response[bytes]:
+        found = await personal_data.scan(principal, application_id, key, purpose)
+        return Response(
+            found.content,
+            media_type=found.content_type,
+            headers=NO_STORE
+            | {
+                "Content-Disposition": f'attachment; filename="{found.filename}"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
 
 def upload_controller(settings: Settings) -> type[Controller]:

@@ -43,7 +43,9 @@ def provide_material_evidence(
 def provide_personal_data(context: NamedDependency[AppContext]) -> PersonalDataService:
     # An app without the certificates lifespan (some tests) still reads stored certificates.
     store = context.certificate_store or CertificateStore(context.database, context.cipher)
-    return PersonalDataService(database=context.database, cipher=context.cipher, store=store)
+    return PersonalDataService(
+        database=context.database, cipher=context.cipher, store=store, data_dir=context.settings.data_dir
+    )
 
 
 __all__ = ["provide_intake", "provide_material_evidence", "provide_personal_data"]

@@ -160,6 +160,16 @@ async def test_verified_copy_reused_at_another_window(gateway: Gateway) -> None:
     assert len(records) == 1
     assert records[0]["purpose"] == f"application:{body['id']}"
     assert set(records[0]["detail"]["materials"]) == {"household_register", "resident_id_card"}
+    # The second window's clerk can see the reused copy itself: the scan first verified, served from the store.
+    scan = await gateway.client.get(
+        f"/api/v1/applications/{body['id']}/materials/household_register/scan",
+        params={"purpose": "核对复用的户口簿复印件"},
+        headers=gateway.auth("other_clerk"),
+    )
+    assert scan.status_code == 200, scan.text
+    assert scan.content == PDF and scan.headers["content-type"] == "application/pdf"
+    read = next(r for r in await audit_details(gateway, "personal_data.read") if r["detail"].get("subject") == "scan")
+    assert read["detail"]["source"] == "evidence" and read["detail"]["material"] == "household_register"
 
 
 async def test_expired_altered_and_withdrawn_copies_are_not_offered(gateway: Gateway) -> None:

@@ -5,6 +5,7 @@ audit log with its purpose and without the values, the chain still verifying aft
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -18,7 +19,8 @@ from demokit.simulators.seed import Citizen
 from gateway.audit import log as audit_log
 from gateway.audit.tables import audit_records
 from gateway.context import context_of
-from tests.gateway.intake.fixtures import GRID, Gateway
+from gateway.intake.uploads import upload_path
+from tests.gateway.intake.fixtures import GRID, PDF, Gateway
 
 ADDRESS = "湖南省湘潭市雨湖区雨湖路街道雨湖社区3栋2单元"
 PURPOSE = "审核重度残疾人护理补贴申请"
@@ -203,6 +205,48 @@ async def test_prefilled_certificate_as_issued_with_audit(gateway: Gateway) -> N
     before = (await gateway.counts())["audit_records"]
     assert (await read_certificate(gateway, application_id, "application_form")).status_code == 404
     assert (await read_certificate(gateway, application_id, "no_such_material")).status_code == 404
+    assert (await gateway.counts())["audit_records"] == before
+    await assert_chain_intact(gateway)
+
+
+async def read_scan(
+    gateway: Gateway, application_id: str, key: str, who: str = "officer", purpose: str | None = PURPOSE
+) -> httpx.Response:
+    params = {} if purpose is None else {"purpose": purpose}
+    return await gateway.client.get(
+        f"/api/v1/applications/{application_id}/materials/{key}/scan", params=params, headers=gateway.auth(who)
+    )
+
+
+async def test_uploaded_scan_as_handed_in_with_audit(gateway: Gateway) -> None:
+    application_id, citizen = await filed_case(gateway)
+    response = await read_scan(gateway, application_id, "application_form")
+    assert response.status_code == 200, response.text
+    assert response.content == PDF
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == 'attachment; filename="application_form.pdf"'
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    record = (await reads(gateway))[-1]
+    assert (record.object_type, record.object_id) == ("application", application_id)
+    assert record.detail["subject"] == "scan" and record.detail["material"] == "application_form"
+    assert record.detail["source"] == "upload"
+    assert record.detail["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert record.purpose == PURPOSE and record.role == "officer"
+    for value in (citizen.id_number, citizen.name):
+        assert value not in as_text(record)
+
+    # No purpose, another window, a prefilled material, an unknown key: refused, nothing audited.
+    before = (await gateway.counts())["audit_records"]
+    assert (await read_scan(gateway, application_id, "application_form", purpose=None)).status_code == 422
+    assert (await read_scan(gateway, application_id, "application_form", who="other_clerk")).status_code == 404
+    assert (await read_scan(gateway, application_id, "disability_certificate")).status_code == 404
+    assert (await read_scan(gateway, application_id, "no_such_material")).status_code == 404
+    # A file altered on disk no longer matches its recorded hash: not served.
+    path = upload_path(gateway.settings.data_dir, hashlib.sha256(PDF).hexdigest())
+    path.write_bytes(PDF + b"% altered")
+    gone = await read_scan(gateway, application_id, "application_form")
+    assert gone.status_code == 404 and "no longer kept" in gone.json()["detail"]
     assert (await gateway.counts())["audit_records"] == before
     await assert_chain_intact(gateway)
 
