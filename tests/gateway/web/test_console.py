@@ -211,6 +211,25 @@ async def test_personal_data_only_through_the_purpose_prompt(gateway: Gateway) -
     assert shown.status_code == 200 and citizen.id_number in shown.text
     assert shown.headers["cache-control"] == "no-store"
     assert await gateway.audited("personal_data.read") == reads + 1
+    # The uploaded application form: a download button with the same prompt, the read audited.
+    assert 'action="/console/applications/' + application_id + '/scan"' in case.text
+    no_purpose = await gateway.client.post(
+        f"/console/applications/{application_id}/scan", data={"csrf": csrf, "material": "application_form"}
+    )
+    assert no_purpose.status_code == 422 and "须说明用途" in no_purpose.text
+    scan = await gateway.client.post(
+        f"/console/applications/{application_id}/scan",
+        data={"csrf": csrf, "material": "application_form", "purpose": "核对申请表签字"},
+    )
+    assert scan.status_code == 200 and scan.content.startswith(b"%PDF-")
+    assert scan.headers["content-disposition"] == 'attachment; filename="application_form.pdf"'
+    assert scan.headers["cache-control"] == "no-store"
+    assert await gateway.audited("personal_data.read") == reads + 2
+    forged = await gateway.client.post(
+        f"/console/applications/{application_id}/scan",
+        data={"csrf": "forged", "material": "application_form", "purpose": "核对申请表签字"},
+    )
+    assert forged.status_code == 403
 
 
 async def test_correction_and_refusal_notices(gateway: Gateway) -> None:
