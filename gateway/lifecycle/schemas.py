@@ -89,6 +89,10 @@ class SummaryRow(msgspec.Struct, kw_only=True):
     open: int
     overdue: int
     due_soon: int
+    #: Cases whose after-the-fact check of a commitment (事后核查) failed: flagged for the supervisors.
+    flagged: int = 0
+    #: Commitment checks still open past their due date.
+    checks_overdue: int = 0
 
 
 class Summary(msgspec.Struct, kw_only=True):

@@ -1,4 +1,5 @@
-"""The supervisors' summary (督查): counts per item and handling unit — by status, open, overdue and due soon.
+"""The supervisors' summary (督查): counts per item and handling unit — by status, open, overdue and due soon, and
+the cases flagged by a failed commitment check (事后核查) with the checks past due.
 
 Read-only and district-wide for supervisors and admins; the same scope rule as every list (`scope_filter`).
 """
@@ -10,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -20,6 +21,7 @@ from gateway.cases.access import scope_filter
 from gateway.cases.clock import clock_state
 from gateway.cases.machine import OPEN, Status
 from gateway.cases.tables import applications
+from gateway.evidence.tables import evidence_checks
 from gateway.identity.principal import Principal
 from gateway.lifecycle.schemas import Summary, SummaryRow
 from gateway.storage.database import Database
@@ -65,6 +67,22 @@ class SupervisionService:
                     ).where(*conditions, applications.c.status.in_(sorted(OPEN)))
                 )
             )
+            checks = evidence_checks.c
+            check_rows = list(
+                await conn.execute(
+                    select(
+                        applications.c.item_code,
+                        applications.c.handling_unit,
+                        func.count(func.distinct(case((checks.status == "failed", applications.c.id)))).label(
+                            "flagged"
+                        ),
+                        func.count(case((and_(checks.status == "open", checks.due_on < today), 1))).label("late"),
+                    )
+                    .join(evidence_checks, checks.application_id == applications.c.id)
+                    .where(*conditions)
+                    .group_by(applications.c.item_code, applications.c.handling_unit)
+                )
+            )
         rows: dict[tuple[str, str], SummaryRow] = {}
         for r in counts:
             key = (r.item_code, r.handling_unit)
@@ -93,6 +111,11 @@ class SupervisionService:
             v = clock.view(self.calendar, state, today)
             target.overdue += int(v.overdue)
             target.due_soon += int(v.due_soon)
+        for check_row in check_rows:
+            target = rows.get((check_row.item_code, check_row.handling_unit))
+            if target is not None:
+                target.flagged += int(check_row.flagged)
+                target.checks_overdue += int(check_row.late)
         ordered = sorted(rows.values(), key=lambda s: (s.unit, s.item_code))
         by_status: Counter[Status] = Counter()
         for s in ordered:
@@ -107,6 +130,8 @@ class SupervisionService:
             open=sum(s.open for s in ordered),
             overdue=sum(s.overdue for s in ordered),
             due_soon=sum(s.due_soon for s in ordered),
+            flagged=sum(s.flagged for s in ordered),
+            checks_overdue=sum(s.checks_overdue for s in ordered),
         )
         return Summary(as_of=today, rows=ordered, totals=totals)
 

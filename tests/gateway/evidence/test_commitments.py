@@ -5,10 +5,14 @@ supervisors."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import warnings
 from typing import Any
 
+from sqlalchemy import update
+
 from catalog.calendar import CalendarEstimateWarning, cached_calendar
+from gateway.evidence.tables import evidence_checks
 from gateway.settings import Settings
 from tests.gateway.evidence.helpers import SUBSISTENCE_ITEM, audit_details, commit, materials
 from tests.gateway.intake.fixtures import PDF, Gateway, today_local
@@ -95,6 +99,22 @@ async def test_check_opened_at_acceptance_and_passed(gateway: Gateway) -> None:
 async def test_failed_check_flags_the_case_for_supervisors(gateway: Gateway) -> None:
     application_id, check = await _accepted_with_commitment(gateway)
     url = f"/api/v1/evidence/checks/{check['id']}/outcome"
+
+    async def summary() -> dict[str, Any]:
+        answer = await gateway.client.get("/api/v1/supervision/summary", headers=gateway.auth("supervisor"))
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    before = await summary()
+    assert before["totals"]["flagged"] == 0 and before["totals"]["checks_overdue"] == 0
+    async with gateway.db.transaction() as conn:  # the check's due date passes
+        await conn.execute(
+            update(evidence_checks)
+            .where(evidence_checks.c.id == check["id"])
+            .values(due_on=today_local() - dt.timedelta(days=1))
+        )
+    assert (await summary())["totals"]["checks_overdue"] == 1
     no_note = await gateway.client.post(url, json={"passed": False}, headers=gateway.auth("officer"))
     assert no_note.status_code == 422 and no_note.json()["errors"][0]["field"] == "note"
     failed = await gateway.client.post(
@@ -105,6 +125,11 @@ async def test_failed_check_flags_the_case_for_supervisors(gateway: Gateway) -> 
     assert [c["application_id"] for c in flagged.json()["items"]] == [application_id]
     records = await audit_details(gateway, "application.flagged")
     assert len(records) == 1 and records[0]["detail"]["reason"] == "commitment_check_failed"
+    # The supervisors' summary counts the flagged case on its item's row and in the totals.
+    after = await summary()
+    assert after["totals"]["flagged"] == 1
+    row = next(r for r in after["rows"] if r["item_code"] == SUBSISTENCE_ITEM)
+    assert row["flagged"] == 1 and row["checks_overdue"] == 0  # recorded: no longer open
     # The clerk of the handling unit sees it too; another street's clerk does not.
     mine = await gateway.client.get("/api/v1/evidence/checks?status=failed", headers=gateway.auth("clerk"))
     assert mine.json()["total"] == 1
