@@ -63,7 +63,7 @@ class LiveGateway:
 def live_gateway(data_dir: Path, sims: Simulators) -> Iterator[LiveGateway]:
     shutil.copytree(sims.pki_dir, data_dir / PKI_SUBDIR)
     settings = load_settings(
-        environ={}, data_dir=data_dir, simulator_base_host=sims.control_url, lookup_budget_seconds=3.0
+        environ={}, data_dir=data_dir, simulator_base_host=sims.control_url, lookup_budget_seconds=8.0
     )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
