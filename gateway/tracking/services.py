@@ -103,8 +103,10 @@ def _timeline_query() -> Select[Any]:
     )
 
 
-#: The public lookup's one read, built once (`Database.fetch` runs it inline on SQLite).
-TIMELINE = PreparedRead(_timeline_query(), name="tracking.timeline", reuse=True)
+#: The public lookup's one read, built once (`Database.fetch` runs it inline on SQLite). Not ``reuse``: citizens
+#: do not repeat one lookup the way a benchmark does, so answering again from the previous read of the same number
+#: only helped benchmarks — and cost every real lookup a ``PRAGMA data_version`` and a kept entry.
+TIMELINE = PreparedRead(_timeline_query(), name="tracking.timeline")
 
 
 class EarlyRead(NamedTuple):
