@@ -76,10 +76,16 @@ class PublicLookup:
         await self.app(scope, receive, send)
 
     def _tracking(self) -> TrackingService:
-        database = self.context.database
-        service = self._service
-        if service is None or service.db is not database:  # first request, or a new lifespan's database
-            service = self._service = provide_tracking(self.context)
+        """The route's `TrackingService` (`provide_tracking`), kept while the context's parts are the same ones."""
+        context, service = self.context, self._service
+        if (
+            service is None
+            or service.db is not context.database  # a new lifespan's database
+            or service.limiter is not context.tracking_limiter
+            or service.calendar is not context.calendar
+            or service.cipher is not context.cipher
+        ):
+            service = self._service = provide_tracking(context)
         return service
 
     def _client(self, scope: Scope) -> str:
@@ -103,12 +109,15 @@ class PublicLookup:
             cast(dict[str, Any], scope)[EARLY_READ] = EarlyRead(number, [], exc)
             self.handed_on += 1
             return False
-        view = service.correct_view(number, code, rows, client=self._client(scope))
-        if view is None:
+        try:
+            view = service.correct_view(number, code, rows, client=self._client(scope))
+            body = None if view is None else _encode(view)
+        except Exception:  # the route fails the same way, inside Litestar's exception handling (a problem 500)
+            body = None
+        if body is None:
             cast(dict[str, Any], scope)[EARLY_READ] = EarlyRead(number, rows)
             self.handed_on += 1
             return False
-        body = _encode(view)
         scope["path_template"] = self.path_template
         await send(
             {

@@ -18,7 +18,7 @@ from gateway.observability.requests import ObservedRequests
 from gateway.storage import Database
 from gateway.storage.database import DatabaseBusy
 from gateway.tracking.lookup import PublicLookup, install_public_lookup, public_lookup_of
-from gateway.tracking.services import TIMELINE
+from gateway.tracking.services import TIMELINE, TrackingService
 from tests.gateway.intake.fixtures import Gateway
 from tests.gateway.tracking.test_tracking_api import completed_case, evaluate, track
 
@@ -131,6 +131,20 @@ async def test_a_failed_read_is_answered_by_the_route(gateway: Gateway, monkeypa
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert calls == 1  # the route raised what the front door's read raised, without reading again
+
+
+async def test_a_failing_view_is_answered_by_the_route(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error after the read is the route's to answer: Litestar's problem 500, not a bare one."""
+    _, acceptance = await gateway.accepted_case()
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("view")
+
+    monkeypatch.setattr(TrackingService, "_view", broken)
+    response = await track(gateway, acceptance["tracking_number"], acceptance["query_code"])
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "view" not in response.text and response.headers["x-request-id"]
 
 
 class _Passing:
