@@ -1,7 +1,8 @@
 """Server CPU per public tracking lookup, in process, for this tree and others in alternation (before/after).
 
     .venv/bin/python -m bench.lookup_cpu [--tree NAME=DIR ...] [--database sqlite|postgresql] [--redis]
-                                         [--rounds 5] [--requests 2000] [--no-reuse NAME ...] 2>/dev/null
+                                         [--rounds 5] [--requests 2000] [--no-reuse NAME ...] [--uvloop]
+                                         2>/dev/null
 
 One child process per tree (this one is ``after``; ``--tree before=/tmp/lookup_before`` from ``git archive``), each
 with its own data prepared by its own code (`bench.prepare`) and its gateway app as `create_app` builds it —
@@ -14,7 +15,8 @@ the 1-minute load average.
 
 ``--no-reuse NAME`` also runs tree NAME with the lookup's read not answered again from the previous read of the
 same number (``PreparedRead.reuse``, on SQLite, in trees that have it): one tracking number looked up again and
-again — what this bench does — is not what citizens do. Its rows are labelled ``NAME,no-reuse``.
+again — what this bench does — is not what citizens do. Its rows are labelled ``NAME,no-reuse``. ``--uvloop`` runs
+the apps on uvloop, as the served gateway does (asyncio's own loop costs more per database round trip).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def _start(label: str, tree: Path, args: argparse.Namespace, no_reuse: bool) -> 
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--database", args.database]
     command += ["--redis"] if args.redis else []
     command += ["--child-no-reuse"] if no_reuse else []
+    command += ["--uvloop"] if args.uvloop else []
     child = subprocess.Popen(
         command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -143,12 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--uvloop", action="store_true", help="run the apps on uvloop, as the served gateway does")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-no-reuse", dest="child_no_reuse", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         args.no_reuse = args.child_no_reuse
-        asyncio.run(_child(args))
+        if args.uvloop:
+            import uvloop
+
+            uvloop.run(_child(args))
+        else:
+            asyncio.run(_child(args))
         return 0
     trees = [("after", REPO_ROOT), *args.tree]
     runs = [(name, tree, False) for name, tree in trees]
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             child.wait(timeout=60)
     store = args.database + (" + Redis" if args.redis else "")
     load = f"{min(loads):.2f}–{max(loads):.2f}"
-    print(f"{store}: CPU per call (µs), {args.rounds} rounds of {args.requests}, 1-minute load {load}")
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(f"{store}, {loop}: CPU per call (µs), {args.rounds} rounds of {args.requests}, 1-minute load {load}")
     print("| tree | gateway best | gateway median | bare best | bare median | ratio (medians) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for label, rows in results.items():
