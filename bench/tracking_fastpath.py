@@ -21,7 +21,7 @@ of its own, prepared by its own code (an older version may not know a newer sche
 
 ``--database postgresql`` serves the gateway on PostgreSQL (``ONEWINDOW_TEST_DATABASE_URL`` or the local test
 database) in a schema of its own, dropped afterwards; ``--redis`` adds ``ONEWINDOW_REDIS_URL`` (the failure
-limiter then asks Redis on every correct lookup, see gateway/tracking/services.py). Nothing here runs in the tests.
+limiter's store: a correct lookup never asks it, see gateway/stores/ratelimit.py). Nothing here runs in the tests.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ from gateway.stores.lifespan import idempotency_lifespan
 from gateway.stores.openapi import document_idempotency
 from gateway.tracking.collected import PaperEvaluations
 from gateway.tracking.controllers import RectificationController, TrackingController
+from gateway.tracking.lookup import install_public_lookup
 from gateway.web.docs_ui import OfflineSwagger
 from gateway.web.headers import security_headers_middleware
 from gateway.web.lifespan import session_purge_lifespan
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cipher=cipher,
         records=lambda: context.idempotency_records,
     )
+    authentication = auth_middleware()
     app = Litestar(
         # One JSON object per line, with the request id (gateway/observability/logs.py).
         logging_config=logging_config(),
@@ -136,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             report_workers_lifespan,
             background_jobs_lifespan,
         ],
-        middleware=[security_headers_middleware, auth_middleware(), idempotency],
+        middleware=[security_headers_middleware, authentication, idempotency],
         stores=stores.registry,
         plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis)],
         on_shutdown=[context.close],
@@ -162,6 +164,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_idempotency(app)
     document_common_responses(app)
     _allow_every_method(app)
+    # Correct public lookups answered ahead of the routing; these leave that route alone (GET, no body, no token).
+    install_public_lookup(app, context, passing=[security_headers_middleware, authentication, idempotency, check_body])
     observe(app, trusted_proxies=context.trusted_proxies, access_log_enabled=settings.access_log)
     return app
 

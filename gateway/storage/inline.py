@@ -22,7 +22,7 @@ A `PreparedRead` built with ``reuse=True`` may be answered from this thread's pr
 and arguments — but only while ``PRAGMA data_version`` on this connection is unchanged, and SQLite changes it for
 every transaction committed by any other connection, in this process or another. Such an answer is the answer a
 new read would give at that moment: nothing can be stale; it saves the query and the conversion of its rows when
-nothing was written in between (the public lookup between two writes, for one).
+nothing was written in between (a read repeated with the same arguments between two writes).
 
 Connections are closed by `close` (`Database.dispose`); a forked child never touches its parent's connections.
 """

@@ -142,6 +142,10 @@ class FailureLimiter:
         if self._recent.may_be_blocked(client_key):
             await self.check(client_key)
 
+    def success_needs_check(self, client_key: str) -> bool:
+        """Whether `check_success` would ask the store for ``client_key`` now (no I/O)."""
+        return self._recent.may_be_blocked(client_key)
+
     async def record_failure(self, client_key: str) -> int | None:
         """Count one failed attempt; answers the seconds the client must now wait, ``None`` if not yet blocked."""
         try:

@@ -17,6 +17,7 @@ from gateway.identity.principal import Principal, Role
 from gateway.openapi import documented_string
 from gateway.problems import problem_spec
 from gateway.tracking.deps import provide_rectifications, provide_tracking
+from gateway.tracking.lookup import early_read
 from gateway.tracking.rectifications import RectificationService
 from gateway.tracking.schemas import (
     CloseRectification,
@@ -92,7 +93,11 @@ class TrackingController(Controller):
     async def track(
         self, request: Request[Any, Any, Any], tracking_number: TrackingNumber, code: Code = None
     ) -> TrackView:
-        return await public_tracking(request).track(tracking_number, code, client=client_address(request))
+        # Correct lookups are mostly answered before this route (`gateway.tracking.lookup`); the rest come here,
+        # with what the front door read for them.
+        return await public_tracking(request).track(
+            tracking_number, code, client=client_address(request), early=early_read(request.scope)
+        )
 
     @post(
         "/{tracking_number:str}/evaluation",

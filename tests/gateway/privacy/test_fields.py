@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import time
 import uuid
 
@@ -142,3 +143,14 @@ def test_fast_enough_for_request_paths(cipher: FieldCipher) -> None:
     # Tens of microseconds each on a laptop; a generous bound, in CPU time so that other processes on a busy
     # shared CI machine do not count.
     assert time.process_time() - started < 2.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=300), purpose=st.sampled_from(["tracking.query_code", "idempotency", ""]))
+def test_keyed_digest_is_hmac_sha256_of_the_framed_data(data: bytes, purpose: str) -> None:
+    """`keyed_digest` absorbs the key's pads once per purpose; the digest is still RFC 2104's HMAC-SHA256."""
+    cipher = FieldCipher(_RING)
+    framed = b"".join(len(p).to_bytes(4, "big") + p for p in (b"onewindow.blind-index.v1", purpose.encode(), data))
+    expected = hmac.digest(_RING.index_key, framed, "sha256")
+    assert cipher.keyed_digest(data, purpose=purpose) == expected
+    assert cipher.keyed_digest(data, purpose=purpose) == expected  # again, from the kept pads
