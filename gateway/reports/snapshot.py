@@ -32,7 +32,7 @@ _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+$")
 @contextlib.asynccontextmanager
 async def shared_snapshot(db: Database, readers: int = REPORT_READERS) -> AsyncIterator[list[AsyncConnection]]:
     """``readers`` read-only connections in one snapshot (PostgreSQL), or the one read connection (SQLite)."""
-    if db.dialect != "postgresql" or readers <= 1:
+    if db.dialect != "postgresql":
         async with db.read() as conn:
             yield [conn]
         return
