@@ -1,8 +1,10 @@
 """Every figure of a report, defined once, computed from the case tables with grouped range reads.
 
 The reads group by (place, department, item) — place is the community of the case's grid, or the window that
-filed it when no grid is recorded — so a district-wide month is a few grouped queries, and every unit's report is
-then summed in memory from the same groups (`gateway.reports.build`). The definitions, for a period
+filed it when no grid is recorded — so a district-wide month is a few grouped queries (run side by side on
+connections sharing one snapshot, `gateway.reports.snapshot`), and every unit's report is then summed in memory
+from the same groups (`gateway.reports.build`). Working days used are summed in SQL from the calendar's working-day
+ordinals (`_working_days`). The definitions, for a period
 ``start..end`` of Beijing dates:
 
     received               applications filed (created) in the period
@@ -165,6 +167,16 @@ def _key(r: Any) -> GroupKey:
     return (r.place, r.department, r.item_code)
 
 
+def _clock_of(r: Any) -> clock.ClockState:
+    return clock.ClockState(
+        promised_days=r.promised_days,
+        deadline=r.deadline,
+        paused_on=r.paused_on,
+        days_left_at_pause=r.days_left_at_pause,
+        stopped_on=r.stopped_on,
+    )
+
+
 #: History statuses that pause or resume a clock.
 _CLOCK_EVENTS: Final = (*CLOCK_PAUSED, *CLOCK_RUNNING)
 
@@ -231,7 +243,7 @@ async def load_tallies(
     n = func.count().label("n")
 
     async def grouped(conn: AsyncConnection, query: Any) -> Iterable[Any]:
-        return list(await conn.execute(query))
+        return (await conn.execute(query)).all()
 
     async def received(conn: AsyncConnection) -> None:
         query = select(*_keyed(n)).where(a.c.created_at >= lo, a.c.created_at < hi).group_by(*_keyed())
@@ -260,11 +272,40 @@ async def load_tallies(
         for r in await grouped(conn, query):
             t.add(_key(r), events[r.status], r.n)
 
+    # Completed in the period (a filter shared by both forms of the read below). coalesce(): the completion-date
+    # index serves this read, not the status one (SQLite chooses without statistics, and the status index would
+    # visit every completed case ever).
+    completed_in_period = (
+        a.c.stopped_on >= start,
+        a.c.stopped_on <= end,
+        func.coalesce(a.c.status, "").in_(tuple(COMPLETED)),
+        a.c.deadline.is_not(None),
+    )
+
+    async def completions_by_clock(conn: AsyncConnection) -> None:
+        """Completions grouped by their clock, each distinct clock's punctuality and working days used counted in
+        Python (`on_time`, `gateway.cases.clock.view`). SQLite's form: it scans a CTE once per row it joins, so
+        the ordinals below would cost more there than the clocks (a few thousand at 100,000 cases)."""
+        clock_cols = [a.c.promised_days, a.c.deadline, a.c.paused_on, a.c.days_left_at_pause, a.c.stopped_on]
+        found: dict[tuple[Any, ...], tuple[bool, int]] = {}
+        query = select(*_keyed(*clock_cols, n)).where(*completed_in_period).group_by(*_keyed(*clock_cols))
+        for r in await grouped(conn, query):
+            state_key = (r.promised_days, r.deadline, r.paused_on, r.days_left_at_pause, r.stopped_on)
+            counted = found.get(state_key)
+            if counted is None:
+                state = _clock_of(r)
+                used = clock.view(calendar, state, r.stopped_on).working_days_used
+                counted = found[state_key] = (on_time(state), used)
+            t.add(_key(r), "completed", r.n)
+            if counted[0]:
+                t.add(_key(r), "completed_on_time", r.n)
+            t.add(_key(r), "working_days_used", counted[1] * r.n)
+
     async def completions(conn: AsyncConnection) -> None:
         """Completions grouped by (on time, deadline far outside the period): punctuality and the working days
         used (`on_time`, `gateway.cases.clock.view`) in SQL, with the calendar's working-day ordinals of the
-        dates around the period as a CTE. A deadline outside that window stays a group of its own and its
-        working days are counted here."""
+        dates around the period as a CTE (PostgreSQL hashes it). A deadline outside that window stays a group of
+        its own and its working days are counted here."""
         span = dt.timedelta(days=CALENDAR_WINDOW_DAYS)
         wd = _working_days(calendar, start - span, end + span)
         due, stop = wd.alias("due"), wd.alias("stop")
@@ -288,14 +329,7 @@ async def load_tallies(
             .select_from(a)
             .join(stop, stop.c.day == a.c.stopped_on)
             .outerjoin(due, due.c.day == a.c.deadline)
-            # coalesce(): the completion-date index serves this read, not the status one (SQLite chooses without
-            # statistics, and the status index would visit every completed case ever).
-            .where(
-                a.c.stopped_on >= start,
-                a.c.stopped_on <= end,
-                func.coalesce(a.c.status, "").in_(tuple(COMPLETED)),
-                a.c.deadline.is_not(None),
-            )
+            .where(*completed_in_period)
             .group_by(*_keyed(punctual, far_deadline, far_stop))
         )
         for r in await grouped(conn, query):
@@ -429,7 +463,7 @@ async def load_tallies(
         materials,
         evaluated,
         open_at_end(a.c.stopped_on.is_(None)),
-        completions,
+        completions_by_clock if conns[0].dialect.name == "sqlite" else completions,
         received,
         accepted,
         status_events,
