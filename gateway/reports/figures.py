@@ -164,7 +164,8 @@ def _keyed(*extra: Any) -> list[Any]:
 
 
 def _key(r: Any) -> GroupKey:
-    return (r.place, r.department, r.item_code)
+    """The group of a row selected with `_keyed` (its first three columns; by position, the cheaper access)."""
+    return (r[0], r[1], r[2])
 
 
 def _clock_of(r: Any) -> clock.ClockState:
