@@ -3,8 +3,8 @@
 The reads group by (place, department, item) — place is the community of the case's grid, or the window that
 filed it when no grid is recorded — so a district-wide month is a few grouped queries (run side by side on
 connections sharing one snapshot, `gateway.reports.snapshot`), and every unit's report is then summed in memory
-from the same groups (`gateway.reports.build`). Working days used are summed in SQL from the calendar's working-day
-ordinals (`_working_days`). The definitions, for a period
+from the same groups (`gateway.reports.build`). On PostgreSQL working days used are summed in SQL from the
+calendar's working-day ordinals (`_working_days`); on SQLite per distinct clock. The definitions, for a period
 ``start..end`` of Beijing dates:
 
     received               applications filed (created) in the period
