@@ -26,6 +26,7 @@ from gateway.problems import Forbidden, NotFound
 from gateway.reports.build import build_bodies, district_code, units_under
 from gateway.reports.figures import Places, load_tallies
 from gateway.reports.periods import Period, check_start, period_end
+from gateway.reports.snapshot import shared_snapshot
 from gateway.reports.tables import reports
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
@@ -109,8 +110,8 @@ class ReportService:
         if self.workers is not None:
             return await self.workers.compute(period, start, units)
         end = period_end(period, start)
-        async with self.db.read() as conn:
-            tallies = await load_tallies(conn, self.calendar, start, end)
+        async with shared_snapshot(self.db) as conns:
+            tallies = await load_tallies(conns, self.calendar, start, end)
         return build_bodies(tallies, self.catalog, self.places, period=period, start=start, end=end, units=units)
 
     async def generate(

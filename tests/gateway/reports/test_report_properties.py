@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 from collections import defaultdict
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,6 +26,7 @@ from catalog.loader import cached_catalog
 from gateway.cases import clock
 from gateway.cases.tables import application_history, application_materials, applications
 from gateway.grid.tables import grid_tasks
+from gateway.reports import figures
 from gateway.reports.build import BREAKDOWNS
 from gateway.reports.figures import COUNTS
 from gateway.reports.services import ReportService
@@ -379,7 +381,12 @@ def expected_rows(
     return sums
 
 
-async def scenario(db_settings: Settings, plans: list[dict[str, Any]], period: str, start: dt.date) -> None:
+async def scenario(
+    db_settings: Settings, plans: list[dict[str, Any]], period: str, start: dt.date, window: int | None = None
+) -> None:
+    """Write the plans' rows, compute the report and compare every figure with the naive recount. ``window``: the
+    days around the period whose working-day ordinals the completion read takes from SQL (0: only the period's
+    own, so most deadlines take the Python path for deadlines outside the window)."""
     db = Database.from_settings(db_settings)
     tables = (grid_tasks, rectifications, evaluations, application_materials, application_history, applications)
     try:
@@ -399,7 +406,10 @@ async def scenario(db_settings: Settings, plans: list[dict[str, Any]], period: s
             for table in tables:
                 raw[table.name] = list(await conn.execute(select(table)))
         service = ReportService(database=db, calendar=CAL, catalog=CATALOG)
-        bodies = await service.compute(period, start, list(UNITS))  # type: ignore[arg-type]
+        with mock.patch.object(
+            figures, "CALENDAR_WINDOW_DAYS", figures.CALENDAR_WINDOW_DAYS if window is None else window
+        ):
+            bodies = await service.compute(period, start, list(UNITS))  # type: ignore[arg-type]
         end = dt.date.fromisoformat(bodies[UNITS[0]]["end"])
         groups = naive(raw, start, end)
         for unit, body in bodies.items():
@@ -435,11 +445,15 @@ async def scenario(db_settings: Settings, plans: list[dict[str, Any]], period: s
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(plans=st.lists(case_plans, min_size=1, max_size=12), period=st.sampled_from(PERIODS))
+@given(
+    plans=st.lists(case_plans, min_size=1, max_size=12),
+    period=st.sampled_from(PERIODS),
+    window=st.sampled_from([None, 0, 3]),
+)
 def test_every_figure_equals_a_naive_recount(
-    db_settings: Settings, plans: list[dict[str, Any]], period: tuple[str, dt.date]
+    db_settings: Settings, plans: list[dict[str, Any]], period: tuple[str, dt.date], window: int | None
 ) -> None:
-    asyncio.run(scenario(db_settings, plans, *period))
+    asyncio.run(scenario(db_settings, plans, *period, window=window))
 
 
 def test_a_known_history_counts_as_expected(db_settings: Settings) -> None:
@@ -470,6 +484,13 @@ def test_a_known_history_counts_as_expected(db_settings: Settings) -> None:
     assert wd_after(dt.date(2026, 2, 27), 1) == dt.date(2026, 2, 28)
     plans = [on_time, late, due_on_last_day, due_the_day_before]
     asyncio.run(scenario(db_settings, plans, "monthly", dt.date(2026, 2, 1)))
+    # Completed on Sunday 1 March, the day after its deadline (Saturday 28 February, a make-up working day): no
+    # working day lies between, and it still counts as one day late — through the working-day ordinals in SQL,
+    # and (window 0: the deadline lies outside it) through the clock in Python.
+    sunday_after = due_on_last_day | {"ending": "random", "end_after": 2}
+    assert not CAL.is_working_day(dt.date(2026, 3, 1))
+    for window in (None, 0):
+        asyncio.run(scenario(db_settings, [sunday_after], "monthly", dt.date(2026, 3, 1), window=window))
     groups = naive(
         {
             "applications": [],
