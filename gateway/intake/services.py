@@ -302,8 +302,15 @@ class IntakeService:
                     application_materials.insert(),
                     [self._material_values(application_id, i, v, now) for i, v in enumerate(views)],
                 )
+            # Created in this transaction: its history starts here (the acceptance below is the second entry).
             await record_status(
-                conn, application_id=application_id, status="draft", from_status=None, principal=principal, at=now
+                conn,
+                application_id=application_id,
+                status="draft",
+                from_status=None,
+                principal=principal,
+                at=now,
+                position=1,
             )
             await reuse.record(conn, reused, holder=holder, application_id=application_id, principal=principal)
             await audit_case(
@@ -322,7 +329,7 @@ class IntakeService:
             acceptance = None
             if body.accept:
                 row = await load_application(conn, application_id, principal, for_update=True)
-                acceptance = await self._accept_in(conn, row, item, principal, now, views)
+                acceptance = await self._accept_in(conn, row, item, principal, now, views, history_position=2)
             created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
             await self._record(conn, created, {"Location": application_location(application_id)})
         return created
@@ -560,7 +567,11 @@ class IntakeService:
         principal: Principal,
         now: dt.datetime,
         materials: list[MaterialView] | None = None,
+        *,
+        history_position: int | None = None,
     ) -> Acceptance:
+        """Accept ``row`` inside ``conn``'s transaction; ``history_position``: the acceptance's place in the
+        history when the caller knows it (read otherwise)."""
         accepted_on = local_date(now)
         sequence = await numbers.next_sequence(conn, accepted_on)
         tracking = numbers.tracking_number(accepted_on, sequence)
@@ -583,7 +594,13 @@ class IntakeService:
         if result.rowcount != 1:
             raise Conflict("The application changed while it was being accepted; reload it and try again.")
         await record_status(
-            conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
+            conn,
+            application_id=row.id,
+            status="accepted",
+            from_status="draft",
+            principal=principal,
+            at=now,
+            position=history_position,
         )
         await outbox.emit(
             conn,
