@@ -35,7 +35,7 @@ from gateway.cases.machine import (
     transition,
 )
 from gateway.cases.numbers import normalise_tracking_number, tracking_number_problem
-from gateway.cases.tables import application_history, applications
+from gateway.cases.tables import application_counts, application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
 from gateway.events import outbox
 from gateway.evidence.results import ResultIssuer
@@ -92,9 +92,17 @@ _QUEUE_COLUMNS = tuple(
 
 
 def _department_page() -> PreparedRead:
-    """An officer's page of cases with a deadline and the department's total, as one prepared statement."""
+    """An officer's page of cases with a deadline and the department's total, as one prepared statement.
+
+    The total is the sum of the department's `application_counts` (kept by triggers in every writing transaction,
+    so exact in the statement's snapshot): a few rows instead of counting every case of the department."""
     department = applications.c.department == bindparam("department")
-    total = select(func.count()).select_from(applications).where(department).scalar_subquery()
+    counts = application_counts.c
+    total = (
+        select(func.coalesce(func.sum(counts.n), 0))
+        .where(counts.department == bindparam("department"))
+        .scalar_subquery()
+    )
     return PreparedRead(
         select(*_QUEUE_COLUMNS, total.label("queue_total"))
         .where(department, applications.c.deadline.is_not(None))
@@ -102,8 +110,7 @@ def _department_page() -> PreparedRead:
         .limit(bindparam("limit"))
         .offset(bindparam("offset")),
         name="lifecycle.department_page",
-        # The total counts the department's index entries (23,000 for the busiest of 100,000 cases: ~120
-        # thousand VM steps), more than a point read's default budget.
+        # A deep page (a large offset) walks the index entries before it.
         step_budget=2000,
     )
 
