@@ -52,7 +52,7 @@ from gateway.cases.views import (
     material_view,
     missing_required,
 )
-from gateway.certificates.lookup import CertificateService, Outcome
+from gateway.certificates.lookup import CertificateService, Outcome, PendingRecord
 from gateway.certificates.store import Holder, holder_of
 from gateway.events import outbox, types
 from gateway.evidence.checks import open_checks
@@ -282,7 +282,37 @@ class IntakeService:
         application_id = new_id()
         # The blind index of the ID number, once: the certificate lookup, its audit records and the application row.
         holder = holder_of(self.cipher, applicant.id_number)
-        views = await self._prefill(item, holder, application_id, principal)
+        views, pending = await self._prefill(item, holder, application_id, principal)
+        # The lookup's certificates and audit records are written in the application's transaction (one write
+        # transaction per filing); when that transaction does not happen or fails, in one of their own.
+        recorded = False
+        try:
+            created = await self._file(
+                body, item, window, handling_unit, applicant, holder, purpose, principal, now, application_id, views,
+                pending,
+            )  # fmt: skip
+            recorded = True
+        finally:
+            if pending is not None and not recorded and self.certificates is not None:
+                await self.certificates.record_alone(pending)
+        return created
+
+    async def _file(
+        self,
+        body: CreateApplication,
+        item: Item,
+        window: Unit,
+        handling_unit: str,
+        applicant: ValidApplicant,
+        holder: Holder,
+        purpose: str,
+        principal: Principal,
+        now: dt.datetime,
+        application_id: str,
+        views: list[MaterialView],
+        pending: PendingRecord | None,
+    ) -> ApplicationCreated:
+        """`create` after the certificate lookup: evidence reuse, completeness, and the one write transaction."""
         # Verified copies and the district's own certificates for what the departments did not supply; then the
         # commitments the applicant signed (level D).
         reused = await reuse.prefill(
@@ -296,6 +326,8 @@ class IntakeService:
             application_id, item, window, handling_unit, applicant, holder.index, purpose, principal, now
         )
         async with self.db.transaction() as conn:
+            if pending is not None and self.certificates is not None:
+                await self.certificates.record(conn, pending)
             await conn.execute(applications.insert().values(**values))
             if views:
                 await conn.execute(
@@ -441,10 +473,12 @@ class IntakeService:
 
     async def _prefill(
         self, item: Item, holder: Holder, application_id: str, principal: Principal
-    ) -> list[MaterialView]:
-        """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call."""
+    ) -> tuple[list[MaterialView], PendingRecord | None]:
+        """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call. Also
+        what the lookup has to write (the caller writes it in its transaction)."""
         types = list(item.certificate_types)
         outcomes: Mapping[str, Outcome] = {}
+        pending: PendingRecord | None = None
         failure: str | None = None
         if types:
             if self.certificates is None:
@@ -457,8 +491,10 @@ class IntakeService:
                         purpose=f"application:{application_id}",
                         actor=principal.actor,
                         budget_seconds=self.settings.lookup_budget_seconds,
+                        record_in_caller=True,
                     )
                     outcomes = result.outcomes
+                    pending = result.pending
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the window keeps working: the clerk can still upload scans
@@ -492,7 +528,7 @@ class IntakeService:
                     view.state = "unavailable"
                     view.reason = outcome.reason or "the department system is unavailable"
             out.append(view)
-        return out
+        return out, pending
 
     @staticmethod
     def _require_complete(views: list[MaterialView], item: Item | None = None) -> None:
