@@ -35,10 +35,10 @@ from typing import Any
 
 import httpx
 import msgspec
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from bench.asgi import asgi_request
-from bench.harness import AsgiServer, ServerFlags, machine, percentile
+from bench.harness import AsgiServer, CpuMeter, CpuShare, ServerFlags, machine, percentile
 from bench.prepare import PHONE, bench_settings, server_env
 from catalog.catalog import Catalog
 from catalog.loader import cached_catalog
@@ -47,6 +47,8 @@ from demokit.demo.steps import choose_scenario, create_demo_tokens, prepare_data
 from demokit.simulators import Citizen, run_simulators
 from demokit.simulators.registry import CERTIFICATE_TYPES
 from gateway.context import context_of
+from gateway.storage.database import Database
+from gateway.storage.metadata import new_id
 
 TARGET_MS = 200.0
 ITEM_CODE = "0107001100"  # 出生登记: public security + health required, civil affairs optional
@@ -76,6 +78,16 @@ class Report(msgspec.Struct, kw_only=True):
     live_per_request: float
     failures: int
     verdict: str
+    #: Wall time of the measured requests (after the warm-up) and the requests served per second in it.
+    seconds: float | None = None
+    throughput: float | None = None
+    #: Where the CPU went meanwhile (HTTP runs): the gateway's processes, PostgreSQL's, this process (simulators and
+    #: the HTTP client: a ``time.process_time`` difference), the rest of the machine.
+    server_cpu_ms_per_request: float | None = None
+    bench_cpu_ms_per_request: float | None = None
+    database_cpu_ms_per_request: float | None = None
+    cpu: CpuShare | None = None
+    database: str = "sqlite"
 
 
 def item_departments(item: Item) -> list[str]:
@@ -122,9 +134,19 @@ def sample(status: int, content: bytes, ms: float) -> Sample:
     )
 
 
-async def setup_tokens(data_dir: Path, catalog: Catalog, citizens: Sequence[Citizen]) -> dict[str, str]:
+async def setup_tokens(
+    data_dir: Path, catalog: Catalog, citizens: Sequence[Citizen], database_url: str = "", schema: str = ""
+) -> dict[str, str]:
     """A migrated database with demo tokens and an empty certificate store (nothing synced)."""
-    settings = bench_settings(data_dir)
+    overrides = {"database_url": database_url, "database_schema": schema} if database_url else {}
+    settings = bench_settings(data_dir, **overrides)
+    if schema:
+        db = Database.from_settings(settings)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        finally:
+            await db.dispose()
     db = await prepare_database(settings)
     try:
         return await create_demo_tokens(db, choose_scenario(catalog, citizens))
@@ -140,9 +162,14 @@ async def over_http(
     people: Sequence[Citizen],
     workers: int,
     concurrency: int = 1,
+    database_url: str = "",
+    schema: str = "",
+    measured: dict[str, Any] | None = None,
 ) -> list[Sample]:
     env = server_env(data_dir)
     env["ONEWINDOW_SIMULATOR_BASE_HOST"] = control_url
+    if database_url:
+        env |= {"ONEWINDOW_DATABASE_URL": database_url, "ONEWINDOW_DATABASE_SCHEMA": schema}
     samples: list[Sample] = []
     # the simulators live in this event loop: serve the gateway from a thread-free child process and talk to it
     # asynchronously, so the simulators keep answering while we wait
@@ -167,6 +194,8 @@ async def over_http(
             # ``concurrency`` clerks, each filing one application after another until every applicant is done.
             queue = list(enumerate(people))[WARMUP:]
             queue.reverse()
+            meter = CpuMeter(server.pid)
+            own_cpu, started = time.process_time(), time.perf_counter()
 
             async def clerk() -> None:
                 while queue:
@@ -174,6 +203,10 @@ async def over_http(
                     await one(i, citizen)
 
             await asyncio.gather(*(clerk() for _ in range(concurrency)))
+            if measured is not None:
+                measured["seconds"] = time.perf_counter() - started
+                measured["bench_cpu"] = time.process_time() - own_cpu
+                measured["cpu"] = meter.stop()
     finally:
         await asyncio.to_thread(server.stop)
     return samples
@@ -248,6 +281,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
     if item is None:
         raise SystemExit(f"no item {args.item} in the catalog")
     departments = item_departments(item)
+    schema = f"bench_intake_{new_id()[:12]}" if args.database_url else ""
     faults = {code: {"latency": args.latency_ms} for code in departments}
     today = dt.date.today()
     async with run_simulators(citizens=args.population, faults=faults, data_dir=data_dir) as sims:
@@ -256,25 +290,44 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
         if len(people) < needed:
             raise SystemExit(f"only {len(people)} applicants fit {item.code}; raise --population")
         people = people[:needed]
-        tokens = await setup_tokens(data_dir, catalog, sims.demo_citizens(6))
+        tokens = await setup_tokens(data_dir, catalog, sims.demo_citizens(6), args.database_url, schema)
         print(
             f"{item.code} {item.name}: departments {', '.join(departments)} at {args.latency_ms:g} ms each; "
             f"{args.requests} applicants (+{WARMUP} warm-up), {args.concurrency} clerks at a time, "
             f"{args.workers} worker(s)",
             flush=True,
         )
+        measured: dict[str, Any] = {}
         if args.profile:
             samples = await in_process(data_dir, sims.control_url, tokens["clerk"], item, people, args.top)
         else:
             samples = await over_http(
-                data_dir, sims.control_url, tokens["clerk"], item, people, args.workers, args.concurrency
+                data_dir,
+                sims.control_url,
+                tokens["clerk"],
+                item,
+                people,
+                args.workers,
+                args.concurrency,
+                database_url=args.database_url,
+                schema=schema,
+                measured=measured,
             )
     ok = [s for s in samples if s.status == 201]
     times = [s.ms for s in ok] or [float("nan")]
     lookups = [s.lookup_ms for s in ok if s.lookup_ms is not None]
     p50, p99 = percentile(times, 50), percentile(times, 99)
     met = len(ok) == len(samples) and p99 <= TARGET_MS
+    cpu: CpuShare | None = measured.get("cpu")
+    n = max(1, len(samples))
     return Report(
+        database="postgresql" if args.database_url else "sqlite",
+        seconds=measured.get("seconds"),
+        throughput=len(samples) / measured["seconds"] if measured.get("seconds") else None,
+        cpu=cpu,
+        server_cpu_ms_per_request=cpu.server / n * 1000 if cpu else None,
+        database_cpu_ms_per_request=cpu.database / n * 1000 if cpu and args.database_url else None,
+        bench_cpu_ms_per_request=measured["bench_cpu"] / n * 1000 if "bench_cpu" in measured else None,
         machine=machine(),
         item=f"{item.code} {item.name}",
         departments=departments,
@@ -302,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="in-process under cProfile instead of over HTTP")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json", type=Path, help="write the report to this file")
+    parser.add_argument(
+        "--database-url", default="", help="PostgreSQL (postgresql://…): the gateway's database, in a fresh schema"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onewindow-intake-bench-") as tmp:
         report = asyncio.run(run(args, Path(tmp) / "var"))
@@ -312,6 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     if report.lookup_p50_ms is not None and report.lookup_p99_ms is not None:
         print(f"{'lookup':<14} p50 {report.lookup_p50_ms:.1f} ms, p99 {report.lookup_p99_ms:.1f} ms (server side)")
     print(f"{'live pulls':<14} {report.live_per_request:.1f} certificates per request came from a live pull")
+    if report.throughput is not None and report.seconds is not None:
+        print(f"{'throughput':<14} {report.throughput:.1f} requests/s ({report.seconds:.1f} s for {report.requests})")
+    if report.cpu is not None:
+        print(
+            f"{'CPU/request':<14} gateway {report.server_cpu_ms_per_request:.1f} ms, this process (simulators + "
+            f"client) {report.bench_cpu_ms_per_request:.1f} ms"
+            + (f", PostgreSQL {report.database_cpu_ms_per_request:.1f} ms" if report.database == "postgresql" else "")
+        )
+        print(f"{'CPU (s)':<14} {msgspec.json.encode(report.cpu).decode()}")
     print(report.verdict)
     print(msgspec.json.encode(report.machine).decode())
     if args.json:

@@ -9,8 +9,8 @@
 2. Times `ReportService.compute` for the last complete month: the district alone, and every unit (district, 13
    streets, 60 communities) as the schedule generates them — 3 runs each, min and median. Baseline in the same run:
    a full count of `applications` and one GROUP BY over it.
-3. Unless ``--no-http``: serves `gateway.app:create_app` with uvicorn (1 worker) and runs wrk (1 connection, then
-   2 threads with 16 connections; 10 s each after a 2 s warm-up, ``--latency``) on the officer queue
+3. Unless ``--no-http``: serves `gateway.app:create_app` with uvicorn (``--workers``, default 1) and runs wrk
+   (1 connection, then 2 threads with 16 connections; 10 s each after a 2 s warm-up, ``--latency``) on the officer queue
    ``GET /api/v1/applications`` (an officer of the busiest department), the grid task list
    ``GET /api/v1/grid/tasks?status=open`` (the worker of the busiest grid), and ``GET /health/live`` as baseline.
 """
@@ -29,9 +29,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, insert, select, text
 
-from bench.harness import AsgiServer, ServerFlags, machine, parse_wrk, wrk_path
+from bench.harness import AsgiServer, CpuMeter, ServerFlags, machine, parse_wrk, wrk_path
 from bench.prepare import bench_settings, server_env
 from catalog.calendar import DEFAULT_CONFIG_DIR, DISTRICT_TZ, CalendarEstimateWarning, cached_calendar, district_today
 from catalog.loader import cached_catalog
@@ -484,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--schema", default="", help="PostgreSQL schema (created; default a fresh one)")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes for the wrk part")
+    parser.add_argument("--no-report", action="store_true", help="skip the monthly report timings")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--write-cost", type=int, metavar="N", help="only: seeding N cases with / without the indexes")
     args = parser.parse_args(argv)
@@ -514,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                 await seed_postgres(db, args.cases, end)
             elif have == 0:
                 await seed(db, args.cases, end)
-            timing = await reports_part(db, start)
+            timing = {} if args.no_report else await reports_part(db, start)
             department, grid = await busiest(db)
             tokens = {
                 "officer": (await create_token(db, role="officer", department=department))[0],
@@ -531,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.database_url:
             env |= {"ONEWINDOW_DATABASE_URL": args.database_url, "ONEWINDOW_DATABASE_SCHEMA": schema}
         env["ONEWINDOW_REPORT_JOBS_SECONDS"] = "0"
-        with AsgiServer("gateway.app:create_app", flags=ServerFlags(workers=1), env=env) as server:
+        with AsgiServer("gateway.app:create_app", flags=ServerFlags(workers=args.workers), env=env) as server:
             base = server.base_url
             for name, url, token in (
                 ("baseline /health/live", f"{base}/health/live", None),
@@ -540,10 +543,15 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 wrk(url, token, duration=2.0)
                 for connections in (1, 16):
+                    meter = CpuMeter(server.pid)
                     r = wrk(url, token, connections=connections)
+                    cpu = meter.stop()
+                    served = max(1.0, r.requests_per_s * 10.0)
                     print(
                         f"  {name}, {connections} connection(s): {r.requests_per_s:.0f} req/s, p50 {r.p50_ms:.1f} ms, "
-                        f"p99 {r.p99_ms:.1f} ms, non-2xx {r.non_2xx}",
+                        f"p99 {r.p99_ms:.1f} ms, non-2xx {r.non_2xx}; server CPU {cpu.server / served * 1000:.2f} ms "
+                        f"per request (others {cpu.others:.1f} s, wrk {cpu.load_generator:.1f} s, "
+                        f"idle {cpu.idle:.1f} s)",
                         flush=True,
                     )
                     results[f"{name} c{connections}"] = {
@@ -551,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                         "p50_ms": r.p50_ms,
                         "p99_ms": r.p99_ms,
                         "non_2xx": r.non_2xx,
+                        "server_cpu_ms_per_request": round(cpu.server / served * 1000, 3),
+                        "cpu": msgspec.to_builtins(cpu),
                     }
     with open("/proc/loadavg") as fh:
         print("load average at end:", fh.read().strip(), flush=True)

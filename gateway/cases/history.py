@@ -63,15 +63,20 @@ async def record_status(
     principal: Principal,
     at: dt.datetime,
     note: str | None = None,
+    position: int | None = None,
 ) -> HistoryEntry:
-    """Append the status reached to the application's history (inside the caller's transaction)."""
-    position = (
-        await conn.execute(
-            select(func.coalesce(func.max(application_history.c.position), 0)).where(
-                application_history.c.application_id == application_id
+    """Append the status reached to the application's history (inside the caller's transaction).
+
+    ``position`` is the entry's place when the caller knows it (an application created in this very transaction:
+    1, then 2); otherwise it is read: one past the last entry's."""
+    if position is None:
+        position = (
+            await conn.execute(
+                select(func.coalesce(func.max(application_history.c.position), 0)).where(
+                    application_history.c.application_id == application_id
+                )
             )
-        )
-    ).scalar_one() + 1
+        ).scalar_one() + 1
     scope = actor_scope(principal)
     cleaned = clean_note(note)
     await conn.execute(

@@ -135,8 +135,12 @@ def _issuer_at(path: Path) -> DistrictIssuer:
     return DistrictIssuer(key)
 
 
+@functools.lru_cache(maxsize=16)
 def district_issuer(data_dir: Path) -> DistrictIssuer:
-    """The district issuer of a data dir (the key created on first use; one object per data dir and process)."""
+    """The district issuer of a data dir (the key created on first use; one object per data dir and process).
+
+    Cached by the path as given too: request handlers ask for it on every request, and resolving the path is a
+    system call per path component."""
     return _issuer_at(Path(data_dir).resolve() / ISSUER_KEY_FILE)
 
 

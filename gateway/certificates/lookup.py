@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import local_date, local_time
 from connectors.client import ConnectorPool
@@ -37,7 +38,7 @@ from connectors.errors import ConnectorError
 from connectors.model import Certificate, FetchedCertificate
 from connectors.sync import fetch_holder
 from gateway import audit
-from gateway.certificates.store import CertificateStore, Holder, StoredCertificate, display_number
+from gateway.certificates.store import CertificateStore, Holder, PreparedBatch, StoredCertificate, display_number
 from gateway.privacy import mask_name
 from gateway.storage import Database, utcnow
 
@@ -81,10 +82,22 @@ class Outcome(msgspec.Struct, kw_only=True):
     source: OutcomeSource | None = None
 
 
+class PendingRecord(msgspec.Struct, kw_only=True):
+    """What a lookup has to write — the certificates pulled and the audit records of the pulls and the stored
+    reads — when the caller writes it in its own transaction (`CertificateService.record`)."""
+
+    prepared: PreparedBatch | None
+    #: Keyword arguments of `gateway.audit.append`, in order.
+    audits: list[dict[str, Any]]
+
+
 class LookupResult(msgspec.Struct, kw_only=True):
     #: By certificate type key, one per requested type.
     outcomes: dict[str, Outcome]
     elapsed_ms: float
+    #: With ``record_in_caller``: what the caller must write (`CertificateService.record`, or `record_alone` when
+    #: its own transaction does not happen); None when there is nothing to write.
+    pending: PendingRecord | None = None
 
 
 # --- how errors read to a clerk -------------------------------------------------------------------------------
@@ -166,8 +179,13 @@ class CertificateService:
         purpose: str,
         actor: str,
         budget_seconds: float | None = None,
+        record_in_caller: bool = False,
     ) -> LookupResult:
-        """One outcome per requested type, within the budget (see the module docstring)."""
+        """One outcome per requested type, within the budget (see the module docstring).
+
+        ``record_in_caller``: instead of a write transaction of its own, the result carries what is to be written
+        (`LookupResult.pending`) and the caller writes it in its transaction — one write transaction less for an
+        intake, whose own transaction follows at once."""
         started = time.perf_counter()
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
         deadline = started + max(budget, 0.0)
@@ -224,44 +242,67 @@ class CertificateService:
                 outcomes[key] = self._from_live(key, department, results, today)
 
         # 3. One transaction: what came back, the audit of every pull and of every stored read.
-        prepared = self.store.prepare(live_batch, holder=holder) if live_batch else None
-        async with self.db.transaction() as conn:
-            if prepared is not None:
-                await self.store.write(conn, prepared)
-            if wanted:
-                # One record for the lookup's pulls (each department's types and outcome in the detail): the
-                # audit chain is appended under the write lock, so fewer appends keep the clerk's wait short.
-                pulls: dict[str, Any] = {}
-                for department, keys in wanted.items():
-                    entry: dict[str, Any] = {"types": keys, "outcomes": {key: outcomes[key].state for key in keys}}
-                    if department in failures:
-                        entry["error"] = failures[department]
-                    else:
-                        entry["received"] = len(pulled.get(department, []))
-                    pulls[department] = entry
-                await audit.append(
-                    conn,
-                    actor=actor,
-                    action="certificate.pulled",
-                    object_type="certificate_holder",
-                    object_id=holder.index,
-                    purpose=purpose,
-                    detail={"departments": pulls},
-                )
-            if read:
-                await audit.append(
-                    conn,
-                    actor=actor,
-                    action="personal_data.read",
-                    object_type="certificate_holder",
-                    object_id=holder.index,
-                    purpose=purpose,
-                    detail={"certificates": [r.identifier for r in read], "fields": ["holder_name"]},
-                )
+        audits: list[dict[str, Any]] = []
+        if wanted:
+            # One record for the lookup's pulls (each department's types and outcome in the detail): the audit chain
+            # is appended under the write lock, so fewer appends keep the clerk's wait short.
+            pulls: dict[str, Any] = {}
+            for department, keys in wanted.items():
+                entry: dict[str, Any] = {"types": keys, "outcomes": {key: outcomes[key].state for key in keys}}
+                if department in failures:
+                    entry["error"] = failures[department]
+                else:
+                    entry["received"] = len(pulled.get(department, []))
+                pulls[department] = entry
+            audits.append(
+                {
+                    "actor": actor,
+                    "action": "certificate.pulled",
+                    "object_type": "certificate_holder",
+                    "object_id": holder.index,
+                    "purpose": purpose,
+                    "detail": {"departments": pulls},
+                }
+            )
+        if read:
+            audits.append(
+                {
+                    "actor": actor,
+                    "action": "personal_data.read",
+                    "object_type": "certificate_holder",
+                    "object_id": holder.index,
+                    "purpose": purpose,
+                    "detail": {"certificates": [r.identifier for r in read], "fields": ["holder_name"]},
+                }
+            )
+        pending = PendingRecord(
+            prepared=self.store.prepare(live_batch, holder=holder) if live_batch else None, audits=audits
+        )
+        if record_in_caller:
+            return LookupResult(
+                outcomes={key: outcomes[key] for key in types},
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+                pending=pending if pending.prepared is not None or pending.audits else None,
+            )
+        await self.record_alone(pending)
         return LookupResult(
             outcomes={key: outcomes[key] for key in types},
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+    async def record(self, conn: AsyncConnection, pending: PendingRecord) -> None:
+        """Write a lookup's `PendingRecord` inside the caller's write transaction."""
+        if pending.prepared is not None:
+            await self.store.write(conn, pending.prepared)
+        for entry in pending.audits:
+            await audit.append(conn, **entry)
+
+    async def record_alone(self, pending: PendingRecord) -> None:
+        """Write a lookup's `PendingRecord` in a write transaction of its own."""
+        if pending.prepared is None and not pending.audits:
+            return
+        async with self.db.transaction() as conn:
+            await self.record(conn, pending)
 
     # -- the live pull -------------------------------------------------------------------------------------
 
@@ -389,6 +430,7 @@ __all__ = [
     "CertificateView",
     "LookupResult",
     "Outcome",
+    "PendingRecord",
     "certificate_view",
     "unavailable_reason",
 ]

@@ -8,11 +8,12 @@ a district-wide supervisor sees all. Anything outside answers 404, like a missin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Date, bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -48,6 +49,7 @@ from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import Conflict, FieldError, Forbidden, NotFound, Unprocessable
 from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
+from gateway.storage.prepared import PreparedRead
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PURPOSE_MIN, PURPOSE_MAX = 2, 200
@@ -103,6 +105,36 @@ def sees_grid(principal: Principal, grid: str | None) -> bool:
     if principal.role is Role.SUPERVISOR:
         return principal.unit is None or unit_covers(principal.unit, grid)
     return principal.role is Role.ADMIN
+
+
+@functools.cache
+def _grid_page(by_stage: bool, by_status: bool, overdue: bool) -> PreparedRead:
+    """A grid worker's page of tasks with the total (a scalar subquery: the same snapshot), as one prepared
+    statement per combination of filters (eight at most)."""
+    conditions: list[ColumnElement[bool]] = [grid_tasks.c.grid == bindparam("grid")]
+    if by_stage:
+        conditions.append(grid_tasks.c.stage == bindparam("stage"))
+    if by_status:
+        conditions.append(grid_tasks.c.status == bindparam("status"))
+    if overdue:
+        conditions.extend([grid_tasks.c.status == "open", grid_tasks.c.due_on < bindparam("today", type_=Date())])
+    total = select(func.count()).select_from(grid_tasks).where(*conditions).scalar_subquery()
+    return PreparedRead(
+        select(
+            grid_tasks,
+            applications.c.tracking_number,
+            applications.c.item_code,
+            applications.c.item_name,
+            total.label("list_total"),
+        )
+        .outerjoin(applications, applications.c.id == grid_tasks.c.application_id)
+        .where(*conditions)
+        .order_by(grid_tasks.c.due_on, grid_tasks.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset")),
+        name="grid.task_page",
+        step_budget=1000,  # a grid's tasks: hundreds to a few thousand rows counted
+    )
 
 
 class GridService:
@@ -166,6 +198,20 @@ class GridService:
         await task_rules.catch_up(
             self.db, self.calendar, now=now, grid=principal.unit if principal.role is Role.GRID_WORKER else None
         )
+        if principal.role is Role.GRID_WORKER and principal.unit:
+            # A grid worker's list: one prepared statement (page and total in one snapshot; inline on SQLite).
+            params: dict[str, Any] = {"grid": principal.unit, "limit": limit, "offset": offset}
+            if stage is not None:
+                params["stage"] = stage
+            if status is not None:
+                params["status"] = status
+            if overdue:
+                params["today"] = today
+            rows: list[Any] = await self.db.fetch(_grid_page(stage is not None, status is not None, overdue), **params)
+            if rows or offset == 0:
+                total = rows[0].list_total if rows else 0
+                return TaskList(items=[self._view(r, today) for r in rows], total=int(total))
+            # A page past the end: the total alone, as below.
         conditions: list[ColumnElement[bool]] = []
         scope = grid_scope(principal)
         if scope is not None:
@@ -178,12 +224,14 @@ class GridService:
             conditions.extend([grid_tasks.c.status == "open", grid_tasks.c.due_on < today])
         async with self.db.read() as conn:
             total = (await conn.execute(select(func.count()).select_from(grid_tasks).where(*conditions))).scalar_one()
-            rows = await conn.execute(
-                self._task_query()
-                .where(*conditions)
-                .order_by(grid_tasks.c.due_on, grid_tasks.c.id)
-                .limit(limit)
-                .offset(offset)
+            rows = list(
+                await conn.execute(
+                    self._task_query()
+                    .where(*conditions)
+                    .order_by(grid_tasks.c.due_on, grid_tasks.c.id)
+                    .limit(limit)
+                    .offset(offset)
+                )
             )
             items = [self._view(r, today) for r in rows]
         return TaskList(items=items, total=int(total))

@@ -52,7 +52,7 @@ from gateway.cases.views import (
     material_view,
     missing_required,
 )
-from gateway.certificates.lookup import CertificateService, Outcome
+from gateway.certificates.lookup import CertificateService, Outcome, PendingRecord
 from gateway.certificates.store import Holder, holder_of
 from gateway.events import outbox, types
 from gateway.evidence.checks import open_checks
@@ -282,7 +282,37 @@ class IntakeService:
         application_id = new_id()
         # The blind index of the ID number, once: the certificate lookup, its audit records and the application row.
         holder = holder_of(self.cipher, applicant.id_number)
-        views = await self._prefill(item, holder, application_id, principal)
+        views, pending = await self._prefill(item, holder, application_id, principal)
+        # The lookup's certificates and audit records are written in the application's transaction (one write
+        # transaction per filing); when that transaction does not happen or fails, in one of their own.
+        recorded = False
+        try:
+            created = await self._file(
+                body, item, window, handling_unit, applicant, holder, purpose, principal, now, application_id, views,
+                pending,
+            )  # fmt: skip
+            recorded = True
+        finally:
+            if pending is not None and not recorded and self.certificates is not None:
+                await self.certificates.record_alone(pending)
+        return created
+
+    async def _file(
+        self,
+        body: CreateApplication,
+        item: Item,
+        window: Unit,
+        handling_unit: str,
+        applicant: ValidApplicant,
+        holder: Holder,
+        purpose: str,
+        principal: Principal,
+        now: dt.datetime,
+        application_id: str,
+        views: list[MaterialView],
+        pending: PendingRecord | None,
+    ) -> ApplicationCreated:
+        """`create` after the certificate lookup: evidence reuse, completeness, and the one write transaction."""
         # Verified copies and the district's own certificates for what the departments did not supply; then the
         # commitments the applicant signed (level D).
         reused = await reuse.prefill(
@@ -296,14 +326,23 @@ class IntakeService:
             application_id, item, window, handling_unit, applicant, holder.index, purpose, principal, now
         )
         async with self.db.transaction() as conn:
+            if pending is not None and self.certificates is not None:
+                await self.certificates.record(conn, pending)
             await conn.execute(applications.insert().values(**values))
             if views:
                 await conn.execute(
                     application_materials.insert(),
                     [self._material_values(application_id, i, v, now) for i, v in enumerate(views)],
                 )
+            # Created in this transaction: its history starts here (the acceptance below is the second entry).
             await record_status(
-                conn, application_id=application_id, status="draft", from_status=None, principal=principal, at=now
+                conn,
+                application_id=application_id,
+                status="draft",
+                from_status=None,
+                principal=principal,
+                at=now,
+                position=1,
             )
             await reuse.record(conn, reused, holder=holder, application_id=application_id, principal=principal)
             await audit_case(
@@ -322,7 +361,7 @@ class IntakeService:
             acceptance = None
             if body.accept:
                 row = await load_application(conn, application_id, principal, for_update=True)
-                acceptance = await self._accept_in(conn, row, item, principal, now, views)
+                acceptance = await self._accept_in(conn, row, item, principal, now, views, history_position=2)
             created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
             await self._record(conn, created, {"Location": application_location(application_id)})
         return created
@@ -434,10 +473,12 @@ class IntakeService:
 
     async def _prefill(
         self, item: Item, holder: Holder, application_id: str, principal: Principal
-    ) -> list[MaterialView]:
-        """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call."""
+    ) -> tuple[list[MaterialView], PendingRecord | None]:
+        """Each material with its state; certificate-sourced ones looked up in one parallel, budgeted call. Also
+        what the lookup has to write (the caller writes it in its transaction)."""
         types = list(item.certificate_types)
         outcomes: Mapping[str, Outcome] = {}
+        pending: PendingRecord | None = None
         failure: str | None = None
         if types:
             if self.certificates is None:
@@ -450,8 +491,10 @@ class IntakeService:
                         purpose=f"application:{application_id}",
                         actor=principal.actor,
                         budget_seconds=self.settings.lookup_budget_seconds,
+                        record_in_caller=True,
                     )
                     outcomes = result.outcomes
+                    pending = result.pending
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the window keeps working: the clerk can still upload scans
@@ -485,7 +528,7 @@ class IntakeService:
                     view.state = "unavailable"
                     view.reason = outcome.reason or "the department system is unavailable"
             out.append(view)
-        return out
+        return out, pending
 
     @staticmethod
     def _require_complete(views: list[MaterialView], item: Item | None = None) -> None:
@@ -560,7 +603,11 @@ class IntakeService:
         principal: Principal,
         now: dt.datetime,
         materials: list[MaterialView] | None = None,
+        *,
+        history_position: int | None = None,
     ) -> Acceptance:
+        """Accept ``row`` inside ``conn``'s transaction; ``history_position``: the acceptance's place in the
+        history when the caller knows it (read otherwise)."""
         accepted_on = local_date(now)
         sequence = await numbers.next_sequence(conn, accepted_on)
         tracking = numbers.tracking_number(accepted_on, sequence)
@@ -583,7 +630,13 @@ class IntakeService:
         if result.rowcount != 1:
             raise Conflict("The application changed while it was being accepted; reload it and try again.")
         await record_status(
-            conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
+            conn,
+            application_id=row.id,
+            status="accepted",
+            from_status="draft",
+            principal=principal,
+            at=now,
+            position=history_position,
         )
         await outbox.emit(
             conn,

@@ -14,12 +14,12 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.calendar import WorkingCalendar, local_date, local_time
+from catalog.calendar import DISTRICT_TZ, WorkingCalendar, local_date, local_time
 from catalog.catalog import Catalog
 from gateway.cases import clock
 from gateway.cases.access import audit_case, check_if_match, load_application, scope_filter
@@ -35,7 +35,7 @@ from gateway.cases.machine import (
     transition,
 )
 from gateway.cases.numbers import normalise_tracking_number, tracking_number_problem
-from gateway.cases.tables import application_history, applications
+from gateway.cases.tables import application_counts, application_history, applications
 from gateway.cases.views import ItemRef, applicant_view, load_materials, material_view, missing_required
 from gateway.events import outbox
 from gateway.evidence.levels import level_problems, needed_levels
@@ -52,10 +52,20 @@ from gateway.privacy.fields import FieldCipher
 from gateway.problems import BadRequest, Conflict, FieldError, Unprocessable
 from gateway.storage.database import Database
 from gateway.storage.metadata import utcnow
+from gateway.storage.prepared import PreparedRead
 
 QUEUE_MAX_LIMIT = 500
 #: ``?status=``: one or more statuses separated by commas (the OpenAPI document states the same pattern).
 STATUS_FILTER = re.compile(f"^(?:{'|'.join(STATUSES)})(?:,(?:{'|'.join(STATUSES)}))*$")
+
+
+def scope_is_department(principal: Principal) -> bool:
+    """Whether `scope_filter` limits the caller to one department's cases (officers, department systems)."""
+    return (
+        not principal.is_district_wide
+        and principal.role in (Role.OFFICER, Role.DEPARTMENT)
+        and bool(principal.department)
+    )
 
 
 def status_filter(raw: str | None) -> list[str]:
@@ -72,6 +82,42 @@ def status_filter(raw: str | None) -> list[str]:
 
 #: The queue's order: earliest deadline first, cases without one (drafts) last by creation.
 _QUEUE_ORDER = (applications.c.deadline.is_(None), applications.c.deadline, applications.c.created_at)
+#: What a queue entry shows (and its clock): not the whole row — every datetime read is a conversion.
+_QUEUE_COLUMNS = tuple(
+    applications.c[name]
+    for name in (
+        "id", "status", "item_code", "item_name", "department", "filing_unit", "handling_unit",
+        "applicant_name_masked", "created_at", "tracking_number", "accepted_at", *clock.COLUMNS,
+    )
+)  # fmt: skip
+
+
+def _department_page() -> PreparedRead:
+    """An officer's page of cases with a deadline and the department's total, as one prepared statement.
+
+    The total is the sum of the department's `application_counts` (kept by triggers in every writing transaction,
+    so exact in the statement's snapshot): a few rows instead of counting every case of the department."""
+    department = applications.c.department == bindparam("department")
+    counts = application_counts.c
+    total = (
+        select(func.coalesce(func.sum(counts.n), 0))
+        .where(counts.department == bindparam("department"))
+        .scalar_subquery()
+    )
+    return PreparedRead(
+        select(*_QUEUE_COLUMNS, total.label("queue_total"))
+        .where(department, applications.c.deadline.is_not(None))
+        .order_by(applications.c.deadline, applications.c.created_at)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset")),
+        name="lifecycle.department_page",
+        # A deep page (a large offset) walks the index entries before it.
+        step_budget=2000,
+    )
+
+
+#: The officer queue's usual page (no filters): one statement, read inline on SQLite (`Database.fetch`).
+_DEPARTMENT_PAGE = _department_page()
 
 
 class LifecycleService:
@@ -326,59 +372,50 @@ class LifecycleService:
             conditions.append(applications.c.status.in_(sorted(OPEN)))
         where = and_(*conditions) if conditions else applications.c.id.is_not(None)
         entries: list[QueueEntry] = []
-        total = 0
-        async with self.db.read() as conn:
-            if due:
-                query = select(applications).where(where).order_by(*_QUEUE_ORDER)
-                rows = list(await conn.execute(query))
-            else:
-                # Two keyset-friendly reads instead of one sort over every row in scope: the cases with a deadline
-                # in (deadline, created_at) order, then those without one by creation. Each walks the index on
-                # (department, deadline, created_at) for an officer, and stops after ``limit`` rows.
-                counts = (
-                    await conn.execute(
-                        select(func.count(), func.count(applications.c.deadline)).select_from(applications).where(where)
-                    )
-                ).one()
-                total, with_deadline = int(counts[0]), int(counts[1])
-                rows = []
-                if offset < with_deadline:
-                    rows = list(
-                        await conn.execute(
-                            select(applications)
-                            .where(where, applications.c.deadline.is_not(None))
-                            .order_by(applications.c.deadline, applications.c.created_at)
-                            .limit(limit)
-                            .offset(offset)
-                        )
-                    )
-                if len(rows) < limit and offset + len(rows) < total:
-                    rows += list(
-                        await conn.execute(
-                            select(applications)
-                            .where(where, applications.c.deadline.is_(None))
-                            .order_by(applications.c.created_at)
-                            .limit(limit - len(rows))
-                            .offset(max(0, offset - with_deadline))
-                        )
-                    )
+        page = None
+        if scope_is_department(principal) and not wanted and number is None and not due:
+            page = await self._department_page(principal, limit, offset)
+        if page is not None:
+            rows, total = page
+        else:
+            async with self.db.read() as conn:
+                if due:
+                    rows = list(await conn.execute(select(*_QUEUE_COLUMNS).where(where).order_by(*_QUEUE_ORDER)))
+                    total = 0
+                else:
+                    rows, total = await self._queue_page(conn, where, limit, offset)
+        item_refs: dict[tuple[str, str, str], ItemRef] = {}
+        # A case's clock view depends only on its clock columns and today: rows in deadline order share them.
+        clocks: dict[tuple[Any, ...], clock.ClockView | None] = {}
         for row in rows:
-            clock_view = self._clock(row, today)
+            clock_key = (
+                row.promised_days, row.deadline, row.deadline_estimated, row.paused_on, row.days_left_at_pause,
+                row.stopped_on,
+            )  # fmt: skip
+            try:
+                clock_view = clocks[clock_key]
+            except KeyError:
+                clock_view = clocks[clock_key] = self._clock(row, today)
             if due == "soon" and not (clock_view and clock_view.due_soon):
                 continue
             if due == "overdue" and not (clock_view and clock_view.overdue):
                 continue
+            key = (row.item_code, row.item_name, row.department)
+            item = item_refs.get(key)
+            if item is None:
+                item = item_refs[key] = ItemRef(code=row.item_code, name=row.item_name, department=row.department)
+            accepted_at = row.accepted_at
             entries.append(
                 QueueEntry(
                     id=row.id,
                     status=row.status,
-                    item=ItemRef(code=row.item_code, name=row.item_name, department=row.department),
+                    item=item,
                     filing_unit=row.filing_unit,
                     handling_unit=row.handling_unit,
                     applicant_name=row.applicant_name_masked,
-                    created_at=local_time(row.created_at),
+                    created_at=row.created_at.astimezone(DISTRICT_TZ),
                     tracking_number=row.tracking_number,
-                    accepted_at=local_time(row.accepted_at) if row.accepted_at else None,
+                    accepted_at=accepted_at.astimezone(DISTRICT_TZ) if accepted_at else None,
                     deadline=row.deadline,
                     clock=clock_view,
                 )
@@ -387,6 +424,65 @@ class LifecycleService:
             total = len(entries)
             entries = entries[offset : offset + limit]
         return Queue(items=entries, total=total, limit=limit, offset=offset)
+
+    async def _department_page(self, principal: Principal, limit: int, offset: int) -> tuple[list[Any], int] | None:
+        """An officer's unfiltered page as one prepared statement (page and total in one snapshot, inline on
+        SQLite); ``None`` when the page reaches past the cases with a deadline (or the queue is empty): the general
+        path reads those."""
+        rows = await self.db.fetch(_DEPARTMENT_PAGE, department=principal.department, limit=limit, offset=offset)
+        if not rows:
+            return None
+        total = int(rows[0].queue_total)
+        if len(rows) < limit and offset + len(rows) < total:
+            return None
+        return rows, total
+
+    @staticmethod
+    async def _queue_page(
+        conn: AsyncConnection, where: ColumnElement[bool], limit: int, offset: int
+    ) -> tuple[list[Any], int]:
+        """One page of the queue in its order and the exact total, in as few statements as the page allows.
+
+        Two keyset-friendly reads instead of one sort over every row in scope: the cases with a deadline in
+        (deadline, created_at) order, then — only when the page reaches past them — those without one by creation.
+        Each walks the index on (department, deadline, created_at) for an officer and stops after ``limit`` rows.
+        The total rides on the first read as a scalar subquery (evaluated once, in the same statement, so the
+        same snapshot as the page); it counts ``count(*)`` alone, which the database answers from its smallest
+        covering index. The split point (cases with a deadline) is only needed when the page crosses it: then it
+        is the rows the first read returned plus the offset, or — when the first read returned nothing — the
+        total minus the cases without a deadline (few: drafts and refusals).
+        """
+        count = select(func.count()).select_from(applications).where(where).scalar_subquery()
+        rows: list[Any] = list(
+            await conn.execute(
+                select(*_QUEUE_COLUMNS, count.label("queue_total"))
+                .where(where, applications.c.deadline.is_not(None))
+                .order_by(applications.c.deadline, applications.c.created_at)
+                .limit(limit)
+                .offset(offset)
+            )
+        )
+        total = int(rows[0].queue_total) if rows else int((await conn.execute(select(count))).scalar_one())
+        if len(rows) < limit and offset + len(rows) < total:
+            if rows:
+                with_deadline = offset + len(rows)
+            else:
+                without = (
+                    await conn.execute(
+                        select(func.count()).select_from(applications).where(where, applications.c.deadline.is_(None))
+                    )
+                ).scalar_one()
+                with_deadline = total - int(without)
+            rows += list(
+                await conn.execute(
+                    select(*_QUEUE_COLUMNS)
+                    .where(where, applications.c.deadline.is_(None))
+                    .order_by(applications.c.created_at)
+                    .limit(limit - len(rows))
+                    .offset(max(0, offset - with_deadline))
+                )
+            )
+        return rows, total
 
 
 __all__ = ["QUEUE_MAX_LIMIT", "RESULT_MAX_CHARS", "STATUS_FILTER", "LifecycleService", "status_filter"]

@@ -117,7 +117,9 @@ class InlineReader:
         if slot is None:
             self.deferred += 1
             return None
-        slot.steps = 0
+        # The progress handler stops the statement after ``self.step_budget`` grains; a query with a budget of its
+        # own starts its count that much lower (or higher).
+        slot.steps = 0 if query.step_budget is None else self.step_budget - query.step_budget
         arguments = form.arguments(params)
         key: tuple[Any, ...] | None = None
         version = 0

@@ -82,9 +82,11 @@ class PreparedRead:
     Build it once (module level) and reuse it: its compiled forms are cached per database.
     """
 
-    __slots__ = ("name", "optional", "required", "reuse", "row_type", "statement")
+    __slots__ = ("name", "optional", "required", "reuse", "row_type", "statement", "step_budget")
 
-    def __init__(self, statement: Select[Any], *, name: str = "", reuse: bool = False) -> None:
+    def __init__(
+        self, statement: Select[Any], *, name: str = "", reuse: bool = False, step_budget: int | None = None
+    ) -> None:
         if not isinstance(statement, Select):
             raise TypeError("PreparedRead takes a select(...) statement")
         self.statement = statement
@@ -93,6 +95,9 @@ class PreparedRead:
         #: (``PRAGMA data_version``, see `gateway.storage.inline`). Only for statements whose result depends on the
         #: stored data alone (no ``CURRENT_TIMESTAMP``, no ``random()``).
         self.reuse = reuse
+        #: SQLite inline reads: this statement's budget of VM instructions in thousands, instead of the reader's
+        #: default (for a read known to count or walk more than a point lookup does; see `gateway.storage.inline`).
+        self.step_budget = step_budget
         keys = [str(column.key) for column in statement.selected_columns]
         self.row_type = _row_type("ReadRow", keys)
         required: set[str] = set()
