@@ -26,6 +26,8 @@ import contextlib
 import cProfile
 import datetime as dt
 import pstats
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -165,9 +167,12 @@ async def over_http(
     database_url: str = "",
     schema: str = "",
     measured: dict[str, Any] | None = None,
+    config_dir: Path | None = None,
 ) -> list[Sample]:
     env = server_env(data_dir)
     env["ONEWINDOW_SIMULATOR_BASE_HOST"] = control_url
+    if config_dir is not None:
+        env["ONEWINDOW_CONFIG_DIR"] = str(config_dir)
     if database_url:
         env |= {"ONEWINDOW_DATABASE_URL": database_url, "ONEWINDOW_DATABASE_SCHEMA": schema}
     samples: list[Sample] = []
@@ -275,8 +280,23 @@ async def in_process(
     return samples
 
 
+def with_concurrency(config_dir: Path, into: Path, departments: Sequence[str], concurrency: int) -> Path:
+    """A copy of ``config_dir`` whose ``departments`` allow ``concurrency`` requests in flight per process (the
+    connector files' ``concurrency``; the shipped files say 4, an old system 2): what an operator sets when the
+    department systems take more."""
+    shutil.copytree(config_dir, into, dirs_exist_ok=True)
+    for code in departments:
+        path = into / "departments" / f"{code}.toml"
+        text, n = re.subn(r"(?m)^concurrency = \d+", f"concurrency = {concurrency}", path.read_text(encoding="utf-8"))
+        if n != 1:
+            raise SystemExit(f"{path}: no single 'concurrency = N' line to change")
+        path.write_text(text, encoding="utf-8")
+    return into
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> Report:
-    catalog = cached_catalog(bench_settings(data_dir).config_dir)
+    catalog_dir = bench_settings(data_dir).config_dir
+    catalog = cached_catalog(catalog_dir)
     item = catalog.item(args.item)
     if item is None:
         raise SystemExit(f"no item {args.item} in the catalog")
@@ -312,6 +332,11 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
                 database_url=args.database_url,
                 schema=schema,
                 measured=measured,
+                config_dir=(
+                    with_concurrency(catalog_dir, data_dir.parent / "config", departments, args.department_concurrency)
+                    if args.department_concurrency
+                    else None
+                ),
             )
     ok = [s for s in samples if s.status == 201]
     times = [s.ms for s in ok] or [float("nan")]
@@ -352,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population", type=int, default=3000, help="simulated citizens (applicants come from it)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=1, help="clerks filing at the same time (closed loop)")
+    parser.add_argument(
+        "--department-concurrency",
+        type=int,
+        default=0,
+        help="requests in flight per department and process (default: the connector files' own, 4)",
+    )
     parser.add_argument("--profile", action="store_true", help="in-process under cProfile instead of over HTTP")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json", type=Path, help="write the report to this file")
