@@ -7,11 +7,17 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from gateway.settings import Settings, load_settings
 from gateway.storage import Database
 from tests.dbutil import isolated_settings, open_database
 from tests.services import POSTGRES_URL, REDIS_URL, need
+
+# Property tests check rules, not speed: no per-example deadline (on a loaded CI machine a first example that loads a
+# calendar or collects garbage can take a few hundred milliseconds, and Hypothesis would call that a failure).
+hypothesis_settings.register_profile("onewindow", deadline=None)
+hypothesis_settings.load_profile("onewindow")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
