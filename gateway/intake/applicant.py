@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.calendar import local_time
 from connectors.model import STATUS_NAMES, Certificate
@@ -176,6 +177,27 @@ class PersonalDataService:
         scope = actor_scope(principal)
         return detail | ({"actor_scope": scope} if scope else {})
 
+    async def _audit_read(
+        self,
+        conn: AsyncConnection,
+        principal: Principal,
+        object_type: str,
+        object_id: str,
+        purpose: str,
+        **detail: Any,
+    ) -> None:
+        """The ``personal_data.read`` record of one read: who, what, why — never the values read."""
+        await audit.append(
+            conn,
+            actor=principal.actor,
+            role=principal.role.value,
+            action=READ_ACTION,
+            object_type=object_type,
+            object_id=object_id,
+            purpose=purpose,
+            detail=self._detail(principal, **detail),
+        )
+
     def _decrypt(self, row: Row[Any], column: str) -> str:
         return self.cipher.decrypt(getattr(row, column), table=_TABLE, column=column, row_id=row.id)
 
@@ -195,16 +217,7 @@ class PersonalDataService:
                 purpose=stated,
             )
             fields = ["id_number", "name", "phone"] + (["address"] if record.address is not None else [])
-            await audit.append(
-                conn,
-                actor=principal.actor,
-                role=principal.role.value,
-                action=READ_ACTION,
-                object_type="application",
-                object_id=row.id,
-                purpose=stated,
-                detail=self._detail(principal, subject="applicant", fields=fields),
-            )
+            await self._audit_read(conn, principal, "application", row.id, stated, subject="applicant", fields=fields)
         return record
 
     async def certificate(
@@ -230,21 +243,16 @@ class PersonalDataService:
             issued = await self.store.issued(conn, str(identifier))
             if issued is None:
                 raise NotFound(f"Certificate {identifier} is no longer in the certificate store.")
-            await audit.append(
+            await self._audit_read(
                 conn,
-                actor=principal.actor,
-                role=principal.role.value,
-                action=READ_ACTION,
-                object_type="certificate",
-                object_id=str(identifier),
-                purpose=stated,
-                detail=self._detail(
-                    principal,
-                    application=row.id,
-                    material=key,
-                    type_key=issued.certificate.type_key,
-                    fields=list(CERTIFICATE_FIELDS),
-                ),
+                principal,
+                "certificate",
+                str(identifier),
+                stated,
+                application=row.id,
+                material=key,
+                type_key=issued.certificate.type_key,
+                fields=list(CERTIFICATE_FIELDS),
             )
         today = local_time(dt.datetime.now(dt.UTC)).date()
         return IssuedCertificateRecord(
@@ -296,21 +304,16 @@ class PersonalDataService:
         content, content_type = found
         sha256 = hashlib.sha256(content).hexdigest()
         async with self.db.transaction() as conn:
-            await audit.append(
+            await self._audit_read(
                 conn,
-                actor=principal.actor,
-                role=principal.role.value,
-                action=READ_ACTION,
-                object_type="application",
-                object_id=row.id,
-                purpose=stated,
-                detail=self._detail(
-                    principal,
-                    subject="scan",
-                    material=key,
-                    sha256=sha256,
-                    source="evidence" if evidence_id else "upload",
-                ),
+                principal,
+                "application",
+                row.id,
+                stated,
+                subject="scan",
+                material=key,
+                sha256=sha256,
+                source="evidence" if evidence_id else "upload",
             )
         return Scan(
             content=content, content_type=content_type, filename=f"{key}.{_EXTENSIONS.get(content_type, 'bin')}"
