@@ -1,10 +1,12 @@
 """`onewindow keys status|rotate|generate|retire`: the data keys that encrypt personal data.
 
-* ``status`` — where the keys come from, which is active, and how many stored values each key encrypts;
-* ``rotate`` — a new active data key (key file), then every encrypted column re-encrypted under it in batches;
+* ``status`` — where the keys come from, which is active, and how many stored values (and uploaded scans) each key
+  encrypts;
+* ``rotate`` — a new active data key (key file), then every encrypted column re-encrypted under it in batches and
+  every uploaded scan sealed again under it;
   with keys from the environment, put the new key first in ``ONEWINDOW_DATA_KEYS`` everywhere, then run it;
 * ``generate`` — print a fresh random key (base64) for ``ONEWINDOW_DATA_KEYS`` / ``ONEWINDOW_INDEX_KEY``;
-* ``retire KEY`` — drop an old data key from the key file once no stored value uses it.
+* ``retire KEY`` — drop an old data key from the key file once no stored value and no uploaded scan uses it.
 
 Exit status: 0 done, 1 values left under an old key or undecryptable, 2 bad keys or settings.
 """
@@ -97,6 +99,7 @@ async def _usage(settings: Settings, cipher: FieldCipher) -> tuple[list[Any], li
 def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.intake import uploads
     from gateway.privacy.fields import FieldCipher
     from gateway.privacy.keys import ENV_DATA_KEYS, KeyRingError
 
@@ -117,6 +120,7 @@ def run_status(args: argparse.Namespace) -> int:
         "keys": [{"id": k, "created": keyring.created_at(k) or None} for k in keyring.key_ids],
         "columns": msgspec.to_builtins(usage),
         "missing_tables": missing,
+        "uploads": uploads.key_usage(settings.data_dir),
     }
     if usage_error:
         document["database_error"] = usage_error
@@ -134,6 +138,8 @@ def run_status(args: argparse.Namespace) -> int:
     for entry in usage:
         counts = ", ".join(f"{k}={n}" for k, n in entry.by_key.items() if n) or "empty"
         print(f"  {entry.table}.{entry.column}: {counts}")
+    scans = ", ".join(f"{k}={n}" for k, n in sorted(document["uploads"].items())) or "none"
+    print(f"  uploaded scans: {scans}")
     for table in missing:
         print(f"  {table}: not in the database yet")
     return 0
@@ -158,6 +164,7 @@ async def _rotate(settings: Settings, cipher: FieldCipher, batch_size: int, quie
 def run_rotate(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.intake import uploads
     from gateway.privacy.fields import FieldCipher
     from gateway.privacy.keys import ENV_DATA_KEYS, KeyRingError
 
@@ -176,10 +183,19 @@ def run_rotate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if not args.json:
         print(message, flush=True)
-    report = asyncio.run(_rotate(settings, FieldCipher(keyring), args.batch_size, quiet=args.json))
+    cipher = FieldCipher(keyring)
+    report = asyncio.run(_rotate(settings, cipher, args.batch_size, quiet=args.json))
+    resealed, unopened = uploads.reseal_all(settings.data_dir, cipher)
     if args.json:
-        print(msgspec.json.encode(report).decode())
+        print(
+            msgspec.json.encode(
+                msgspec.to_builtins(report) | {"scans_resealed": resealed, "scans_failed": unopened}
+            ).decode()
+        )
     else:
+        print(f"sealed {resealed} uploaded scan(s) again under {cipher.keyring.active_key_id}")
+        if unopened:
+            print(f"  {unopened} uploaded scan(s) do not open to their hash; left as they are")
         print(f"re-encrypted {report.reencrypted} values under {report.active_key_id} in {report.passes} pass(es)")
         for entry in report.columns:
             if entry.failed:
@@ -189,7 +205,7 @@ def run_rotate(args: argparse.Namespace) -> int:
             print(f"  {table}: not in the database yet")
         if report.remaining:
             print(f"{report.remaining} value(s) are still under an old key; old keys stay in the ring")
-    return 0 if report.ok else 1
+    return 0 if report.ok and not unopened else 1
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -203,6 +219,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_retire(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.intake import uploads
     from gateway.privacy.fields import FieldCipher
     from gateway.privacy.keys import KeyRingError
 
@@ -219,6 +236,7 @@ def run_retire(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _fail(f"cannot check the database ({type(exc).__name__}); the key stays")
     still = sum(entry.by_key.get(args.key_id, 0) for entry in usage)
+    still += uploads.key_usage(settings.data_dir).get(args.key_id, 0)
     if still:
         print(f"onewindow keys: {still} stored value(s) still use {args.key_id}; run `onewindow keys rotate`",
               file=sys.stderr)  # fmt: skip

@@ -41,7 +41,7 @@ from gateway.cases.tables import application_materials
 from gateway.certificates.store import CertificateStore, IssuedCertificate
 from gateway.evidence.store import EvidenceStore
 from gateway.identity.principal import Principal, Role
-from gateway.intake.uploads import upload_path
+from gateway.intake.uploads import read as read_upload
 from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import FieldError, Forbidden, NotFound, Unprocessable
 from gateway.storage.database import Database
@@ -295,7 +295,7 @@ class PersonalDataService:
             if evidence_id:
                 found = await EvidenceStore(self.cipher).copy(conn, str(evidence_id))
         if material.file_sha256 and self.data_dir is not None:
-            content = await asyncio.to_thread(_read_scan, self.data_dir, material.file_sha256)
+            content = await asyncio.to_thread(read_upload, self.data_dir, material.file_sha256, cipher=self.cipher)
             found = (content, material.file_type or "application/octet-stream") if content is not None else None
         elif not material.file_sha256 and not evidence_id:
             raise NotFound(f"Material {key!r} has no scan (it is {material.state}).")
@@ -318,15 +318,6 @@ class PersonalDataService:
         return Scan(
             content=content, content_type=content_type, filename=f"{key}.{_EXTENSIONS.get(content_type, 'bin')}"
         )
-
-
-def _read_scan(data_dir: Path, sha256: str) -> bytes | None:
-    """The stored upload with this hash, or None when it is gone or no longer matches its hash."""
-    try:
-        content = upload_path(data_dir, sha256).read_bytes()
-    except (OSError, ValueError):
-        return None
-    return content if hashlib.sha256(content).hexdigest() == sha256 else None
 
 
 __all__ = [

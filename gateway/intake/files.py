@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.tables import application_materials
 from gateway.intake import uploads
+from gateway.privacy import FieldCipher
 from gateway.storage.database import Database
 
 log = logging.getLogger("onewindow.intake.files")
@@ -56,14 +57,14 @@ async def lock(conn: AsyncConnection, digests: Iterable[str]) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": FILE_LOCK_SPACE, "key": key})
 
 
-async def hold(conn: AsyncConnection, data_dir: Path, digest: str, content: bytes) -> bool:
+async def hold(conn: AsyncConnection, data_dir: Path, digest: str, content: bytes, cipher: FieldCipher) -> bool:
     """In the transaction that will reference ``digest``: lock it and make sure its file exists, writing
     ``content`` again when a deletion removed it since it was stored. True when it had to be written."""
     await lock(conn, [digest])
     if await asyncio.to_thread(uploads.upload_path(data_dir, digest).exists):
         return False
     log.info("upload %s… was deleted before its reference committed; writing it again", digest[:12])
-    await asyncio.to_thread(uploads.store, data_dir, content)
+    await asyncio.to_thread(uploads.store, data_dir, content, cipher=cipher)
     return True
 
 

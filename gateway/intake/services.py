@@ -706,14 +706,14 @@ class IntakeService:
                 extra={"accepted": list(uploads.ACCEPTED_TYPES)},
             )
         data_dir = self.settings.data_dir
-        digest, created = await asyncio.to_thread(uploads.store, data_dir, content)
+        digest, created = await asyncio.to_thread(uploads.store, data_dir, content, cipher=self.cipher)
         try:
             async with self.db.transaction() as conn:
                 row = await load_application(conn, application_id, principal, for_update=True)
                 material = await load_material(conn, row, key)
                 self._check_uploadable(row, if_match)
                 # Under the file's lock: a deletion of the same content that came first is undone here.
-                created = await files.hold(conn, data_dir, digest, content) or created
+                created = await files.hold(conn, data_dir, digest, content, self.cipher) or created
                 await conn.execute(
                     update(application_materials)
                     .where(application_materials.c.id == material.id)

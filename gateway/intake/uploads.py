@@ -4,9 +4,14 @@ The type of a file is what its first bytes say, never its name or the client's C
 ``%PDF-``, a JPEG with ``FF D8 FF``, a PNG with its 8-byte signature. Anything else is refused (415).
 
 Files are stored once per content: ``uploads/ab/cd/<sha256>`` (the first two byte pairs of the hash fan the files
-out over directories). A file is written to a temporary name in the same directory and renamed into place, so a
-reader never sees half a file and two uploads of the same scan at once end with one whole file. When a file is
-deleted (replaced, its draft purged, or orphaned) is `gateway.intake.files`' business.
+out over directories; the hash is the scan's, before sealing). A scan is personal data, so the file holds it
+sealed — AES-256-GCM with the key ring's active data key (`FieldCipher.seal`), bound to its own hash — and only
+`read` opens it, checking the hash again. Files written before scans were sealed hold the plain scan; `read` still
+opens them when their hash matches.
+
+A file is written to a temporary name in the same directory and renamed into place, so a reader never sees half a
+file and two uploads of the same scan at once end with one whole file. When a file is deleted (replaced, its draft
+purged, or orphaned) is `gateway.intake.files`' business.
 
 When the directory cannot take the file, `store` says so as the answer the clerk gets: a full disk or quota is
 507 Insufficient Storage, a read-only, unwritable or failing directory is 503 with ``Retry-After`` — in both
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from gateway.privacy import FieldCipher
 from gateway.problems import InsufficientStorage, ProblemError, ServiceUnavailable
 
 log = logging.getLogger("onewindow.intake.uploads")
@@ -65,14 +71,96 @@ def upload_path(data_dir: Path, sha256: str) -> Path:
     return data_dir / UPLOADS_DIR / sha256[:2] / sha256[2:4] / sha256
 
 
-def store(data_dir: Path, content: bytes) -> tuple[str, bool]:
-    """Store ``content`` under its hash; returns ``(sha256, created)`` (False when it was already there).
+def _context(sha256: str) -> bytes:
+    return b"upload:" + sha256.encode("ascii")
+
+
+def read(data_dir: Path, sha256: str, *, cipher: FieldCipher) -> bytes | None:
+    """The scan with this hash, opened; None when its file is gone or no longer opens to this hash (altered on disk,
+    or sealed with a key the ring no longer holds). Blocking file I/O: call it through ``asyncio.to_thread``."""
+    try:
+        stored = upload_path(data_dir, sha256).read_bytes()
+    except (OSError, ValueError):
+        return None
+    try:
+        content = cipher.unseal(stored, context=_context(sha256))
+    except ValueError:
+        content = stored  # written before scans were sealed: the plain scan, if its hash still matches
+    return content if hashlib.sha256(content).hexdigest() == sha256 else None
+
+
+#: How `key_usage` counts a file from before scans were sealed.
+PLAIN: Final = "plain"
+
+
+def _stored_files(data_dir: Path) -> list[tuple[str, Path]]:
+    """(sha256, path) of every stored scan (temporary files and strangers left out)."""
+    root = data_dir / UPLOADS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.glob("??/??/*"):
+        name = path.name
+        if len(name) == 64 and all(c in "0123456789abcdef" for c in name) and upload_path(data_dir, name) == path:
+            found.append((name, path))
+    return found
+
+
+def key_usage(data_dir: Path) -> dict[str, int]:
+    """How many stored scans each data key seals (`PLAIN`: files from before scans were sealed). Blocking."""
+    usage: dict[str, int] = {}
+    for _, path in _stored_files(data_dir):
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(258)
+        except OSError:
+            continue
+        key_id = FieldCipher.sealed_key_id(head) or PLAIN
+        usage[key_id] = usage.get(key_id, 0) + 1
+    return usage
+
+
+def reseal_all(data_dir: Path, cipher: FieldCipher) -> tuple[int, int]:
+    """Seal every stored scan under the active data key (old keys and plain files alike), each file replaced
+    atomically: ``(resealed, failed)`` — a file that does not open to its hash is left as it is and counted.
+    Part of ``onewindow keys rotate``, so that ``keys retire`` never strands a scan. Blocking."""
+    active = cipher.keyring.active_key_id
+    resealed = failed = 0
+    for digest, path in _stored_files(data_dir):
+        try:
+            stored = path.read_bytes()
+        except OSError:
+            continue  # deleted meanwhile
+        if FieldCipher.sealed_key_id(stored) == active:
+            continue
+        content = read(data_dir, digest, cipher=cipher)
+        if content is None:
+            failed += 1
+            continue
+        fd, tmp = _temporary_file(path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(cipher.seal(content, context=_context(digest)))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        resealed += 1
+    return resealed, failed
+
+
+def store(data_dir: Path, content: bytes, *, cipher: FieldCipher) -> tuple[str, bool]:
+    """Store ``content`` sealed under its hash; returns ``(sha256, created)`` (False when it was already there).
 
     Blocking file I/O: call it through ``anyio.to_thread`` / ``asyncio.to_thread`` from request handlers. Raises
     `InsufficientStorage` (507) when the file system is full, `ServiceUnavailable` (503) when it cannot be written.
     """
     try:
-        return _store(data_dir, content)
+        return _store(data_dir, content, cipher)
     except OSError as exc:
         problem = storage_problem(exc)
         if problem is None:
@@ -96,7 +184,7 @@ def storage_problem(exc: OSError) -> ProblemError | None:
     return None
 
 
-def _store(data_dir: Path, content: bytes) -> tuple[str, bool]:
+def _store(data_dir: Path, content: bytes, cipher: FieldCipher) -> tuple[str, bool]:
     digest = hashlib.sha256(content).hexdigest()
     path = upload_path(data_dir, digest)
     if path.exists():
@@ -107,7 +195,7 @@ def _store(data_dir: Path, content: bytes) -> tuple[str, bool]:
     fd, tmp = _temporary_file(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
+            fh.write(cipher.seal(content, context=_context(digest)))
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)

@@ -60,6 +60,7 @@ class MaterialEvidenceService:
         self.db = database
         self.catalog = catalog
         self.data_dir = Path(data_dir)
+        self.cipher = cipher
         self.store = EvidenceStore(cipher)
         self.idempotency = idempotency
         self.now = now
@@ -149,10 +150,9 @@ class MaterialEvidenceService:
             if not self._verifiable(material):
                 return _answer(row.id, material)
             item = self._item(row)
-        try:
-            content = await asyncio.to_thread(uploads.upload_path(self.data_dir, material.file_sha256).read_bytes)
-        except OSError:
-            raise Conflict("The scan is no longer stored; upload it again.", extra={"level": material.level}) from None
+        content = await asyncio.to_thread(uploads.read, self.data_dir, material.file_sha256, cipher=self.cipher)
+        if content is None:
+            raise Conflict("The scan is no longer stored; upload it again.", extra={"level": material.level})
         valid_until = body.valid_until or today + dt.timedelta(days=DEFAULT_VALIDITY_DAYS)
         async with self.db.transaction() as conn:
             row = await load_application(conn, application_id, principal, for_update=True)

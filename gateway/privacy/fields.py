@@ -338,6 +338,16 @@ class FieldCipher:
             _SEAL_MAGIC + bytes([len(kid)]) + kid + nonce + aead.encrypt(nonce, data, _frame(_SEAL_LABEL, kid, context))
         )
 
+    @staticmethod
+    def sealed_key_id(sealed: bytes) -> str | None:
+        """The data key id a `seal`ed blob names (None: not a sealed blob), without opening it."""
+        if len(sealed) < 2 or sealed[:1] != _SEAL_MAGIC or len(sealed) < 2 + sealed[1]:
+            return None
+        try:
+            return sealed[2 : 2 + sealed[1]].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+
     def unseal(self, sealed: bytes, *, context: bytes) -> bytes:
         """Decrypt what `seal` made; `ValueError` when it does not authenticate or its key is gone."""
         if len(sealed) < 2 or sealed[:1] != _SEAL_MAGIC:

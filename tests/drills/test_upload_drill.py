@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.cases.tables import application_materials
+from gateway.context import context_of
 from gateway.intake import uploads
 from tests.drills.support import assert_clean_unavailable
 from tests.gateway.intake.fixtures import PDF, Gateway, gateway, shared_simulators
@@ -119,7 +120,7 @@ async def test_a_full_upload_directory_answers_507_and_stores_nothing(gateway: G
         assert stored.status_code == 200, stored.text
         state, digest = await _material(gateway, application_id)
         assert state == "provided" and digest is not None
-        assert uploads.upload_path(gateway.settings.data_dir, digest).read_bytes() == SCAN
+        assert uploads.read(gateway.settings.data_dir, digest, cipher=context_of(gateway.app).cipher) == SCAN
         await _no_row_points_at_a_missing_file(gateway)
 
 

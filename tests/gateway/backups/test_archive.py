@@ -16,6 +16,7 @@ import pytest
 from gateway import audit
 from gateway.cli import main
 from gateway.intake import uploads
+from gateway.privacy import FieldCipher
 from gateway.privacy.keys import KeyRing
 from gateway.settings import Settings
 from gateway.storage import Database
@@ -36,8 +37,8 @@ async def _seed(data_dir: Path, records: int) -> None:
 def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "var"
     asyncio.run(_seed(data, 7))
-    KeyRing.load(data, environ={})  # keys/keyring.json, as the first start writes it
-    uploads.store(data, b"%PDF-1.7 a scan")
+    keyring = KeyRing.load(data, environ={})  # keys/keyring.json, as the first start writes it
+    uploads.store(data, b"%PDF-1.7 a scan", cipher=FieldCipher(keyring))
     return data
 
 
@@ -67,7 +68,12 @@ def test_backup_then_restore_into_an_empty_data_dir_verifies_the_audit_chain(
     assert code == 0, out.out + out.err
     assert "audit: 7 records, chain intact, last checkpoint at #7" in out.out
     assert (restored / "keys" / "keyring.json").read_bytes() == (data_dir / "keys" / "keyring.json").read_bytes()
-    assert uploads.upload_path(restored, _digest()).read_bytes() == b"%PDF-1.7 a scan"
+    # The scan comes back sealed as it was, and opens with the restored keys.
+    assert (
+        uploads.upload_path(restored, _digest()).read_bytes() == uploads.upload_path(data_dir, _digest()).read_bytes()
+    )
+    opened = uploads.read(restored, _digest(), cipher=FieldCipher(KeyRing.load(restored, environ={}, create=False)))
+    assert opened == b"%PDF-1.7 a scan"
 
     # Restore never writes over a data dir that holds anything.
     assert main(["restore", "--from", str(target), "--data-dir", str(data_dir)]) == 2

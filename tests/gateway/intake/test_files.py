@@ -73,7 +73,7 @@ async def test_a_file_shared_by_two_materials_survives_replacing_one(gateway: Ga
     assert stored_files(uploads_dir) == {sha(PDF), sha(PNG)}
     assert (await gateway.upload(first, "guardian_id_card", JPEG)).status_code == 200
     assert stored_files(uploads_dir) == {sha(PDF), sha(PNG), sha(JPEG)}
-    assert uploads.upload_path(gateway.settings.data_dir, sha(PDF)).read_bytes() == PDF
+    assert uploads.read(gateway.settings.data_dir, sha(PDF), cipher=context_of(gateway.app).cipher) == PDF
     # The last reference replaced: gone.
     assert (await gateway.upload(second, "application_form", PNG)).status_code == 200
     assert stored_files(uploads_dir) == {sha(PNG), sha(JPEG)}
@@ -100,8 +100,8 @@ async def test_the_sweep_deletes_old_orphans_and_keeps_young_ones(gateway: Gatew
     data_dir = gateway.settings.data_dir
     application_id = await draft(gateway)
     assert (await gateway.upload(application_id, "application_form", PDF)).status_code == 200
-    old_orphan, _ = uploads.store(data_dir, PNG)
-    young_orphan, _ = uploads.store(data_dir, JPEG)
+    old_orphan, _ = uploads.store(data_dir, PNG, cipher=context_of(gateway.app).cipher)
+    young_orphan, _ = uploads.store(data_dir, JPEG, cipher=context_of(gateway.app).cipher)
     grace = 600.0
     age(uploads.upload_path(data_dir, old_orphan), grace + 60)
     age(uploads.upload_path(data_dir, sha(PDF)), grace + 60)  # old, but referenced
@@ -124,24 +124,24 @@ async def test_the_sweep_deletes_old_orphans_and_keeps_young_ones(gateway: Gatew
 async def test_an_upload_rewrites_its_file_when_a_deletion_came_first(gateway: Gateway) -> None:
     """`hold`, in the referencing transaction, brings back a file deleted between storing and committing."""
     data_dir = gateway.settings.data_dir
-    digest, created = uploads.store(data_dir, PNG)
+    digest, created = uploads.store(data_dir, PNG, cipher=context_of(gateway.app).cipher)
     assert created
     assert await files.discard(gateway.db, data_dir, [digest]) == 1  # unreferenced: deleted
     async with gateway.db.transaction() as conn:
-        assert await files.hold(conn, data_dir, digest, PNG) is True
-        assert await files.hold(conn, data_dir, digest, PNG) is False
-    assert uploads.upload_path(data_dir, digest).read_bytes() == PNG
+        assert await files.hold(conn, data_dir, digest, PNG, context_of(gateway.app).cipher) is True
+        assert await files.hold(conn, data_dir, digest, PNG, context_of(gateway.app).cipher) is False
+    assert uploads.read(data_dir, digest, cipher=context_of(gateway.app).cipher) == PNG
 
 
 async def test_a_deletion_waits_for_the_upload_holding_the_file(gateway: Gateway) -> None:
     """A deletion from another process while an upload holds the file waits for it, then finds the reference."""
     data_dir = gateway.settings.data_dir
     application_id = await draft(gateway)
-    digest, _ = uploads.store(data_dir, PNG)
+    digest, _ = uploads.store(data_dir, PNG, cipher=context_of(gateway.app).cipher)
     other = Database.from_settings(gateway.settings)
     try:
         async with gateway.db.transaction() as conn:
-            await files.hold(conn, data_dir, digest, PNG)
+            await files.hold(conn, data_dir, digest, PNG, context_of(gateway.app).cipher)
             await conn.execute(
                 update(application_materials)
                 .where(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.commands import keys as keys_command
+from gateway.intake import uploads
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.privacy.registry import (
     EncryptedColumn,
@@ -263,3 +265,39 @@ def test_cli_status_json_and_retire(
     assert main(["keys", "rotate", "--data-dir", str(data_dir), "--resume"]) == 0
     assert main(["keys", "retire", "k1", "--data-dir", str(data_dir)]) == 0
     assert KeyRing.load(data_dir, {}).key_ids == ("k2",)
+
+
+def test_rotation_reseals_uploaded_scans_and_retire_waits_for_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scans are sealed with the active data key: `keys status` counts them per key, `keys rotate` seals them again
+    under the new key (a plain file from before sealing too), and `keys retire` refuses while a scan needs the key."""
+    data_dir = tmp_path / "var"
+    settings = load_settings(environ={}, data_dir=data_dir)
+
+    async def setup() -> None:
+        db = Database.from_settings(settings)
+        try:
+            await db.migrate()
+        finally:
+            await db.dispose()
+
+    asyncio.run(setup())
+    first = FieldCipher(KeyRing.load(data_dir, {}))
+    sealed, _ = uploads.store(data_dir, b"%PDF-1.7 scan one", cipher=first)
+    plain = hashlib.sha256(b"%PDF-1.7 scan two").hexdigest()  # a file from before scans were sealed
+    uploads.upload_path(data_dir, plain).parent.mkdir(parents=True, exist_ok=True)
+    uploads.upload_path(data_dir, plain).write_bytes(b"%PDF-1.7 scan two")
+    KeyRing.load(data_dir, {}).add_data_key()  # k2 active, rotation not run yet
+    assert main(["keys", "retire", "k1", "--data-dir", str(data_dir)]) == 1  # a scan is sealed with k1
+    capsys.readouterr()
+    assert main(["keys", "status", "--data-dir", str(data_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["uploads"] == {"k1": 1, uploads.PLAIN: 1}
+
+    assert main(["keys", "rotate", "--data-dir", str(data_dir), "--resume"]) == 0
+    assert "sealed 2 uploaded scan(s) again under k2" in capsys.readouterr().out
+    assert uploads.key_usage(data_dir) == {"k2": 2}
+    assert main(["keys", "retire", "k1", "--data-dir", str(data_dir)]) == 0
+    after = FieldCipher(KeyRing.load(data_dir, {}))
+    assert uploads.read(data_dir, sealed, cipher=after) == b"%PDF-1.7 scan one"
+    assert uploads.read(data_dir, plain, cipher=after) == b"%PDF-1.7 scan two"
