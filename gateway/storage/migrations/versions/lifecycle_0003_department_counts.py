@@ -4,7 +4,8 @@ The officer queue answers an exact ``total`` with every page. Counting the busie
 100,000) took ~1–2.5 ms per request, half of the request's work; `application_counts` holds the same numbers,
 changed by triggers in the writing transaction itself (insert: +1; delete: −1; a change of status or department:
 −1 and +1), so every snapshot that sees a case also sees it counted. Cost on writes: one upsert (and one update on a
-status change) of a row per (department, status) in the same transaction.
+status change) of a row per (department, status) in the same transaction. On PostgreSQL those rows are locked
+until commit, always in (department, status) order, so concurrent moves cannot deadlock on them.
 
 Revision ID: lifecycle_0003
 Revises: lifecycle_0002
@@ -57,8 +58,16 @@ def upgrade() -> None:
                 ELSIF TG_OP = 'DELETE' THEN
                     {remove};
                 ELSIF OLD.status IS DISTINCT FROM NEW.status OR OLD.department IS DISTINCT FROM NEW.department THEN
-                    {remove};
-                    {add};
+                    -- The two rows in one order, (department, status), whichever way the case moves: two
+                    -- transactions moving cases in opposite directions (in review -> correction and back) would
+                    -- otherwise lock the same two rows in opposite orders and deadlock.
+                    IF ROW(OLD.department, OLD.status) < ROW(NEW.department, NEW.status) THEN
+                        {remove};
+                        {add};
+                    ELSE
+                        {add};
+                        {remove};
+                    END IF;
                 END IF;
                 RETURN NULL;
             END
