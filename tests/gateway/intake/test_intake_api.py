@@ -16,7 +16,7 @@ import pytest
 from catalog.catalog import Catalog
 from catalog.codes import mod37_36_check_char
 from gateway.context import context_of
-from gateway.intake import purge
+from gateway.intake import purge, uploads
 from gateway.intake.deps import provide_intake
 from tests.gateway.intake.fixtures import (
     BIRTH_ITEM,
@@ -281,7 +281,8 @@ async def test_uploads_are_sniffed_capped_deduplicated(gateway: Gateway) -> None
     digest = hashlib.sha256(PNG).hexdigest()
     assert material["file"]["sha256"] == digest
     stored = settings.data_dir / "uploads" / digest[:2] / digest[2:4] / digest
-    assert stored.read_bytes() == PNG
+    assert PNG not in stored.read_bytes()  # sealed at rest
+    assert uploads.read(settings.data_dir, digest, cipher=context_of(gateway.app).cipher) == PNG
     # The same scan for another material of another application: one file.
     other = (await gateway.create(gateway.body(citizen))).json()["id"]
     assert (await gateway.upload(other, "application_form", PNG)).status_code == 200
