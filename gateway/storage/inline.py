@@ -18,12 +18,6 @@ aiosqlite's worker thread. What keeps it safe:
 * a file that is not in WAL mode (or an in-memory database, which is private to its connection) is never read
   inline.
 
-A `PreparedRead` built with ``reuse=True`` may be answered from this thread's previous read of the same statement
-and arguments — but only while ``PRAGMA data_version`` on this connection is unchanged, and SQLite changes it for
-every transaction committed by any other connection, in this process or another. Such an answer is the answer a
-new read would give at that moment: nothing can be stale; it saves the query and the conversion of its rows when
-nothing was written in between (a read repeated with the same arguments between two writes).
-
 Connections are closed by `close` (`Database.dispose`); a forked child never touches its parent's connections.
 """
 
@@ -50,20 +44,16 @@ _STEP_GRAIN = 1000
 #: Default budget of VM instructions (x `_STEP_GRAIN`) for one inline statement: ~1–3 ms of work; an indexed
 #: lookup of a case and its history needs well under one grain.
 DEFAULT_STEP_BUDGET = 100
-#: Results kept per thread for `PreparedRead.reuse` queries (oldest dropped first).
-DEFAULT_REUSE_ENTRIES = 1024
 
 
 class _Slot:
-    """One thread's connection, its statement's step count, and the results it may reuse."""
+    """One thread's connection and its statement's step count."""
 
-    __slots__ = ("conn", "results", "steps")
+    __slots__ = ("conn", "steps")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.steps = 0
-        #: (query, arguments…) -> (``PRAGMA data_version`` when read, rows), for `PreparedRead.reuse` queries.
-        self.results: dict[tuple[Any, ...], tuple[int, tuple[ReadRow, ...]]] = {}
 
 
 class InlineReader:
@@ -75,12 +65,10 @@ class InlineReader:
         dialect: Dialect,
         *,
         step_budget: int = DEFAULT_STEP_BUDGET,
-        reuse_entries: int = DEFAULT_REUSE_ENTRIES,
     ) -> None:
         self.path = path
         self.dialect = dialect
         self.step_budget = step_budget
-        self.reuse_entries = max(1, reuse_entries)
         self._uri = f"{path.resolve().as_uri()}?mode=rw"
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
@@ -89,8 +77,6 @@ class InlineReader:
         #: Statements answered inline / handed to the aiosqlite path (observability and tests).
         self.served = 0
         self.deferred = 0
-        #: `PreparedRead.reuse` answers given from a previous read because the file had not changed since.
-        self.reused = 0
         _readers.add(self)
 
     @classmethod
@@ -121,18 +107,7 @@ class InlineReader:
         # own starts its count that much lower (or higher).
         slot.steps = 0 if query.step_budget is None else self.step_budget - query.step_budget
         arguments = form.arguments(params)
-        key: tuple[Any, ...] | None = None
-        version = 0
         try:
-            if query.reuse:
-                # Read the file's change counter before the rows: a commit landing in between makes the entry
-                # look older than it is (re-read next time), never newer.
-                version = slot.conn.execute("PRAGMA data_version").fetchone()[0]
-                key = (query, *arguments)
-                hit = slot.results.get(key)
-                if hit is not None and hit[0] == version:
-                    self.reused += 1
-                    return list(hit[1])
             cursor = slot.conn.execute(form.sql, arguments)
             try:
                 raw = cursor.fetchall()
@@ -147,13 +122,7 @@ class InlineReader:
                 log.warning("%s exceeded the inline read budget; it runs on the database thread", query.name)
             return None
         self.served += 1
-        rows = form.convert(raw)
-        if key is not None and rows:  # no entries for misses: guessing cannot crowd out the real answers
-            results = slot.results
-            if len(results) >= self.reuse_entries:
-                del results[next(iter(results))]  # the oldest entry
-            results[key] = (version, tuple(rows))
-        return rows
+        return form.convert(raw)
 
     def _open(self) -> _Slot | None:
         try:

@@ -82,19 +82,13 @@ class PreparedRead:
     Build it once (module level) and reuse it: its compiled forms are cached per database.
     """
 
-    __slots__ = ("name", "optional", "required", "reuse", "row_type", "statement", "step_budget")
+    __slots__ = ("name", "optional", "required", "row_type", "statement", "step_budget")
 
-    def __init__(
-        self, statement: Select[Any], *, name: str = "", reuse: bool = False, step_budget: int | None = None
-    ) -> None:
+    def __init__(self, statement: Select[Any], *, name: str = "", step_budget: int | None = None) -> None:
         if not isinstance(statement, Select):
             raise TypeError("PreparedRead takes a select(...) statement")
         self.statement = statement
         self.name = name or "PreparedRead"
-        #: SQLite: answer again from the last read of the same arguments while the database file is unchanged
-        #: (``PRAGMA data_version``, see `gateway.storage.inline`). Only for statements whose result depends on the
-        #: stored data alone (no ``CURRENT_TIMESTAMP``, no ``random()``).
-        self.reuse = reuse
         #: SQLite inline reads: this statement's budget of VM instructions in thousands, instead of the reader's
         #: default (for a read known to count or walk more than a point lookup does; see `gateway.storage.inline`).
         self.step_budget = step_budget

@@ -271,66 +271,6 @@ async def test_sqlite_fetch_sees_another_process_commit_at_once(database: Databa
     assert database.inline is not None and database.inline.deferred == 0
 
 
-COUNTER_REUSED = PreparedRead(COUNTER.statement, name="test.counter_reused", reuse=True)
-
-
-async def test_sqlite_reused_answers_follow_every_commit(database: Database) -> None:
-    """``reuse=True``: the last answer is given again only while no connection of any process has committed."""
-    if database.dialect != "sqlite":
-        pytest.skip("answers are reused by the SQLite inline reader only")
-    await _scratch_tables(database)
-    reader = database.inline
-    assert reader is not None
-
-    async def value() -> int:
-        row = await database.fetch_one(COUNTER_REUSED, name="c")
-        assert row is not None
-        return int(row.value)
-
-    assert await value() == 0
-    reused = reader.reused
-    assert await value() == 0 and await value() == 0
-    assert reader.reused == reused + 2  # nothing committed: answered again
-    with _writer_process(Path(str(database.engine.url.database))) as writer:
-        assert writer.stdin is not None and writer.stdout is not None
-        for expected in range(1, 30):
-            writer.stdin.write(f"{expected}\n")
-            writer.stdin.flush()
-            assert writer.stdout.readline().strip() == "ok"
-            assert await value() == expected  # another process's commit: read anew
-            assert await value() == expected
-    async with database.transaction() as conn:  # this process's writer is another connection too
-        await conn.execute(update(counters).where(counters.c.name == "c").values(value=100))
-    assert await value() == 100
-    async with database.transaction() as conn:  # a commit to another table also makes it read anew
-        await conn.execute(update(counters).where(counters.c.name == "d").values(value=1))
-    served = reader.served
-    assert await value() == 100 and reader.served == served + 1
-    # Callers get their own list; misses are not kept.
-    rows = await database.fetch(COUNTER_REUSED, name="c")
-    rows.clear()
-    assert await value() == 100
-    assert await database.fetch_one(COUNTER_REUSED, name="nobody") is None
-    slot = next(iter(reader._slots.values()))
-    assert all(key[1] != "nobody" for key in slot.results)
-
-
-async def test_sqlite_reused_answers_are_bounded(settings: Settings) -> None:
-    db = Database.from_settings(settings)
-    db.inline = InlineReader(settings.data_dir / "onewindow.sqlite3", db.engine.dialect, reuse_entries=2)
-    try:
-        await db.migrate()
-        await _scratch_tables(db)
-        async with db.transaction() as conn:
-            await conn.execute(insert(counters).values(name="e", value=5))
-        for name in ("c", "d", "e", "c"):
-            assert await db.fetch_one(COUNTER_REUSED, name=name) is not None
-        slot = next(iter(db.inline._slots.values()))
-        assert [key[1] for key in slot.results] == ["e", "c"]  # the oldest went first
-    finally:
-        await db.dispose()
-
-
 async def test_fetch_never_sees_uncommitted_writes_nor_waits_for_them(database: Database) -> None:
     await _scratch_tables(database)
     served = _served(database)
