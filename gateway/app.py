@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[security_headers_middleware, authentication, idempotency],
         stores=stores.registry,
-        plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis)],
+        plugins=[RequestStructSchemaPlugin(), channels_plugin(context.redis, context.settings.redis_channel_prefix)],
         on_shutdown=[context.close],
         state=State({STATE_KEY: context, RECORDER_KEY: PaperEvaluations(context.calendar)}),
         dependencies={

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     log_retention_days: int = 180
     #: ``redis://…``; empty means in-memory stores (one process only).
     redis_url: str = ""
+    #: Prefix of the live stream's Redis pub/sub channels. Pub/sub ignores the database number of the Redis URL, so
+    #: deployments sharing one Redis server (a district's staging and production, say) need different prefixes.
+    redis_channel_prefix: str = "onewindow"
     #: Seconds a clerk's intake waits for live certificate pulls before answering with what it has.
     lookup_budget_seconds: float = 1.5
     #: A stored certificate older than this is pulled again at intake.

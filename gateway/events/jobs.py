@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
 
 from gateway.context import context_of
 from gateway.events.dispatcher import Dispatcher, Publisher
@@ -37,6 +38,20 @@ async def running(dispatcher: Dispatcher) -> AsyncIterator[asyncio.Event]:
         await dispatcher.close()
 
 
+def channel_publisher(plugin: ChannelsPlugin) -> Publisher:
+    """Publish events to the live stream's channel. Before the channels plugin has started (the lifespans run
+    before it, and the dispatcher's first round may find events left by a previous run) and after it stopped,
+    nobody can be listening: the events are skipped for the stream, quietly (the webhooks still carry them)."""
+
+    async def publish(events: list[dict[str, Any]]) -> None:
+        try:
+            plugin.publish(encode(events), CHANNEL)
+        except RuntimeError:  # "not yet initialized": before start-up or after shutdown
+            log.info("live stream not running (start-up or shutdown): %d event(s) not streamed", len(events))
+
+    return publish
+
+
 @contextlib.asynccontextmanager
 async def events_lifespan(app: Litestar) -> AsyncIterator[None]:
     """The dispatcher inside the serving process (after the database lifespan), publishing to the live stream."""
@@ -45,14 +60,7 @@ async def events_lifespan(app: Litestar) -> AsyncIterator[None]:
         yield
         return
     channels = channels_of(app)
-    publish: Publisher | None = None
-    if channels is not None:
-        plugin = channels
-
-        async def publish_to_channels(events: list[dict[str, Any]]) -> None:
-            plugin.publish(encode(events), CHANNEL)
-
-        publish = publish_to_channels
+    publish = channel_publisher(channels) if channels is not None else None
     dispatcher = Dispatcher(
         database=context.database, cipher=context.cipher, settings=context.settings, publish=publish
     )
@@ -60,4 +68,4 @@ async def events_lifespan(app: Litestar) -> AsyncIterator[None]:
         yield
 
 
-__all__ = ["events_lifespan", "running"]
+__all__ = ["channel_publisher", "events_lifespan", "running"]

@@ -39,9 +39,14 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
 
 
-def channels_plugin(redis: Redis | None) -> ChannelsPlugin:
-    """The app's channels: Redis pub/sub when a client is given, else in memory."""
-    backend = MemoryChannelsBackend() if redis is None else RedisChannelsPubSubBackend(redis=redis)
+def channels_plugin(redis: Redis | None, prefix: str = "onewindow") -> ChannelsPlugin:
+    """The app's channels: Redis pub/sub (channels named ``<prefix>_<channel>``) when a client is given, else in
+    memory."""
+    backend = (
+        MemoryChannelsBackend()
+        if redis is None
+        else RedisChannelsPubSubBackend(redis=redis, key_prefix=f"{prefix}_CHANNELS")
+    )
     return ChannelsPlugin(
         backend=backend,
         channels=[CHANNEL],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 
 from gateway.events import outbox, types
@@ -22,6 +24,9 @@ def loopback_settings(settings: Settings, **extra: object) -> Settings:
         "webhook_time_scale": 0.001,
         "webhook_timeout_seconds": 3.0,
         "events_poll_seconds": 0.02,
+        # A Redis channel of this test's own: tests running side by side share the Redis server, and pub/sub
+        # ignores the database number.
+        "redis_channel_prefix": f"test-{uuid.uuid4().hex[:12]}",
     }
     values.update(extra)
     return msgspec.structs.replace(settings, **values)

@@ -15,7 +15,9 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.context import context_of
-from gateway.events import outbox, types
+from gateway.events import jobs, outbox, types
+from gateway.events.jobs import channel_publisher
+from gateway.events.stream import channels_of
 from gateway.identity import create_token
 from gateway.settings import Settings
 from gateway.storage import Database
@@ -125,3 +127,18 @@ async def test_the_console_stream_follows_the_session_cookie(db_settings: Settin
                         await outbox.emit(conn, types.APPLICATION_ACCEPTED, ref, {"status": "accepted"})
                 await asyncio.wait_for(reader, 60)
     assert [e["data"]["data"]["application_id"] for e in seen] == [case(4).id]
+
+
+async def test_events_before_the_stream_starts_are_skipped_quietly(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifespans (and so the dispatcher) start before the channels plugin: a first round that finds events left
+    by an earlier run must not fail or log a traceback — nobody can be listening yet; the webhooks carry them."""
+    app = create_app(loopback_settings(db_settings))
+    plugin = channels_of(app)
+    assert plugin is not None
+    said: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(jobs.log, "info", lambda message, *args, **kwargs: said.append((message % args, kwargs)))
+    monkeypatch.setattr(jobs.log, "warning", lambda message, *args, **kwargs: said.append((message % args, kwargs)))
+    await channel_publisher(plugin)([{"type": "application.accepted"}])  # not started: no exception
+    assert said == [("live stream not running (start-up or shutdown): 1 event(s) not streamed", {})]
