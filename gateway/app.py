@@ -42,6 +42,7 @@ from gateway.intake.purge import draft_purge_lifespan
 from gateway.lifecycle.controllers import ApplicationController, StatusEventController, SupervisionController
 from gateway.observability.collectors import register_collectors
 from gateway.observability.controllers import metrics
+from gateway.observability.heap import heap_lifespan
 from gateway.observability.logs import install_request_ids, logging_config
 from gateway.observability.requests import observe
 from gateway.openapi import RequestStructSchemaPlugin, document_common_responses
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             events_lifespan,
             report_workers_lifespan,
             background_jobs_lifespan,
+            # Last: everything start-up built is in the heap now.
+            heap_lifespan,
         ],
         middleware=[security_headers_middleware, authentication, idempotency],
         stores=stores.registry,

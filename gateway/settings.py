@@ -114,6 +114,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: Compute report figures in a child process of each serving process (`gateway.reports.workers`), so the
     #: serving event loop never carries them; off: in the serving process itself.
     reports_in_child_process: bool = True
+    #: After start-up, freeze the start-up heap and collect young garbage less often (`gateway.observability.heap`).
+    gc_settle: bool = True
     debug: bool = False
 
     @property
