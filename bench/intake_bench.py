@@ -15,7 +15,10 @@ What it does:
    client-side time and the gateway's own ``lookup_seconds``.
 
 With ``--profile`` it runs the same requests in-process under cProfile instead and prints where the CPU time goes
-(the 100 ms waits are not CPU time). Target: p50 and p99 ≤ 200 ms. Nothing here runs in the test suite.
+(the 100 ms waits are not CPU time). ``--concurrency N`` has N clerks filing at once, each sending the next
+intake the moment the previous answer arrives; ``--think-ms T`` gives each clerk a pause between two intakes
+(exponential, mean T ms), as clerks at a window have — the throughput then follows the clerks, not the gateway.
+Target: p50 and p99 ≤ 200 ms. Nothing here runs in the test suite.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 import cProfile
 import datetime as dt
 import pstats
+import random
 import re
 import shutil
 import sys
@@ -90,6 +94,9 @@ class Report(msgspec.Struct, kw_only=True):
     database_cpu_ms_per_request: float | None = None
     cpu: CpuShare | None = None
     database: str = "sqlite"
+    #: Clerks filing at the same time and each one's mean pause between two intakes (0: none, a closed loop).
+    clerks: int = 1
+    think_ms: float = 0.0
 
 
 def item_departments(item: Item) -> list[str]:
@@ -168,6 +175,7 @@ async def over_http(
     schema: str = "",
     measured: dict[str, Any] | None = None,
     config_dir: Path | None = None,
+    think_ms: float = 0.0,
 ) -> list[Sample]:
     env = server_env(data_dir)
     env["ONEWINDOW_SIMULATOR_BASE_HOST"] = control_url
@@ -202,12 +210,17 @@ async def over_http(
             meter = CpuMeter(server.pid)
             own_cpu, started = time.process_time(), time.perf_counter()
 
-            async def clerk() -> None:
+            async def clerk(n: int) -> None:
+                pause = random.Random(n)  # each clerk's own, repeatable pauses
+                if think_ms > 0:  # clerks do not all start at the same instant either
+                    await asyncio.sleep(pause.uniform(0, think_ms) / 1000)
                 while queue:
                     i, citizen = queue.pop()
                     await one(i, citizen)
+                    if think_ms > 0:
+                        await asyncio.sleep(pause.expovariate(1000 / think_ms))
 
-            await asyncio.gather(*(clerk() for _ in range(concurrency)))
+            await asyncio.gather(*(clerk(n) for n in range(concurrency)))
             if measured is not None:
                 measured["seconds"] = time.perf_counter() - started
                 measured["bench_cpu"] = time.process_time() - own_cpu
@@ -337,6 +350,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
                     if args.department_concurrency
                     else None
                 ),
+                think_ms=args.think_ms,
             )
     ok = [s for s in samples if s.status == 201]
     times = [s.ms for s in ok] or [float("nan")]
@@ -347,6 +361,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
     n = max(1, len(samples))
     return Report(
         database="postgresql" if args.database_url else "sqlite",
+        clerks=args.concurrency,
+        think_ms=args.think_ms,
         seconds=measured.get("seconds"),
         throughput=len(samples) / measured["seconds"] if measured.get("seconds") else None,
         cpu=cpu,
@@ -378,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=1, help="clerks filing at the same time (closed loop)")
     parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="each clerk's pause between two intakes, exponentially distributed with this mean (default 0: the "
+        "next intake is sent the moment the previous answer arrives)",
+    )
+    parser.add_argument(
         "--department-concurrency",
         type=int,
         default=0,
@@ -393,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="onewindow-intake-bench-") as tmp:
         report = asyncio.run(run(args, Path(tmp) / "var"))
     print()
-    for field in ("item", "departments", "latency_ms", "requests", "failures"):
+    for field in ("item", "departments", "latency_ms", "requests", "failures", "clerks", "think_ms"):
         print(f"{field:<14} {getattr(report, field)}")
     print(f"{'client':<14} p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, max {report.max_ms:.1f} ms")
     if report.lookup_p50_ms is not None and report.lookup_p99_ms is not None:
