@@ -66,7 +66,7 @@ from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.pgread import PostgresReader
-from gateway.storage.prepared import PreparedRead, ReadRow
+from gateway.storage.prepared import KeyedRead, PreparedRead, ReadRow
 
 #: PRAGMAs applied to every SQLite connection when it is opened.
 SQLITE_PRAGMAS = (
@@ -235,6 +235,23 @@ class Database:
             rows = await self.pg_reader.fetch(query, params)
             if rows is not None:
                 return rows
+        return await self._engine_fetch(query, params)
+
+    async def fetch_keyed(self, read: KeyedRead, key: Any, /) -> list[ReadRow]:
+        """The rows of ``read`` for ``key``, as `fetch` of ``read.one`` gives them — but on PostgreSQL the lookups
+        of ``read`` that queue up behind queries in flight go out together, one query of ``read.many`` for all of
+        their keys (`PostgresReader.fetch_keyed`). Each lookup is answered by a query that started after it was
+        asked: nothing is kept. SQLite (inline reads need no batching) and any lookup the batch could not answer
+        take `fetch`'s path, with its errors."""
+        if self.pg_reader is not None:
+            rows = await self.pg_reader.fetch_keyed(read, key)
+            if rows is not None:
+                return rows
+            return await self._engine_fetch(read.one, {read.key: key})
+        return await self.fetch(read.one, **{read.key: key})
+
+    async def _engine_fetch(self, query: PreparedRead, params: Mapping[str, Any]) -> list[ReadRow]:
+        """`fetch` through SQLAlchemy's engine (what the inline readers hand on; errors as every read raises them)."""
         if self.dialect == "postgresql":
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -393,6 +410,7 @@ __all__ = [
     "BulkWrite",
     "Database",
     "DatabaseBusy",
+    "KeyedRead",
     "PreparedRead",
     "ReadRow",
     "locked",

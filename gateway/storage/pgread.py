@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ import asyncpg  # type: ignore[import-untyped]  # no type information shipped
 from sqlalchemy import Dialect
 from sqlalchemy.engine import URL
 
-from gateway.storage.prepared import CompiledRead, PreparedRead, ReadRow
+from gateway.storage.prepared import CompiledRead, KeyedRead, PreparedRead, ReadRow
 
 log = logging.getLogger("onewindow.storage")
 
@@ -57,10 +58,27 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 CONNECT_BACKOFF_SECONDS = 5.0
 
 
-class _LoopConnections:
-    """One event loop's connections: the idle ones, how many exist, and the readers waiting for one."""
+Answer = asyncio.Future[list[ReadRow] | None]
 
-    __slots__ = ("closed", "idle", "size", "waiters")
+
+class _Batches:
+    """One event loop's lookups of one `KeyedRead`: those waiting for the next query, and the tasks running them."""
+
+    __slots__ = ("gathering", "pending", "running")
+
+    def __init__(self) -> None:
+        #: Key -> the lookups of it waiting for a query to take them (in arrival order).
+        self.pending: dict[Any, list[Answer]] = {}
+        #: Batch tasks alive (at most the reader's connections), and whether one of them is about to take keys.
+        self.running = 0
+        self.gathering = False
+
+
+class _LoopConnections:
+    """One event loop's connections: the idle ones, how many exist, and the readers waiting for one; its lookups
+    by key waiting to be batched."""
+
+    __slots__ = ("batches", "closed", "idle", "size", "tasks", "waiters")
 
     def __init__(self) -> None:
         self.idle: list[asyncpg.Connection] = []
@@ -68,6 +86,9 @@ class _LoopConnections:
         self.waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
         #: Set by `PostgresReader.close`: connections still in use are closed when they come back.
         self.closed = False
+        self.batches: dict[KeyedRead, _Batches] = {}
+        #: The batch tasks (held here: the loop keeps only weak references to tasks).
+        self.tasks: set[asyncio.Task[None]] = set()
 
 
 class PostgresReader:
@@ -137,6 +158,77 @@ class PostgresReader:
         self._release(conns, conn)
         self.served += 1
         return form.convert(records)
+
+    async def fetch_keyed(self, read: KeyedRead, key: Any) -> list[ReadRow] | None:
+        """The rows of ``read`` for ``key``, answered by a query of ``read.many`` that started after this call
+        (with the other keys waiting then); ``None`` when the engine's path must answer instead."""
+        loop = asyncio.get_running_loop()
+        conns = self._for_loop()
+        batches = conns.batches.get(read)
+        if batches is None:
+            batches = conns.batches[read] = _Batches()
+        answer: Answer = loop.create_future()
+        waiting = batches.pending.get(key)
+        if waiting is None:
+            batches.pending[key] = [answer]
+        else:
+            waiting.append(answer)
+        if not batches.gathering and batches.running < self.max_connections:
+            self._schedule(loop, conns, read, batches)
+        # A cancelled lookup cancels its own answer only: the query goes on for the others.
+        return await answer
+
+    def _schedule(
+        self, loop: asyncio.AbstractEventLoop, conns: _LoopConnections, read: KeyedRead, batches: _Batches
+    ) -> None:
+        """Take the pending keys at the loop's next turn (the lookups arriving in this one come along)."""
+        batches.gathering = True
+        batches.running += 1
+        loop.call_soon(self._launch, loop, conns, read, batches)
+
+    def _launch(
+        self, loop: asyncio.AbstractEventLoop, conns: _LoopConnections, read: KeyedRead, batches: _Batches
+    ) -> None:
+        """Take up to ``read.batch_limit`` pending keys and query them in a task of their own (so that no lookup's
+        cancellation cancels it); another batch at once if more keys wait and a connection is left for it."""
+        batches.gathering = False
+        taken = _take(batches.pending, read.batch_limit)
+        if not taken:
+            batches.running -= 1
+            return
+        task = loop.create_task(self._query(read, taken), name=f"onewindow.batch.{read.name}")
+        conns.tasks.add(task)
+        task.add_done_callback(functools.partial(self._queried, loop, conns, read, batches, taken))
+        if batches.pending and batches.running < self.max_connections:
+            self._schedule(loop, conns, read, batches)
+
+    async def _query(self, read: KeyedRead, taken: dict[Any, list[Answer]]) -> None:
+        rows = await self.fetch(read.many, {read.keys: list(taken)})
+        _answer(taken, rows, read.index)
+
+    def _queried(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conns: _LoopConnections,
+        read: KeyedRead,
+        batches: _Batches,
+        taken: dict[Any, list[Answer]],
+        task: asyncio.Task[None],
+    ) -> None:
+        """A batch's query is done: the lookups that queued up behind it go out together now."""
+        conns.tasks.discard(task)
+        batches.running -= 1
+        # Answered unless the task failed or was cancelled (the loop closing): then the engine answers them.
+        _answer(taken, None, read.index)
+        if task.cancelled():
+            pending, batches.pending = batches.pending, {}
+            _answer(pending, None, read.index)
+            return
+        if (exc := task.exception()) is not None:
+            log.error("batched PostgreSQL read of %s failed", read.name, exc_info=exc)
+        if batches.pending and not batches.gathering:
+            batches.running += 1
+            self._launch(loop, conns, read, batches)
 
     def _for_loop(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
@@ -260,6 +352,40 @@ class PostgresReader:
     @property
     def open_connections(self) -> int:
         return sum(len(c.idle) for c in self._loops.values())
+
+
+def _take(pending: dict[Any, list[Answer]], limit: int) -> dict[Any, list[Answer]]:
+    """Up to ``limit`` of the longest-waiting keys out of ``pending`` (keys whose lookups all went away skipped)."""
+    taken: dict[Any, list[Answer]] = {}
+    while pending and len(taken) < limit:
+        key = next(iter(pending))
+        answers = pending.pop(key)
+        if any(not answer.done() for answer in answers):
+            taken[key] = answers
+    return taken
+
+
+def _answer(taken: dict[Any, list[Answer]], rows: list[ReadRow] | None, index: int) -> None:
+    """Each lookup its key's rows (a list of its own), or ``None`` for all."""
+    if rows is None:
+        for answers in taken.values():
+            for answer in answers:
+                if not answer.done():
+                    answer.set_result(None)
+        return
+    by_key: dict[Any, list[ReadRow]] = {}
+    for row in rows:
+        found = by_key.get(row[index])
+        if found is None:
+            by_key[row[index]] = [row]
+        else:
+            found.append(row)
+    for key, answers in taken.items():
+        mine = by_key.get(key, [])
+        for answer in answers:
+            if not answer.done():
+                answer.set_result(mine)
+                mine = list(mine)
 
 
 def _as_text(value: str) -> str:

@@ -104,7 +104,7 @@ class PublicLookup:
             return False
         service = self._tracking()
         try:
-            rows = await service.db.fetch(TIMELINE, number=number)
+            rows = await service.db.fetch_keyed(TIMELINE, number)
         except Exception as exc:  # the route raises it, so that its exception handlers answer as always
             cast(dict[str, Any], scope)[EARLY_READ] = EarlyRead(number, [], exc)
             self.handed_on += 1

@@ -91,14 +91,14 @@ async def test_everything_else_reaches_the_route_read_once(gateway: Gateway, mon
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     door = front_door(gateway)
     reads: list[str] = []
-    original = Database.fetch
+    original = Database.fetch_keyed
 
-    async def counted(self: Database, query: Any, /, **params: Any) -> Any:
-        if query is TIMELINE:
-            reads.append(params["number"])
-        return await original(self, query, **params)
+    async def counted(self: Database, read: Any, key: Any, /) -> Any:
+        if read is TIMELINE:
+            reads.append(key)
+        return await original(self, read, key)
 
-    monkeypatch.setattr(Database, "fetch", counted)
+    monkeypatch.setattr(Database, "fetch_keyed", counted)
     answered, handed_on = door.answered, door.handed_on
     # A wrong code: read once by the front door, answered (and counted) by the route.
     wrong = await track(gateway, number, "ZZZZZZZZ")
@@ -121,12 +121,12 @@ async def test_a_failed_read_is_answered_by_the_route(gateway: Gateway, monkeypa
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     calls = 0
 
-    async def busy(self: Database, query: Any, /, **params: Any) -> Any:
+    async def busy(self: Database, read: Any, key: Any, /) -> Any:
         nonlocal calls
         calls += 1
         raise DatabaseBusy("The database is busy; try again shortly.")
 
-    monkeypatch.setattr(Database, "fetch", busy)
+    monkeypatch.setattr(Database, "fetch_keyed", busy)
     response = await track(gateway, number, code)
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
