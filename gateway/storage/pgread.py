@@ -174,61 +174,50 @@ class PostgresReader:
         else:
             waiting.append(answer)
         if not batches.gathering and batches.running < self.max_connections:
-            self._schedule(loop, conns, read, batches)
+            self._start_batch(loop, conns, read, batches)
         # A cancelled lookup cancels its own answer only: the query goes on for the others.
         return await answer
 
-    def _schedule(
+    def _start_batch(
         self, loop: asyncio.AbstractEventLoop, conns: _LoopConnections, read: KeyedRead, batches: _Batches
     ) -> None:
-        """Take the pending keys at the loop's next turn (the lookups arriving in this one come along)."""
+        """A task that takes the pending keys when it first runs — the loop's next turn: the lookups arriving in
+        this one come along — and queries them (a task of its own, so that no lookup's cancellation cancels it)."""
         batches.gathering = True
         batches.running += 1
-        loop.call_soon(self._launch, loop, conns, read, batches)
-
-    def _launch(
-        self, loop: asyncio.AbstractEventLoop, conns: _LoopConnections, read: KeyedRead, batches: _Batches
-    ) -> None:
-        """Take up to ``read.batch_limit`` pending keys and query them in a task of their own (so that no lookup's
-        cancellation cancels it); another batch at once if more keys wait and a connection is left for it."""
-        batches.gathering = False
-        taken = _take(batches.pending, read.batch_limit)
-        if not taken:
-            batches.running -= 1
-            return
-        task = loop.create_task(self._query(read, taken), name=f"onewindow.batch.{read.name}")
+        state = _BatchTask()
+        task = loop.create_task(self._run_batches(conns, read, batches, state), name=f"onewindow.batch.{read.name}")
         conns.tasks.add(task)
-        task.add_done_callback(functools.partial(self._queried, loop, conns, read, batches, taken))
-        if batches.pending and batches.running < self.max_connections:
-            self._schedule(loop, conns, read, batches)
+        task.add_done_callback(functools.partial(_batch_done, conns, read, batches, state))
 
-    async def _query(self, read: KeyedRead, taken: dict[Any, list[Answer]]) -> None:
-        rows = await self.fetch(read.many, {read.keys: list(taken)})
-        _answer(taken, rows, read.index)
-
-    def _queried(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        conns: _LoopConnections,
-        read: KeyedRead,
-        batches: _Batches,
-        taken: dict[Any, list[Answer]],
-        task: asyncio.Task[None],
+    async def _run_batches(
+        self, conns: _LoopConnections, read: KeyedRead, batches: _Batches, state: _BatchTask
     ) -> None:
-        """A batch's query is done: the lookups that queued up behind it go out together now."""
-        conns.tasks.discard(task)
-        batches.running -= 1
-        # Answered unless the task failed or was cancelled (the loop closing): then the engine answers them.
-        _answer(taken, None, read.index)
-        if task.cancelled():
+        """Query up to ``read.batch_limit`` pending keys and answer their lookups; then, in the same step, the
+        lookups that queued up behind the query (unless another task is about to take them)."""
+        state.started = True
+        try:
+            while True:
+                batches.gathering = False
+                state.taken = _take(batches.pending, read.batch_limit)
+                if not state.taken:
+                    return
+                if batches.pending and batches.running < self.max_connections:
+                    # More keys than one batch takes, and a connection left for another.
+                    self._start_batch(asyncio.get_running_loop(), conns, read, batches)
+                rows = await self.fetch(read.many, {read.keys: list(state.taken)})
+                _answer(state.taken, rows, read.index)
+                state.taken = {}
+                if batches.gathering or not batches.pending:
+                    return
+        except BaseException:
+            # Cancelled (the loop is closing) or broken: the engine answers these lookups and those still waiting.
+            _answer(state.taken, None, read.index)
             pending, batches.pending = batches.pending, {}
             _answer(pending, None, read.index)
-            return
-        if (exc := task.exception()) is not None:
-            log.error("batched PostgreSQL read of %s failed", read.name, exc_info=exc)
-        if batches.pending and not batches.gathering:
-            batches.running += 1
-            self._launch(loop, conns, read, batches)
+            raise
+        finally:
+            batches.running -= 1
 
     def _for_loop(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
@@ -352,6 +341,30 @@ class PostgresReader:
     @property
     def open_connections(self) -> int:
         return sum(len(c.idle) for c in self._loops.values())
+
+
+class _BatchTask:
+    """What one batch task has taken, and whether it ever ran (a task cancelled before its first step runs none of
+    its code: its done callback tidies up)."""
+
+    __slots__ = ("started", "taken")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.taken: dict[Any, list[Answer]] = {}
+
+
+def _batch_done(
+    conns: _LoopConnections, read: KeyedRead, batches: _Batches, state: _BatchTask, task: asyncio.Task[None]
+) -> None:
+    conns.tasks.discard(task)
+    if not state.started:
+        batches.running -= 1
+        batches.gathering = False
+        pending, batches.pending = batches.pending, {}
+        _answer(pending, None, read.index)
+    elif not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("batched PostgreSQL read of %s failed", read.name, exc_info=exc)
 
 
 def _take(pending: dict[Any, list[Answer]], limit: int) -> dict[Any, list[Answer]]:
