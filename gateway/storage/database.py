@@ -19,6 +19,7 @@ Usage::
     async with db.read() as conn:             # reads only
         row = (await conn.execute(select(...))).first()
     rows = await db.fetch(LOOKUP, number=n)   # one short prepared read (hot paths): inline on SQLite
+    rows = await db.fetch_keyed(BY_NUMBER, n) # the same by one key: on PostgreSQL concurrent lookups share a query
     async with db.transaction() as conn:      # many rows of one statement: the driver's executemany
         await db.execute_many(conn, UPSERT, rows)
     await db.dispose()
@@ -35,6 +36,11 @@ in autocommit. Either way they see every transaction committed before the call, 
 SQLAlchemy's own levers for such reads (a read engine in autocommit without reset on return, the asyncpg dialect's
 prepared-statement cache, a compiled cache) were measured at about twice the CPU per lookup; `gateway.storage.pgread`
 gives the numbers.
+
+`fetch_keyed` runs a `KeyedRead` (a read by one key, also written for a list of keys) for one key: as `fetch` of
+its one-key form on SQLite; on PostgreSQL the lookups that queue up while the reader's connections are busy go out
+together as one query of the list form, its rows split back per key (`gateway.storage.pgread`: each lookup is
+answered by a query that started after it was asked; a failed batch leaves each lookup to the engine).
 
 `execute_many` runs one `BulkWrite` (an insert, update or upsert compiled once) for many rows with the driver's
 ``executemany``, inside the caller's `transaction` (`gateway.storage.bulk`); `bulk_rows` converts the rows first,

@@ -1,4 +1,5 @@
-"""Short PostgreSQL reads on connections of their own: `PostgresReader`, the PostgreSQL side of `Database.fetch`.
+"""Short PostgreSQL reads on connections of their own: `PostgresReader`, the PostgreSQL side of `Database.fetch` and
+`Database.fetch_keyed`.
 
 A `PreparedRead` is one ``SELECT`` with its SQL compiled once; this reader keeps a few asyncpg connections per event
 loop for such statements alone:
@@ -25,6 +26,27 @@ Running the driver's ``fetch`` on a connection checked out of that engine's pool
 comes closer (255–480 µs per request), but the pool hands a returned connection to whoever asks first, so under 64
 concurrent lookups its p99 was 145–515 ms unless a FIFO semaphore is put in front of it — this module's
 turn-taking again, and still 12–33 % more CPU per lookup than here.
+
+Batched lookups (`fetch_keyed`, `Database.fetch_keyed`): a `KeyedRead` is one read by a key (a tracking number)
+with a second form for a list of keys (``… = ANY($1)``). Under load most of a point read's cost is the round trip
+itself — 65–100 µs of the gateway's CPU per asyncpg query and about as much of PostgreSQL's, on the same cores —
+so the lookups of one read that queue up while queries are in flight share the next query:
+
+* a lookup puts its key in the loop's pending set and waits for its own future; when no batch is about to start
+  and fewer batch queries run than the reader has connections, it starts a batch task, which takes the pending
+  keys when it first runs (the loop's next turn — lookups arriving in this one come along) and queries them at
+  once: at low load a lookup goes out as soon as it is asked, one loop turn later;
+* while every connection has a batch query in flight, lookups only queue; a task whose query returns answers its
+  lookups and, in the same step, takes what queued up behind it (at most ``batch_limit`` keys, the longest
+  waiting first; a task that cannot take them all starts another while a connection is left for it);
+* each lookup is answered by a query that started after it was asked (the keys are taken before the query is
+  sent), in autocommit as every read here — nothing is kept between queries; the rows are split back by the key
+  column, and lookups of the same key get the same rows (each its own list);
+* the query runs in the batch task, not in any lookup's: a lookup that is cancelled (its client went away) drops
+  its own future and the others still get the answer; a key whose lookups have all gone is not queried;
+* a failed batch query (the connection dropped as above) answers ``None`` to all of its lookups, and each runs
+  the one-key form through the engine, exactly as a single failed read here does — so every error reaches each
+  caller as the engine raises it.
 
 Connections belong to the event loop that opened them (asyncpg's rule); `close` (`Database.dispose`) closes those
 of the calling loop and terminates the others'. A forked child forgets its parent's connections.
