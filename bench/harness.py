@@ -7,6 +7,7 @@ construction; only the application differs. wrk is Debian's package (``apt-get i
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -245,12 +246,18 @@ def parse_wrk(output: str, *, url: str, connections: int, threads: int, duration
 
 
 def run_wrk(
-    url: str, *, connections: int = 64, threads: int = 2, duration_s: float = 15.0, timeout_s: float = 5.0
+    url: str,
+    *,
+    connections: int = 64,
+    threads: int = 2,
+    duration_s: float = 15.0,
+    timeout_s: float = 5.0,
+    script: Path | None = None,
 ) -> WrkResult:
-    """One wrk run with the latency distribution."""
+    """One wrk run with the latency distribution (``script``: a wrk Lua script, e.g. `rotating_paths`)."""
     cmd = [
         wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", f"--timeout={timeout_s:g}s",
-        "--latency", url,
+        "--latency", *(["-s", str(script)] if script is not None else []), url,
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
     return parse_wrk(out, url=url, connections=connections, threads=threads, duration_s=duration_s)
@@ -273,13 +280,38 @@ def measure_with_cpu(
     threads: int = 2,
     duration_s: float = 15.0,
     warmup_s: float = 3.0,
+    script: Path | None = None,
 ) -> tuple[WrkResult, CpuShare]:
     """`measure`, and where the machine's CPU went during the measured run (not the warm-up)."""
     if warmup_s > 0:
-        run_wrk(url, connections=connections, threads=threads, duration_s=warmup_s)
+        run_wrk(url, connections=connections, threads=threads, duration_s=warmup_s, script=script)
     meter = CpuMeter(server.pid)
-    result = run_wrk(url, connections=connections, threads=threads, duration_s=duration_s)
+    result = run_wrk(url, connections=connections, threads=threads, duration_s=duration_s, script=script)
     return result, meter.stop()
+
+
+def rotating_paths(paths: Sequence[str], directory: Path) -> Path:
+    """A wrk Lua script (written in ``directory``) whose requests go to ``paths`` in turn, each of wrk's threads
+    starting at a different one."""
+    listed = ",\n".join(f"  {json.dumps(p)}" for p in paths)
+    script = directory / "rotating_paths.lua"
+    script.write_text(
+        f"local paths = {{\n{listed}\n}}\n"
+        "local i = 0\n"
+        "local started = 0\n"
+        "setup = function(thread)\n"
+        "  started = started + 1\n"
+        "  thread:set('start', started * 7919)\n"
+        "end\n"
+        "init = function(args)\n"
+        "  i = (start or 0) % #paths\n"
+        "end\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        "  return wrk.format('GET', paths[i])\n"
+        "end\n"
+    )
+    return script
 
 
 # -- CPU accounting -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar
 
@@ -40,7 +41,7 @@ async def cpu_per_call_us(fn: Callable[[], Awaitable[object]], n: int, repeat: i
     return best
 
 
-async def run(data_dir: Path, requests: int, repeat: int, profile: bool, overrides: dict[str, str]) -> None:
+async def run(data_dir: Path, requests: int, repeat: int, profile: bool, overrides: dict[str, Any]) -> None:
     prepared = await prepare_data_dir(data_dir, **overrides)
     path = f"/api/v1/track/{prepared.tracking_number}"
     query = f"code={prepared.query_code}"

@@ -1,7 +1,8 @@
 """Data the benchmarks need, made the way the product makes it: the demo's start-up steps, then the HTTP API.
 
 `prepare_data_dir` gives a data dir with synced certificates, a token per role and one accepted application (its
-tracking number and query code), created through the gateway's own ``POST /api/v1/applications``.
+tracking number and query code) — or ``cases`` of them — created through the gateway's own
+``POST /api/v1/applications``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Prepared(msgspec.Struct, kw_only=True):
     item_code: str
     tracking_number: str
     query_code: str
+    #: (tracking number, query code) of every application filed, the first one's first.
+    cases: list[tuple[str, str]] = []
 
 
 def bench_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -49,8 +52,9 @@ def server_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-async def prepare_data_dir(data_dir: Path, **overrides: Any) -> Prepared:
-    """Simulators up, certificates synced, tokens made, one application filed and accepted; simulators down.
+async def prepare_data_dir(data_dir: Path, *, cases: int = 1, **overrides: Any) -> Prepared:
+    """Simulators up, certificates synced, tokens made, one application (or ``cases``) filed and accepted;
+    simulators down.
 
     ``overrides`` are settings such as ``database_url`` (the benchmark's database instead of embedded SQLite)."""
     settings = bench_settings(data_dir, **overrides)
@@ -65,25 +69,31 @@ async def prepare_data_dir(data_dir: Path, **overrides: Any) -> Prepared:
             await db.dispose()
         if not scenario.item.accept_without_uploads:
             raise RuntimeError(f"item {scenario.item.code} needs uploads; pick one that certificates complete")
-        citizen = scenario.citizens[0]
+        filed: list[dict[str, Any]] = []
         async with AsyncTestClient(app=create_app(settings), timeout=30.0) as client:
-            response = await client.post(
-                "/api/v1/applications",
-                headers={"Authorization": f"Bearer {tokens['clerk']}"},
-                json={
-                    "item_code": scenario.item.code,
-                    "applicant": {"id_number": citizen.id_number, "name": citizen.name, "phone": PHONE},
-                    "consent": True,
-                    "accept": True,
-                },
-            )
-            if response.status_code != 201:
-                raise RuntimeError(f"filing the benchmark's application failed: {response.status_code} {response.text}")
-            body = response.json()
+            citizen = scenario.citizens[0]
+            for _ in range(max(1, cases)):
+                response = await client.post(
+                    "/api/v1/applications",
+                    headers={"Authorization": f"Bearer {tokens['clerk']}"},
+                    json={
+                        "item_code": scenario.item.code,
+                        "applicant": {"id_number": citizen.id_number, "name": citizen.name, "phone": PHONE},
+                        "consent": True,
+                        "accept": True,
+                    },
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(
+                        f"filing the benchmark's application failed: {response.status_code} {response.text}"
+                    )
+                filed.append(response.json())
+        body = filed[0]
     return Prepared(
         data_dir=str(data_dir),
         tokens=tokens,
         item_code=scenario.item.code,
         tracking_number=body["tracking_number"],
         query_code=body["query_code"],
+        cases=[(b["tracking_number"], b["query_code"]) for b in filed],
     )

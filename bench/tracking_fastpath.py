@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.tracking_fastpath [--database sqlite|postgresql] [--redis] [--workers 1,2]
                                                 [--rounds 3] [--duration 12] [--warmup 3] [--json FILE]
-                                                [--tree NAME=DIR ...]
+                                                [--tree NAME=DIR ...] [--cases N]
 
 The same servers and wrk runs as `bench.tracking_bench` (``bench.harness``: uvicorn + httptools + uvloop, the same
 worker count for both apps, ``wrk -t2 -c64 --latency`` after a warm-up), but the two apps are measured in
@@ -18,6 +18,11 @@ was.
 an older commit unpacked in DIR, say), in the same rounds: two versions compared on the same machine at the same
 moments. The rows of this tree are labelled ``tracking``, the others ``tracking@NAME``. Each other tree serves data
 of its own, prepared by its own code (an older version may not know a newer schema).
+
+``--cases N`` files N applications and has wrk look them up in turn (a Lua script), for both apps (the bare
+endpoint answers any number alike): the lookups in flight at one moment are of different cases, where with one
+case (the default) every lookup is of the same one. Another tree's data is then prepared by this tree's code, so
+that is only for trees with the same schema.
 
 ``--database postgresql`` serves the gateway on PostgreSQL (``ONEWINDOW_TEST_DATABASE_URL`` or the local test
 database) in a schema of its own, dropped afterwards; ``--redis`` adds ``ONEWINDOW_REDIS_URL`` (the failure
@@ -41,7 +46,17 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
-from bench.harness import REPO_ROOT, AsgiServer, CpuShare, ServerFlags, WrkResult, machine, measure_with_cpu, wrk_path
+from bench.harness import (
+    REPO_ROOT,
+    AsgiServer,
+    CpuShare,
+    ServerFlags,
+    WrkResult,
+    machine,
+    measure_with_cpu,
+    rotating_paths,
+    wrk_path,
+)
 from bench.prepare import Prepared, prepare_data_dir, server_env
 from bench.tracking_bench import TARGET_P99_MS, _check_bare, _check_tracking
 from gateway.storage import Database
@@ -71,13 +86,14 @@ class Report(msgspec.Struct, kw_only=True):
     machine: dict[str, str]
     database: str
     redis: bool
+    cases: int
     runs: list[Run]
     verdicts: list[str]
 
 
-async def prepare(data_dir: Path, overrides: dict[str, Any]) -> Prepared:
+async def prepare(data_dir: Path, overrides: dict[str, Any], cases: int = 1) -> Prepared:
     """`bench.prepare.prepare_data_dir` on the chosen database."""
-    return await prepare_data_dir(data_dir, **overrides)
+    return await prepare_data_dir(data_dir, cases=cases, **overrides)
 
 
 #: Run in another checkout: its own `bench.prepare` fills its data dir (its own migrations, its own case).
@@ -174,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cases", type=int, default=1, help="applications looked up in turn (default 1)")
     parser.add_argument(
         "--tree", type=_tree, action="append", default=[], help="NAME=DIR: also serve the gateway from DIR"
     )
@@ -191,9 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="onewindow-fastpath-") as tmp:
             data_dir = (args.data_dir or Path(tmp) / "var").resolve()
             print(f"preparing {data_dir} ({args.database}{', redis' if args.redis else ''}) …", flush=True)
-            prepared = asyncio.run(prepare(data_dir, overrides))
+            prepared = asyncio.run(prepare(data_dir, overrides, args.cases))
             number, code = prepared.tracking_number, prepared.query_code
             path = f"/api/v1/track/{number}?code={code}"
+            scripts: dict[str, Path | None] = {"bare": None, "tracking": None}
+            if args.cases > 1:
+                scripts["bare"] = scripts["tracking"] = rotating_paths(
+                    [f"/api/v1/track/{n}?code={c}" for n, c in prepared.cases], data_dir
+                )
             env = server_env(data_dir)
             if schema:
                 env |= {"ONEWINDOW_DATABASE_URL": POSTGRES_URL, "ONEWINDOW_DATABASE_SCHEMA": schema}
@@ -215,8 +237,16 @@ def main(argv: list[str] | None = None) -> int:
                     tree_env |= {"ONEWINDOW_DATABASE_URL": POSTGRES_URL, "ONEWINDOW_DATABASE_SCHEMA": tree_schema}
                 if args.redis:
                     tree_env["ONEWINDOW_REDIS_URL"] = REDIS_URL
-                print(f"preparing {tree_dir} with the code of {tree} …", flush=True)
-                t_number, t_code = prepare_tree(tree, tree_dir, tree_overrides)
+                if args.cases > 1:
+                    print(f"preparing {tree_dir} with this tree's code ({args.cases} cases) …", flush=True)
+                    t_prepared = asyncio.run(prepare(tree_dir, tree_overrides, args.cases))
+                    t_number, t_code = t_prepared.tracking_number, t_prepared.query_code
+                    scripts[f"tracking@{name}"] = rotating_paths(
+                        [f"/api/v1/track/{n}?code={c}" for n, c in t_prepared.cases], tree_dir
+                    )
+                else:
+                    print(f"preparing {tree_dir} with the code of {tree} …", flush=True)
+                    t_number, t_code = prepare_tree(tree, tree_dir, tree_overrides)
                 t_path = f"/api/v1/track/{t_number}?code={t_code}"
                 apps.append(
                     (
@@ -244,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                                 connections=args.connections,
                                 duration_s=args.duration,
                                 warmup_s=args.warmup,
+                                script=scripts.get(app),
                             )
                             check(server.base_url, app_number, app_code)
                         served = max(result.requests, 1)
@@ -267,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in workers:
         for app in [a[0] for a in apps if a[0] != "bare"]:
             verdicts.append(_verdict(runs, app, n, args.rounds))
-    report = Report(machine=machine(), database=args.database, redis=args.redis, runs=runs, verdicts=verdicts)
+    report = Report(
+        machine=machine(), database=args.database, redis=args.redis, cases=args.cases, runs=runs, verdicts=verdicts
+    )
     print()
     for verdict in verdicts:
         print(verdict)

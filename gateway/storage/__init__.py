@@ -10,6 +10,8 @@ Public API::
     row = (await conn.execute(locked(select(t).where(t.c.id == i), conn))).first()   # FOR UPDATE on PostgreSQL
     LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level
     rows = await db.fetch(LOOKUP, number=n)        # one short read; on SQLite inline, no worker thread
+    BY_NUMBER = KeyedRead(LOOKUP, LOOKUP_MANY, column="number")   # the same read for a list of keys too
+    rows = await db.fetch_keyed(BY_NUMBER, n)      # on PostgreSQL, concurrent lookups share one query
     UPSERT = BulkWrite(insert(t).on_conflict_do_update(...))                    # built once
     async with db.transaction() as conn:
         await db.execute_many(conn, UPSERT, rows)  # many rows, the driver's executemany, in the transaction
@@ -43,7 +45,7 @@ from __future__ import annotations
 from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.database import Database, DatabaseBusy, locked
 from gateway.storage.metadata import ID_LENGTH, NAMING_CONVENTION, IdType, UTCDateTime, metadata, new_id, utcnow
-from gateway.storage.prepared import PreparedRead, ReadRow
+from gateway.storage.prepared import KeyedRead, PreparedRead, ReadRow
 
 __all__ = [
     "ID_LENGTH",
@@ -53,6 +55,7 @@ __all__ = [
     "Database",
     "DatabaseBusy",
     "IdType",
+    "KeyedRead",
     "PreparedRead",
     "ReadRow",
     "UTCDateTime",

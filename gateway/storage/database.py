@@ -19,6 +19,7 @@ Usage::
     async with db.read() as conn:             # reads only
         row = (await conn.execute(select(...))).first()
     rows = await db.fetch(LOOKUP, number=n)   # one short prepared read (hot paths): inline on SQLite
+    rows = await db.fetch_keyed(BY_NUMBER, n) # the same by one key: on PostgreSQL concurrent lookups share a query
     async with db.transaction() as conn:      # many rows of one statement: the driver's executemany
         await db.execute_many(conn, UPSERT, rows)
     await db.dispose()
@@ -35,6 +36,11 @@ in autocommit. Either way they see every transaction committed before the call, 
 SQLAlchemy's own levers for such reads (a read engine in autocommit without reset on return, the asyncpg dialect's
 prepared-statement cache, a compiled cache) were measured at about twice the CPU per lookup; `gateway.storage.pgread`
 gives the numbers.
+
+`fetch_keyed` runs a `KeyedRead` (a read by one key, also written for a list of keys) for one key: as `fetch` of
+its one-key form on SQLite; on PostgreSQL the lookups that queue up while the reader's connections are busy go out
+together as one query of the list form, its rows split back per key (`gateway.storage.pgread`: each lookup is
+answered by a query that started after it was asked; a failed batch leaves each lookup to the engine).
 
 `execute_many` runs one `BulkWrite` (an insert, update or upsert compiled once) for many rows with the driver's
 ``executemany``, inside the caller's `transaction` (`gateway.storage.bulk`); `bulk_rows` converts the rows first,
@@ -66,7 +72,7 @@ from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.pgread import PostgresReader
-from gateway.storage.prepared import PreparedRead, ReadRow
+from gateway.storage.prepared import KeyedRead, PreparedRead, ReadRow
 
 #: PRAGMAs applied to every SQLite connection when it is opened.
 SQLITE_PRAGMAS = (
@@ -235,6 +241,23 @@ class Database:
             rows = await self.pg_reader.fetch(query, params)
             if rows is not None:
                 return rows
+        return await self._engine_fetch(query, params)
+
+    async def fetch_keyed(self, read: KeyedRead, key: Any, /) -> list[ReadRow]:
+        """The rows of ``read`` for ``key``, as `fetch` of ``read.one`` gives them — but on PostgreSQL the lookups
+        of ``read`` that queue up behind queries in flight go out together, one query of ``read.many`` for all of
+        their keys (`PostgresReader.fetch_keyed`). Each lookup is answered by a query that started after it was
+        asked: nothing is kept. SQLite (inline reads need no batching) and any lookup the batch could not answer
+        take `fetch`'s path, with its errors."""
+        if self.pg_reader is not None:
+            rows = await self.pg_reader.fetch_keyed(read, key)
+            if rows is not None:
+                return rows
+            return await self._engine_fetch(read.one, {read.key: key})
+        return await self.fetch(read.one, **{read.key: key})
+
+    async def _engine_fetch(self, query: PreparedRead, params: Mapping[str, Any]) -> list[ReadRow]:
+        """`fetch` through SQLAlchemy's engine (what the inline readers hand on; errors as every read raises them)."""
         if self.dialect == "postgresql":
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -393,6 +416,7 @@ __all__ = [
     "BulkWrite",
     "Database",
     "DatabaseBusy",
+    "KeyedRead",
     "PreparedRead",
     "ReadRow",
     "locked",

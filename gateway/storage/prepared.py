@@ -17,6 +17,19 @@ Parameters are named ``bindparam``s; constants written into the statement are fi
 
     TIMELINE = PreparedRead(select(...).where(applications.c.tracking_number == bindparam("number")))
     rows = await db.fetch(TIMELINE, number="4303022026…")
+
+A `KeyedRead` is a read by one key (a tracking number, say) given in two forms: the `PreparedRead` for one key and
+the same statement for a list of keys (``column = ANY(:keys)``), whose rows carry the key in one of their columns.
+`Database.fetch_keyed` answers one key's rows; on PostgreSQL the lookups of one read that queue up behind queries
+in flight go out together as one query of the list form, and its rows are split back per key
+(`gateway.storage.pgread`)::
+
+    BY_NUMBER = KeyedRead(
+        PreparedRead(query(applications.c.tracking_number == bindparam("number"))),
+        PreparedRead(query(applications.c.tracking_number == any_(bindparam("numbers", type_=ARRAY(String))))),
+        column="tracking_number",
+    )
+    rows = await db.fetch_keyed(BY_NUMBER, "4303022026…")
 """
 
 from __future__ import annotations
@@ -170,6 +183,41 @@ class PreparedRead:
         return convert
 
 
+class KeyedRead:
+    """One read by a key in two forms: ``one`` (its one parameter is the key) and ``many`` (its one parameter is a
+    list of keys), the same result columns, ``column`` among them holding the key each row belongs to.
+
+    The two must select the rows of one key alike (``many``'s rows for a key are exactly ``one``'s for that key, in
+    the same order): `Database.fetch_keyed` answers from either. ``batch_limit``: at most this many keys per query
+    of ``many``.
+    """
+
+    __slots__ = ("batch_limit", "column", "index", "key", "keys", "many", "name", "one")
+
+    def __init__(self, one: PreparedRead, many: PreparedRead, *, column: str, batch_limit: int = 64) -> None:
+        if len(one.required) != 1 or len(many.required) != 1 or one.optional or many.optional:
+            raise ValueError(f"KeyedRead {one.name!r}: each form takes exactly one parameter (the key, the keys)")
+        fields = one.row_type._fields  # type: ignore[attr-defined]
+        if fields != many.row_type._fields:  # type: ignore[attr-defined]
+            raise ValueError(f"KeyedRead {one.name!r}: both forms must select the same columns")
+        if column not in fields:
+            raise ValueError(f"KeyedRead {one.name!r}: the key column {column!r} is not selected")
+        if batch_limit < 1:
+            raise ValueError(f"KeyedRead {one.name!r}: batch_limit must be at least 1")
+        self.one = one
+        self.many = many
+        self.name = one.name
+        (self.key,) = one.required
+        (self.keys,) = many.required
+        self.column = column
+        #: The key column's position in a row.
+        self.index: int = fields.index(column)
+        self.batch_limit = batch_limit
+
+    def __repr__(self) -> str:
+        return f"KeyedRead({self.name!r})"
+
+
 def _named_binds(statement: Select[Any]) -> Iterator[BindParameter[Any]]:
     """The statement's parameters a caller may name (anonymous ones hold the constants written into it)."""
     for bind in statement.compile().binds.values():
@@ -195,4 +243,4 @@ def _arguments(
     return arguments
 
 
-__all__ = ["CompiledRead", "PreparedRead", "ReadRow"]
+__all__ = ["CompiledRead", "KeyedRead", "PreparedRead", "ReadRow"]

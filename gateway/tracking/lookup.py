@@ -19,6 +19,12 @@ unchanged, with what it already read (`EarlyRead`, in the scope under `EARLY_REA
 it always did — the uniform 404 counted once, 429 with ``Retry-After``, 400, the outage problems — without
 reading again. It never answers what the route would not, never counts, never caches anything across requests.
 
+The one read is `TIMELINE` through `Database.fetch_keyed`: on SQLite inline on the loop's thread, on PostgreSQL
+batched — the lookups (front door's and route's alike) that arrive while the reader's connections are busy go
+out together as one ``tracking_number = ANY(…)`` query, each answered from a query that started after it arrived
+(`gateway.storage.pgread`). A lookup whose batch failed reads alone through the engine, so the route still sees
+the error a single read would have raised.
+
 `install_public_lookup` refuses to install it (raises at start-up) when the route has acquired something the
 front door would skip — a guard, a hook other than the known ones, response headers or cookies, a middleware
 not in the list of those known to leave this route alone — so that no later change is bypassed silently.
@@ -104,7 +110,7 @@ class PublicLookup:
             return False
         service = self._tracking()
         try:
-            rows = await service.db.fetch(TIMELINE, number=number)
+            rows = await service.db.fetch_keyed(TIMELINE, number)
         except Exception as exc:  # the route raises it, so that its exception handlers answer as always
             cast(dict[str, Any], scope)[EARLY_READ] = EarlyRead(number, [], exc)
             self.handed_on += 1

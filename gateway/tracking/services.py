@@ -7,7 +7,8 @@ that only makes correct lookups is never counted, and its lookups never wait for
 
 A lookup never decrypts: the masked name was stored at intake. The query code is compared by its keyed hash.
 The lookup is the gateway's hottest path, so it does the least it can: one prepared read (`TIMELINE`, which
-`Database.fetch` answers on the event loop's thread on SQLite) and the keyed-hash comparison.
+`Database.fetch_keyed` answers on the event loop's thread on SQLite and, on PostgreSQL, together with the other
+lookups queued up behind queries in flight) and the keyed-hash comparison.
 
 A bad review opens a rectification in the same transaction (`gateway.tracking.rectifications`).
 """
@@ -19,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, exists, select
+from sqlalchemy import ARRAY, ColumnElement, Select, String, any_, bindparam, exists, select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,7 +36,7 @@ from gateway.privacy import FieldCipher, mask_text
 from gateway.problems import Conflict, FieldError, NotFound, Problem, Unprocessable
 from gateway.storage.database import Database, locked
 from gateway.storage.metadata import new_id, utcnow
-from gateway.storage.prepared import PreparedRead, ReadRow
+from gateway.storage.prepared import KeyedRead, PreparedRead, ReadRow
 from gateway.stores import FailureLimiter
 from gateway.tracking.rectifications import open_rectification
 from gateway.tracking.schemas import (
@@ -74,8 +75,8 @@ def no_match() -> NoMatch:
 _NUMBER_SHAPE = re.compile(r"^\d{20}[0-9A-Z]$")
 
 
-def _timeline_query() -> Select[Any]:
-    """The case joined to its history, by tracking number (the ``number`` parameter)."""
+def _timeline_query(number: ColumnElement[bool]) -> Select[Any]:
+    """The case joined to its history, by tracking number (``number``: the condition on it)."""
     a, h = applications, application_history
     evaluated = exists().where(evaluations.c.application_id == a.c.id)
     return (
@@ -98,15 +99,23 @@ def _timeline_query() -> Select[Any]:
             h.c.at.label("h_at"),
         )
         .join(h, h.c.application_id == a.c.id)
-        .where(a.c.tracking_number == bindparam("number"))
+        .where(number)
         .order_by(h.c.position)
     )
 
 
-#: The public lookup's one read, built once (`Database.fetch` runs it inline on SQLite). Not ``reuse``: citizens
-#: do not repeat one lookup the way a benchmark does, so answering again from the previous read of the same number
-#: only helped benchmarks — and cost every real lookup a ``PRAGMA data_version`` and a kept entry.
-TIMELINE = PreparedRead(_timeline_query(), name="tracking.timeline")
+#: The public lookup's one read, built once: `Database.fetch_keyed` runs the one-number form inline on SQLite, and
+#: on PostgreSQL the many-numbers form (``= ANY``) for the lookups that queued up behind queries in flight (their
+#: rows split back by ``tracking_number``). Nothing is kept between lookups: citizens do not repeat one lookup the
+#: way a benchmark does.
+TIMELINE = KeyedRead(
+    PreparedRead(_timeline_query(applications.c.tracking_number == bindparam("number")), name="tracking.timeline"),
+    PreparedRead(
+        _timeline_query(applications.c.tracking_number == any_(bindparam("numbers", type_=ARRAY(String)))),
+        name="tracking.timeline.batch",
+    ),
+    column="tracking_number",
+)
 
 
 class EarlyRead(NamedTuple):
@@ -173,7 +182,7 @@ class TrackingService:
                     raise early.error
                 rows = early.rows
             else:
-                rows = await self.db.fetch(TIMELINE, number=number)
+                rows = await self.db.fetch_keyed(TIMELINE, number)
         if not self._matches(number, query_code, rows):
             raise await self._fail(client)
         if self.limiter is not None:

@@ -3,6 +3,7 @@ with exactly the bytes the route would send, and everything else reaches the rou
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -66,6 +67,37 @@ async def test_front_door_answers_exactly_what_the_route_answers(
     await _both_ways(gateway, monkeypatch, number, code)
 
 
+async def test_concurrent_lookups_answer_each_as_it_is_answered_alone(gateway: Gateway) -> None:
+    """Many lookups at once — of several cases, the same case many times, unknown numbers, wrong codes — each get
+    the bytes the same lookup gets alone; on PostgreSQL they shared a few queries (`Database.fetch_keyed`)."""
+    cases = [(a["tracking_number"], a["query_code"]) for _, a in [await gateway.accepted_case() for _ in range(3)]]
+    _, number, code = await completed_case(gateway)
+    cases.append((number, code))
+    alone = {lookup: _comparable(await track(gateway, *lookup)) for lookup in cases}
+    door = front_door(gateway)
+    assert door.answered == len(cases)
+    reader = gateway.db.pg_reader
+    queries = reader.served if reader is not None else 0
+    together = await asyncio.gather(*(track(gateway, *lookup) for lookup in cases * 8))
+    assert [_comparable(r) for r in together] == [alone[lookup] for lookup in cases * 8]
+    assert door.answered == len(cases) * 9, "the front door answered them all"
+    if reader is not None:
+        assert reader.served - queries < len(together) // 2, "the lookups that queued up went out together"
+    # With unknown numbers and wrong codes among them (the route answers those, and once a failure is seen, the
+    # client's correct lookups too).
+    unknown = number[:-2] + ("1" if number[-2] == "0" else "0") + number[-1]  # well-shaped, no such case
+    failing = [(unknown, code), (cases[0][0], "ZZZZZZZZ"), (unknown, "ZZZZZZZZ"), (number, "YYYYYYYY")]
+    limiter = context_of(gateway.app).tracking_limiter
+    for lookup in failing:
+        alone[lookup] = _comparable(await track(gateway, *lookup))
+        assert alone[lookup][0] == 404
+    await limiter.reset("127.0.0.1")
+    mixed = [*failing[:2], *cases * 4, *failing[2:], *cases * 4]
+    together = await asyncio.gather(*(track(gateway, *lookup) for lookup in mixed))
+    await limiter.reset("127.0.0.1")
+    assert [_comparable(r) for r in together] == [alone[lookup] for lookup in mixed]
+
+
 async def test_the_metric_and_access_line_name_the_route(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     _, acceptance = await gateway.accepted_case()
     number, code = acceptance["tracking_number"], acceptance["query_code"]
@@ -91,14 +123,14 @@ async def test_everything_else_reaches_the_route_read_once(gateway: Gateway, mon
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     door = front_door(gateway)
     reads: list[str] = []
-    original = Database.fetch
+    original = Database.fetch_keyed
 
-    async def counted(self: Database, query: Any, /, **params: Any) -> Any:
-        if query is TIMELINE:
-            reads.append(params["number"])
-        return await original(self, query, **params)
+    async def counted(self: Database, read: Any, key: Any, /) -> Any:
+        if read is TIMELINE:
+            reads.append(key)
+        return await original(self, read, key)
 
-    monkeypatch.setattr(Database, "fetch", counted)
+    monkeypatch.setattr(Database, "fetch_keyed", counted)
     answered, handed_on = door.answered, door.handed_on
     # A wrong code: read once by the front door, answered (and counted) by the route.
     wrong = await track(gateway, number, "ZZZZZZZZ")
@@ -121,12 +153,12 @@ async def test_a_failed_read_is_answered_by_the_route(gateway: Gateway, monkeypa
     number, code = acceptance["tracking_number"], acceptance["query_code"]
     calls = 0
 
-    async def busy(self: Database, query: Any, /, **params: Any) -> Any:
+    async def busy(self: Database, read: Any, key: Any, /) -> Any:
         nonlocal calls
         calls += 1
         raise DatabaseBusy("The database is busy; try again shortly.")
 
-    monkeypatch.setattr(Database, "fetch", busy)
+    monkeypatch.setattr(Database, "fetch_keyed", busy)
     response = await track(gateway, number, code)
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
