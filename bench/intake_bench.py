@@ -242,9 +242,11 @@ async def in_process(
         setattr(service, "lookup", timed_lookup)  # noqa: B010 - instrumenting one instance for the benchmark
         # Count the SQL statements (each one several round trips to aiosqlite's worker thread on SQLite).
         statements: list[str] = []
+        last: list[str] = []
 
         def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
             statements.append(statement.split(None, 1)[0].upper() if statement.strip() else "?")
+            last.append(" ".join(statement.split())[:160])
 
         event.listen(context_of(app).database.engine.sync_engine, "before_cursor_execute", count)
         per_request: list[int] = []
@@ -254,6 +256,7 @@ async def in_process(
                 profiler.enable()
             lookups.clear()
             statements.clear()
+            last.clear()
             start = time.perf_counter()
             status, content = await asgi_request(
                 app, "POST", "/api/v1/applications", headers=headers, body=msgspec.json.encode(body(item, citizen))
@@ -272,6 +275,9 @@ async def in_process(
         mean = sum(per_request) / len(per_request)
         detail = ", ".join(f"{k} {v / len(per_request):.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         print(f"SQL statements per request: {mean:.1f} ({detail})")
+        print("-- the last request's statements, in order --")
+        for line in last:
+            print("   ", line)
     stats = pstats.Stats(profiler, stream=sys.stdout)
     print("\n-- CPU time by function (tottime) --")
     stats.sort_stats("tottime").print_stats(top)
