@@ -196,8 +196,7 @@ class CertificateService:
         if not types:
             return LookupResult(outcomes={}, elapsed_ms=0.0)
         # 1. The store.
-        async with self.db.read() as conn:
-            rows = await self.store.holder_certificates(conn, holder, types)
+        rows = await self.store.held(holder, types)
         fresh: dict[str, StoredCertificate] = {}
         stale: dict[str, StoredCertificate] = {}
         for row in sorted(rows, key=lambda r: (r.issue_date, r.fetched_at)):

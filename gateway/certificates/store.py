@@ -47,7 +47,7 @@ from gateway.certificates.tables import (
     sync_cursors,
 )
 from gateway.privacy import FieldCipher, mask_id_number
-from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
+from gateway.storage import BulkRows, BulkWrite, Database, PreparedRead, new_id, utcnow
 
 #: Verification statuses that come from a verified issuer signature and say the certificate no longer holds.
 WITHDRAWN_STATUSES = frozenset({"revoked", "expired"})
@@ -375,25 +375,18 @@ class CertificateStore:
             return []
         c = certificates.c
         rows = await conn.execute(
-            select(
-                c.id,
-                c.identifier,
-                c.type_key,
-                c.department,
-                c.name,
-                c.number,
-                c.issuer_name,
-                c.issue_date,
-                c.valid_from,
-                c.valid_until,
-                c.status,
-                c.verification_status,
-                c.verification_reason,
-                c.holder_name_enc,
-                c.fetched_at,
-            ).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
+            select(*_HELD_COLUMNS).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
         )
         return [StoredCertificate(**dict(row._mapping)) for row in rows]
+
+    async def held(self, holder: Holder, type_keys: Sequence[str]) -> list[StoredCertificate]:
+        """`holder_certificates` as one prepared read of the newest committed rows (`Database.fetch`: inline on
+        SQLite), outside any transaction: the holder's certificates by the blind index, the types kept here."""
+        if not type_keys:
+            return []
+        wanted = set(type_keys)
+        rows = await self.db.fetch(_HELD, index=holder.index)
+        return [StoredCertificate(**row._asdict()) for row in rows if row.type_key in wanted]
 
     def holder_name(self, row_id: str, token: str) -> str:
         """Decrypt a stored holder name (the caller records the read in the audit log)."""
@@ -431,6 +424,29 @@ class CertificateStore:
             key_id=row.key_id,
             fetched_at=row.fetched_at,
         )
+
+
+_HELD_COLUMNS = (
+    certificates.c.id,
+    certificates.c.identifier,
+    certificates.c.type_key,
+    certificates.c.department,
+    certificates.c.name,
+    certificates.c.number,
+    certificates.c.issuer_name,
+    certificates.c.issue_date,
+    certificates.c.valid_from,
+    certificates.c.valid_until,
+    certificates.c.status,
+    certificates.c.verification_status,
+    certificates.c.verification_reason,
+    certificates.c.holder_name_enc,
+    certificates.c.fetched_at,
+)
+#: One holder's stored certificates (a handful), through the (holder_index, type_key) index.
+_HELD = PreparedRead(
+    select(*_HELD_COLUMNS).where(certificates.c.holder_index == bindparam("index")), name="certificates.held"
+)
 
 
 def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:
