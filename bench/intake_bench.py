@@ -218,7 +218,13 @@ async def over_http(
 
 
 async def in_process(
-    data_dir: Path, control_url: str, token: str, item: Item, people: Sequence[Citizen], top: int
+    data_dir: Path,
+    control_url: str,
+    token: str,
+    item: Item,
+    people: Sequence[Citizen],
+    top: int,
+    profile_out: str = "",
 ) -> list[Sample]:
     """The same requests straight into the ASGI app in this loop (the simulators share it), under cProfile."""
     from gateway.app import create_app
@@ -278,6 +284,8 @@ async def in_process(
         print("-- the last request's statements, in order --")
         for line in last:
             print("   ", line)
+    if profile_out:
+        profiler.dump_stats(profile_out)  # for pstats / snakeviz: callers, callees
     stats = pstats.Stats(profiler, stream=sys.stdout)
     print("\n-- CPU time by function (tottime) --")
     stats.sort_stats("tottime").print_stats(top)
@@ -325,7 +333,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
         )
         measured: dict[str, Any] = {}
         if args.profile:
-            samples = await in_process(data_dir, sims.control_url, tokens["clerk"], item, people, args.top)
+            samples = await in_process(
+                data_dir, sims.control_url, tokens["clerk"], item, people, args.top, args.profile_out
+            )
         else:
             samples = await over_http(
                 data_dir,
@@ -390,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         help="requests in flight per department and process (default: the connector files' own, 4)",
     )
     parser.add_argument("--profile", action="store_true", help="in-process under cProfile instead of over HTTP")
+    parser.add_argument("--profile-out", default="", help="with --profile: also write the cProfile stats to this file")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json", type=Path, help="write the report to this file")
     parser.add_argument(

@@ -18,6 +18,7 @@ import re
 import secrets
 from typing import Any, Final
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -109,16 +110,22 @@ async def next_sequence(conn: AsyncConnection, day: dt.date) -> int:
     One upsert statement: the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises concurrent
     acceptances, and a rolled-back acceptance gives its number back.
     """
-    key = f"{day:%Y%m%d}"
-    table = tracking_sequences
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(table)
-        .values(day=key, n=1)
-        .on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
-    )
-    value = (await conn.execute(stmt.returning(table.c.n))).scalar_one()
+    value = (await conn.execute(_NEXT[conn.dialect.name], {"day": f"{day:%Y%m%d}"})).scalar_one()
     return int(value)
+
+
+def _next_statement(insert: Any) -> Any:
+    table = tracking_sequences
+    return (
+        insert(table)
+        .values(day=bindparam("day"), n=1)
+        .on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
+        .returning(table.c.n)
+    )
+
+
+#: The counter's upsert per dialect, built once (not per acceptance).
+_NEXT = {"postgresql": _next_statement(pg_insert), "sqlite": _next_statement(sqlite_insert)}
 
 
 __all__ = [

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -90,6 +90,10 @@ FILE_GRACE_SECONDS = 300.0
 
 _INSERT_APPLICATION = applications.insert()
 _INSERT_MATERIALS = application_materials.insert()
+#: The acceptance's update of a draft, conditional on the version read (its SET columns come with the parameters).
+_ACCEPT = update(applications).where(
+    applications.c.id == bindparam("row_id"), applications.c.version == bindparam("row_version")
+)
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}\d{7,8}$")
@@ -615,18 +619,19 @@ class IntakeService:
         code = numbers.new_query_code()
         state = clock.start(self.calendar, accepted_on, item.promised_days)
         result = await conn.execute(
-            update(applications)
-            .where(applications.c.id == row.id, applications.c.version == row.version)
-            .values(
-                status="accepted",
-                version=row.version + 1,
-                updated_at=now,
-                accepted_at=now,
-                accepted_on=accepted_on,
-                tracking_number=tracking,
-                query_code_hash=numbers.query_code_hash(self.cipher, tracking, code),
+            _ACCEPT,
+            {
+                "row_id": row.id,
+                "row_version": row.version,
+                "status": "accepted",
+                "version": row.version + 1,
+                "updated_at": now,
+                "accepted_at": now,
+                "accepted_on": accepted_on,
+                "tracking_number": tracking,
+                "query_code_hash": numbers.query_code_hash(self.cipher, tracking, code),
                 **clock_columns(state),
-            )
+            },
         )
         if result.rowcount != 1:
             raise Conflict("The application changed while it was being accepted; reload it and try again.")
