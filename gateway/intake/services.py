@@ -336,18 +336,8 @@ class IntakeService:
         async with self.db.transaction() as conn:
             if pending is not None and self.certificates is not None:
                 await self.certificates.record(conn, pending)
-            await conn.execute(_INSERT_APPLICATION, values)
-            if views:
-                await conn.execute(
-                    _INSERT_MATERIALS, [self._material_values(application_id, i, v, now) for i, v in enumerate(views)]
-                )
-            # Created in this transaction: its history starts here, with the acceptance as the second entry (one
-            # statement for both).
-            step: dict[str, Any] = {"application_id": application_id, "principal": principal, "at": now}
-            history = [status_row(status="draft", from_status=None, position=1, **step)]
-            if body.accept:
-                history.append(status_row(status="accepted", from_status="draft", position=2, **step))
-            await record_statuses(conn, history)
+            # The audit records (written at the commit, in this order): the pulls above, the reuse, the filing, then
+            # the acceptance.
             await reuse.record(conn, reused, holder=holder, application_id=application_id, principal=principal)
             await audit_case(
                 conn,
@@ -364,9 +354,23 @@ class IntakeService:
             )
             acceptance = None
             if body.accept:
-                # The row as just inserted (this transaction holds it: no other writer can have changed it).
+                # Created and accepted at once: the row is inserted accepted, right after the day's tracking number
+                # (whose turn, on PostgreSQL, also orders the writes to the department's case counts).
                 row: Any = SimpleNamespace(**values)
-                acceptance = await self._accept_in(conn, row, item, principal, now, views, history_written=True)
+                acceptance = await self._accept_in(conn, row, item, principal, now, views, inserting=values)
+            else:
+                await conn.execute(_INSERT_APPLICATION, values)
+            if views:
+                await conn.execute(
+                    _INSERT_MATERIALS, [self._material_values(application_id, i, v, now) for i, v in enumerate(views)]
+                )
+            # Created in this transaction: its history starts here, with the acceptance as the second entry (one
+            # statement for both).
+            step: dict[str, Any] = {"application_id": application_id, "principal": principal, "at": now}
+            history = [status_row(status="draft", from_status=None, position=1, **step)]
+            if body.accept:
+                history.append(status_row(status="accepted", from_status="draft", position=2, **step))
+            await record_statuses(conn, history)
             created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
             await self._record(conn, created, {"Location": application_location(application_id)})
         return created
@@ -609,33 +613,32 @@ class IntakeService:
         now: dt.datetime,
         materials: list[MaterialView] | None = None,
         *,
-        history_written: bool = False,
+        inserting: dict[str, Any] | None = None,
     ) -> Acceptance:
-        """Accept ``row`` inside ``conn``'s transaction; ``history_written``: the caller already wrote the
-        acceptance's history entry (a case created and accepted in one transaction)."""
+        """Accept ``row`` inside ``conn``'s transaction. ``inserting``: the draft's column values when the caller
+        creates the case in this transaction — it is then inserted already accepted (one statement, not an insert
+        and an update), and the caller writes both history entries."""
         accepted_on = local_date(now)
         sequence = await numbers.next_sequence(conn, accepted_on)
         tracking = numbers.tracking_number(accepted_on, sequence)
         code = numbers.new_query_code()
         state = clock.start(self.calendar, accepted_on, item.promised_days)
-        result = await conn.execute(
-            _ACCEPT,
-            {
-                "row_id": row.id,
-                "row_version": row.version,
-                "status": "accepted",
-                "version": row.version + 1,
-                "updated_at": now,
-                "accepted_at": now,
-                "accepted_on": accepted_on,
-                "tracking_number": tracking,
-                "query_code_hash": numbers.query_code_hash(self.cipher, tracking, code),
-                **clock_columns(state),
-            },
-        )
-        if result.rowcount != 1:
-            raise Conflict("The application changed while it was being accepted; reload it and try again.")
-        if not history_written:
+        accepted = {
+            "status": "accepted",
+            "version": row.version + 1,
+            "updated_at": now,
+            "accepted_at": now,
+            "accepted_on": accepted_on,
+            "tracking_number": tracking,
+            "query_code_hash": numbers.query_code_hash(self.cipher, tracking, code),
+            **clock_columns(state),
+        }
+        if inserting is not None:
+            await conn.execute(_INSERT_APPLICATION, {**inserting, **accepted})
+        else:
+            result = await conn.execute(_ACCEPT, {"row_id": row.id, "row_version": row.version, **accepted})
+            if result.rowcount != 1:
+                raise Conflict("The application changed while it was being accepted; reload it and try again.")
             await record_status(
                 conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
             )
