@@ -115,7 +115,8 @@ async def append(
 
     Inside a `Database.transaction` the record is checked now and written just before the transaction commits,
     with the transaction's other records, in the order they were appended (`gateway.storage.commit`); so it is
-    not yet in ``audit_records`` while the transaction runs. On any other connection it is written at once.
+    not yet in ``audit_records`` while the transaction runs. On any other connection it is written at once. (A
+    savepoint that rolls back does not take back a record appended inside it: append after the savepoint.)
     """
     values = {"actor": actor, "action": action, "object_type": object_type, "object_id": object_id}
     for name, value in (*values.items(), ("purpose", purpose), ("role", role)):
