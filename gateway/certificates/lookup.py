@@ -196,7 +196,10 @@ class CertificateService:
         if not types:
             return LookupResult(outcomes={}, elapsed_ms=0.0)
         # 1. The store.
-        rows = await self.store.held(holder, types)
+        # Through the pool on purpose (not `Database.fetch`): with every connection taken, a filing is refused here,
+        # in the pool's wait, before it pulls; past this point it would queue for the writer (tests/drills).
+        async with self.db.read() as conn:
+            rows = await self.store.holder_certificates(conn, holder, types)
         fresh: dict[str, StoredCertificate] = {}
         stale: dict[str, StoredCertificate] = {}
         for row in sorted(rows, key=lambda r: (r.issue_date, r.fetched_at)):

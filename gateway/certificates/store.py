@@ -47,7 +47,7 @@ from gateway.certificates.tables import (
     sync_cursors,
 )
 from gateway.privacy import FieldCipher, mask_id_number
-from gateway.storage import BulkRows, BulkWrite, Database, PreparedRead, new_id, utcnow
+from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
 
 #: Verification statuses that come from a verified issuer signature and say the certificate no longer holds.
 WITHDRAWN_STATUSES = frozenset({"revoked", "expired"})
@@ -379,15 +379,6 @@ class CertificateStore:
         )
         return [StoredCertificate(**dict(row._mapping)) for row in rows]
 
-    async def held(self, holder: Holder, type_keys: Sequence[str]) -> list[StoredCertificate]:
-        """`holder_certificates` as one prepared read of the newest committed rows (`Database.fetch`: inline on
-        SQLite), outside any transaction: the holder's certificates by the blind index, the types kept here."""
-        if not type_keys:
-            return []
-        wanted = set(type_keys)
-        rows = await self.db.fetch(_HELD, index=holder.index)
-        return [StoredCertificate(**row._asdict()) for row in rows if row.type_key in wanted]
-
     def holder_name(self, row_id: str, token: str) -> str:
         """Decrypt a stored holder name (the caller records the read in the audit log)."""
         return self.cipher.decrypt(token, table=_TABLE, column="holder_name_enc", row_id=row_id)
@@ -442,10 +433,6 @@ _HELD_COLUMNS = (
     certificates.c.verification_reason,
     certificates.c.holder_name_enc,
     certificates.c.fetched_at,
-)
-#: One holder's stored certificates (a handful), through the (holder_index, type_key) index.
-_HELD = PreparedRead(
-    select(*_HELD_COLUMNS).where(certificates.c.holder_index == bindparam("index")), name="certificates.held"
 )
 
 
