@@ -231,7 +231,13 @@ async def over_http(
 
 
 async def in_process(
-    data_dir: Path, control_url: str, token: str, item: Item, people: Sequence[Citizen], top: int
+    data_dir: Path,
+    control_url: str,
+    token: str,
+    item: Item,
+    people: Sequence[Citizen],
+    top: int,
+    profile_out: str = "",
 ) -> list[Sample]:
     """The same requests straight into the ASGI app in this loop (the simulators share it), under cProfile."""
     from gateway.app import create_app
@@ -255,9 +261,11 @@ async def in_process(
         setattr(service, "lookup", timed_lookup)  # noqa: B010 - instrumenting one instance for the benchmark
         # Count the SQL statements (each one several round trips to aiosqlite's worker thread on SQLite).
         statements: list[str] = []
+        last: list[str] = []
 
         def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
             statements.append(statement.split(None, 1)[0].upper() if statement.strip() else "?")
+            last.append(" ".join(statement.split())[:160])
 
         event.listen(context_of(app).database.engine.sync_engine, "before_cursor_execute", count)
         per_request: list[int] = []
@@ -267,6 +275,7 @@ async def in_process(
                 profiler.enable()
             lookups.clear()
             statements.clear()
+            last.clear()
             start = time.perf_counter()
             status, content = await asgi_request(
                 app, "POST", "/api/v1/applications", headers=headers, body=msgspec.json.encode(body(item, citizen))
@@ -285,6 +294,11 @@ async def in_process(
         mean = sum(per_request) / len(per_request)
         detail = ", ".join(f"{k} {v / len(per_request):.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         print(f"SQL statements per request: {mean:.1f} ({detail})")
+        print("-- the last request's statements, in order --")
+        for line in last:
+            print("   ", line)
+    if profile_out:
+        profiler.dump_stats(profile_out)  # for pstats / snakeviz: callers, callees
     stats = pstats.Stats(profiler, stream=sys.stdout)
     print("\n-- CPU time by function (tottime) --")
     stats.sort_stats("tottime").print_stats(top)
@@ -332,7 +346,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> Report:
         )
         measured: dict[str, Any] = {}
         if args.profile:
-            samples = await in_process(data_dir, sims.control_url, tokens["clerk"], item, people, args.top)
+            samples = await in_process(
+                data_dir, sims.control_url, tokens["clerk"], item, people, args.top, args.profile_out
+            )
         else:
             samples = await over_http(
                 data_dir,
@@ -407,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         help="requests in flight per department and process (default: the connector files' own, 4)",
     )
     parser.add_argument("--profile", action="store_true", help="in-process under cProfile instead of over HTTP")
+    parser.add_argument("--profile-out", default="", help="with --profile: also write the cProfile stats to this file")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json", type=Path, help="write the report to this file")
     parser.add_argument(

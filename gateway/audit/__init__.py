@@ -3,7 +3,7 @@
 Public API::
 
     from gateway import audit
-    record = await audit.append(conn, actor=principal.actor, role=principal.role, action="status.changed",
+    await audit.append(conn, actor=principal.actor, role=principal.role, action="status.changed",
                                 object_type="application", object_id=app_id, purpose=..., detail={...})
     cp = await audit.checkpoint(db, signer)            # sign the head (the app does this periodically)
     result = await audit.verify(db, signer.public_key) # result.ok, result.summary()

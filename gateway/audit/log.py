@@ -1,10 +1,12 @@
 """Append, checkpoint and verify the audit log.
 
 `append` runs inside the caller's write transaction, so the audit record commits or rolls back together with
-the change it describes. Appends are serialised so the chain stays one line: PostgreSQL takes a transaction-scoped
-advisory lock before reading the chain head; SQLite's ``BEGIN IMMEDIATE`` (`Database.transaction`) already
-holds the only write lock. The lock is held until the caller commits, so append the audit record last and keep
-the transaction short.
+the change it describes. In a `Database.transaction` the records wait until the transaction's block has ended
+and are then chained and inserted in one statement, just before the commit (`gateway.storage.commit`), in the
+order they were appended. Writes are serialised so the chain stays one line: PostgreSQL takes a
+transaction-scoped advisory lock before reading the chain head; SQLite's ``BEGIN IMMEDIATE``
+(`Database.transaction`) already holds the only write lock. The lock is held until the commit — since the
+records are written last, only for that one statement and the commit.
 
 `verify` recomputes the whole chain and checks every checkpoint; it names the first record that is not what
 was written: edited (hash mismatch), deleted (a gap in seq), inserted or reordered (previous-hash mismatch),
@@ -17,6 +19,7 @@ outside the database: ``verify(..., witness=...)`` (`gateway.audit.witness`).
 from __future__ import annotations
 
 import binascii
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.chain import GENESIS_HASH, canonical_checkpoint, normalize_detail, record_hash
 from gateway.audit.keys import AuditKeyring, AuditSigner
 from gateway.audit.tables import audit_checkpoints, audit_records
+from gateway.storage.commit import before_commit
 from gateway.storage.database import Database
 from gateway.storage.metadata import new_id, utcnow
 
@@ -102,12 +106,17 @@ async def append(
     detail: dict[str, Any] | None = None,
     role: str | None = None,
     at: datetime | None = None,
-) -> AuditRecord:
-    """Append one record to the chain within ``conn``'s (write) transaction and return it.
+) -> None:
+    """Append one record to the chain within ``conn``'s (write) transaction.
 
     ``actor`` is ``token:<id>``, ``system`` or ``cli:<user>``; ``action`` a dotted verb such as
     ``application.created``, ``status.changed``, ``personal_data.read``, ``certificate.pulled``; ``purpose`` the
     reason (e.g. ``application:<id>``). ``detail`` is a small JSON object and never holds plaintext personal data.
+
+    Inside a `Database.transaction` the record is checked now and written just before the transaction commits,
+    with the transaction's other records, in the order they were appended (`gateway.storage.commit`); so it is
+    not yet in ``audit_records`` while the transaction runs. On any other connection it is written at once. (A
+    savepoint that rolls back does not take back a record appended inside it: append after the savepoint.)
     """
     values = {"actor": actor, "action": action, "object_type": object_type, "object_id": object_id}
     for name, value in (*values.items(), ("purpose", purpose), ("role", role)):
@@ -115,33 +124,54 @@ async def append(
             continue
         if not isinstance(value, str) or not value or len(value) > _FIELD_LIMITS[name]:
             raise ValueError(f"audit {name} must be a non-empty string of at most {_FIELD_LIMITS[name]} characters")
-    body = normalize_detail(detail)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-    head = (
-        await conn.execute(
-            select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc()).limit(1)
-        )
-    ).first()
-    seq = 1 if head is None else int(head.seq) + 1
-    prev_hash = GENESIS_HASH if head is None else str(head.hash)
-    when = at or utcnow()  # datetime holds microseconds, exactly what both databases keep
-    fields: dict[str, Any] = {
-        "seq": seq,
+    entry: dict[str, Any] = {
         "id": new_id(),
-        "at": when,
+        "at": at or utcnow(),  # datetime holds microseconds, exactly what both databases keep
         "actor": actor,
         "role": role,
         "action": action,
         "object_type": object_type,
         "object_id": object_id,
         "purpose": purpose,
-        "detail": body,
-        "prev_hash": prev_hash,
+        "detail": normalize_detail(detail),
     }
-    digest = record_hash(**fields)
-    await conn.execute(insert(audit_records).values(**fields, hash=digest))
-    return AuditRecord(**fields, hash=digest)
+    stage = before_commit(conn)
+    if stage is None:
+        await _write(conn, [entry])
+        return
+    batch: list[dict[str, Any]] | None = stage.state.get(_BATCH)
+    if batch is None:
+        batch = stage.state[_BATCH] = []
+        stage.add(_BATCH, functools.partial(_write, entries=batch))
+    batch.append(entry)
+
+
+#: The key of a transaction's waiting records in its commit stage.
+_BATCH = object()
+_HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc()).limit(1)
+_INSERT = insert(audit_records)
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+async def _write(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
+    """Chain ``entries`` (in order) onto the head and insert them in one statement. PostgreSQL takes the chain's
+    advisory lock first and holds it until the commit, so concurrent transactions chain one after the other and
+    each one's seqs become visible together, after every lower seq; SQLite's single writer does the same."""
+    if not entries:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
+    head = (await conn.execute(_HEAD)).first()
+    seq = 0 if head is None else int(head.seq)
+    prev_hash = GENESIS_HASH if head is None else str(head.hash)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq += 1
+        fields = {"seq": seq, **entry, "prev_hash": prev_hash}
+        prev_hash = record_hash(**fields)
+        fields["hash"] = prev_hash
+        rows.append(fields)
+    await conn.execute(_INSERT, rows)
 
 
 async def history(conn: AsyncConnection, *, object_type: str, object_id: str, limit: int = 200) -> list[AuditRecord]:

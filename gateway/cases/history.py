@@ -7,6 +7,8 @@ Shared by intake (draft, accepted) and the transitions endpoint, so every status
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from sqlalchemy import func, insert, select
@@ -68,7 +70,8 @@ async def record_status(
     """Append the status reached to the application's history (inside the caller's transaction).
 
     ``position`` is the entry's place when the caller knows it (an application created in this very transaction:
-    1, then 2); otherwise it is read: one past the last entry's."""
+    1, then 2 — `record_statuses` writes such entries in one statement); otherwise it is read: one past the last
+    entry's."""
     if position is None:
         position = (
             await conn.execute(
@@ -77,29 +80,57 @@ async def record_status(
                 )
             )
         ).scalar_one() + 1
-    scope = actor_scope(principal)
-    cleaned = clean_note(note)
-    await conn.execute(
-        insert(application_history).values(
-            id=new_id(),
-            application_id=application_id,
-            position=position,
-            status=status,
-            from_status=from_status,
-            at=at,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            actor_scope=scope,
-            note=cleaned,
-        )
+    row = status_row(
+        application_id=application_id,
+        status=status,
+        from_status=from_status,
+        principal=principal,
+        at=at,
+        note=note,
+        position=position,
     )
+    await conn.execute(_INSERT, row)
     return HistoryEntry(
         status=status,
         at=at,
-        by=actor_label(principal.role.value, scope, principal.actor),
-        note=cleaned,
+        by=actor_label(principal.role.value, row["actor_scope"], principal.actor),
+        note=row["note"],
         from_status=from_status,
     )
+
+
+def status_row(
+    *,
+    application_id: str,
+    status: Status,
+    from_status: Status | None,
+    principal: Principal,
+    at: dt.datetime,
+    position: int,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The history row of one status reached (`record_status`, `record_statuses`)."""
+    return {
+        "id": new_id(),
+        "application_id": application_id,
+        "position": position,
+        "status": status,
+        "from_status": from_status,
+        "at": at,
+        "actor": principal.actor,
+        "actor_role": principal.role.value,
+        "actor_scope": actor_scope(principal),
+        "note": clean_note(note),
+    }
+
+
+async def record_statuses(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write several `status_row`s with known positions in one statement (a case created and accepted at once)."""
+    if rows:
+        await conn.execute(_INSERT, list(rows))
+
+
+_INSERT = insert(application_history)
 
 
 async def load_history(conn: AsyncConnection, application_id: str) -> list[HistoryEntry]:
@@ -120,4 +151,13 @@ async def load_history(conn: AsyncConnection, application_id: str) -> list[Histo
     ]
 
 
-__all__ = ["NOTE_MAX_CHARS", "HistoryEntry", "actor_label", "clean_note", "load_history", "record_status"]
+__all__ = [
+    "NOTE_MAX_CHARS",
+    "HistoryEntry",
+    "actor_label",
+    "clean_note",
+    "load_history",
+    "record_status",
+    "record_statuses",
+    "status_row",
+]

@@ -16,9 +16,9 @@ import datetime as dt
 import hmac
 import re
 import secrets
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Integer, String, bindparam, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -107,18 +107,38 @@ async def next_sequence(conn: AsyncConnection, day: dt.date) -> int:
     """The next tracking-number sequence for ``day``, allocated in the caller's transaction.
 
     One upsert statement: the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises concurrent
-    acceptances, and a rolled-back acceptance gives its number back.
+    acceptances, and a rolled-back acceptance gives its number back. On PostgreSQL the same statement first takes a
+    transaction-scoped advisory lock for the day: acceptances then wait in a queue, first come first served —
+    waiting on the row alone, every waiter wakes at each commit and a newcomer may win again and again, which gave
+    a few intakes waits of seconds under load (bench/RESULTS.md).
     """
     key = f"{day:%Y%m%d}"
-    table = tracking_sequences
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(table)
-        .values(day=key, n=1)
-        .on_conflict_do_update(index_elements=[table.c.day], set_={"n": table.c.n + 1})
-    )
-    value = (await conn.execute(stmt.returning(table.c.n))).scalar_one()
+    if conn.dialect.name == "postgresql":
+        params = {"day": key, "space": SEQUENCE_LOCK_SPACE, "turn": int(key)}
+        value = (await conn.execute(_NEXT_IN_TURN, params)).scalar_one()
+    else:
+        value = (await conn.execute(_NEXT_SQLITE, {"day": key})).scalar_one()
     return int(value)
+
+
+#: PostgreSQL advisory lock space of the daily counters (``pg_advisory_xact_lock(space, yyyymmdd)``).
+SEQUENCE_LOCK_SPACE: Final = 0x6F77_7471  # "owtq"
+
+_table = tracking_sequences
+#: The counter's upsert, built once (not per acceptance).
+_NEXT_SQLITE = (
+    sqlite_insert(_table)
+    .values(day=bindparam("day"), n=1)
+    .on_conflict_do_update(index_elements=[_table.c.day], set_={"n": _table.c.n + 1})
+    .returning(_table.c.n)
+)
+#: PostgreSQL: the day's advisory lock, then the upsert, in one statement (the row to insert comes from the lock's
+#: row, so the lock is held before the conflict is checked; ON CONFLICT DO UPDATE always updates the newest version).
+_NEXT_IN_TURN = text(
+    "WITH turn AS (SELECT pg_advisory_xact_lock(:space, :turn)) "
+    "INSERT INTO tracking_sequences (day, n) SELECT :day, 1 FROM turn "
+    "ON CONFLICT (day) DO UPDATE SET n = tracking_sequences.n + 1 RETURNING n"
+).bindparams(bindparam("day", type_=String()), bindparam("space", type_=Integer()), bindparam("turn", type_=Integer()))
 
 
 __all__ = [
@@ -127,6 +147,7 @@ __all__ = [
     "QUERY_CODE_ALPHABET",
     "QUERY_CODE_LENGTH",
     "QUERY_CODE_PATTERN",
+    "SEQUENCE_LOCK_SPACE",
     "TRACKING_NUMBER_LENGTH",
     "TRACKING_NUMBER_PATTERN",
     "SequenceExhausted",

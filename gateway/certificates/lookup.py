@@ -196,6 +196,8 @@ class CertificateService:
         if not types:
             return LookupResult(outcomes={}, elapsed_ms=0.0)
         # 1. The store.
+        # Through the pool on purpose (not `Database.fetch`): with every connection taken, a filing is refused here,
+        # in the pool's wait, before it pulls; past this point it would queue for the writer (tests/drills).
         async with self.db.read() as conn:
             rows = await self.store.holder_certificates(conn, holder, types)
         fresh: dict[str, StoredCertificate] = {}

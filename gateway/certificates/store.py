@@ -375,23 +375,7 @@ class CertificateStore:
             return []
         c = certificates.c
         rows = await conn.execute(
-            select(
-                c.id,
-                c.identifier,
-                c.type_key,
-                c.department,
-                c.name,
-                c.number,
-                c.issuer_name,
-                c.issue_date,
-                c.valid_from,
-                c.valid_until,
-                c.status,
-                c.verification_status,
-                c.verification_reason,
-                c.holder_name_enc,
-                c.fetched_at,
-            ).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
+            select(*_HELD_COLUMNS).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
         )
         return [StoredCertificate(**dict(row._mapping)) for row in rows]
 
@@ -431,6 +415,25 @@ class CertificateStore:
             key_id=row.key_id,
             fetched_at=row.fetched_at,
         )
+
+
+_HELD_COLUMNS = (
+    certificates.c.id,
+    certificates.c.identifier,
+    certificates.c.type_key,
+    certificates.c.department,
+    certificates.c.name,
+    certificates.c.number,
+    certificates.c.issuer_name,
+    certificates.c.issue_date,
+    certificates.c.valid_from,
+    certificates.c.valid_until,
+    certificates.c.status,
+    certificates.c.verification_status,
+    certificates.c.verification_reason,
+    certificates.c.holder_name_enc,
+    certificates.c.fetched_at,
+)
 
 
 def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:

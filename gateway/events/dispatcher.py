@@ -65,6 +65,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.faults import database_unavailable
 from gateway.storage.metadata import new_id, utcnow
+from gateway.storage.prepared import PreparedRead
 
 log = logging.getLogger("onewindow.events")
 
@@ -72,6 +73,20 @@ log = logging.getLogger("onewindow.events")
 FANOUT_LOCK_KEY = 0x6F77_6576  # "owev"
 #: Delivery states that still have to be sent.
 OPEN_STATES = ("pending", "failed")
+
+#: Whether a round has anything to do: an event not yet fanned out, a delivery due (its lease, if any, run out).
+_pending_work: Any = select(
+    exists().where(outbox_events.c.dispatched_at.is_(None)).label("events"),
+    exists()
+    .where(
+        or_(*(webhook_deliveries.c.state == state for state in OPEN_STATES)),
+        webhook_deliveries.c.next_attempt_at <= bindparam("now"),
+        or_(webhook_deliveries.c.lease_until.is_(None), webhook_deliveries.c.lease_until < bindparam("now")),
+    )
+    .label("due"),
+)
+_PENDING_WORK = PreparedRead(_pending_work, name="events.pending_work")
+
 DELIVERY_STATES = ("pending", "failed", "succeeded", "dead")
 #: Events fanned out per round, deliveries claimed per round, and sent at once to one endpoint.
 FANOUT_BATCH = 1000
@@ -212,25 +227,10 @@ class Dispatcher:
     # -- 1. fan out ------------------------------------------------------------------------------------------
 
     async def _pending_work(self) -> tuple[bool, bool]:
-        """(events waiting for fan-out, deliveries due) — read first, so an idle round writes nothing."""
-        now = self.now()
-        d = webhook_deliveries.c
-        async with self.db.read() as conn:
-            events = (
-                await conn.execute(select(outbox_events.c.seq).where(outbox_events.c.dispatched_at.is_(None)).limit(1))
-            ).first()
-            due = (
-                await conn.execute(
-                    select(d.id)
-                    .where(
-                        d.state.in_(OPEN_STATES),
-                        d.next_attempt_at <= now,
-                        or_(d.lease_until.is_(None), d.lease_until < now),
-                    )
-                    .limit(1)
-                )
-            ).first()
-        return events is not None, due is not None
+        """(events waiting for fan-out, deliveries due) — read first, so an idle round writes nothing. One prepared
+        read (`Database.fetch`: on SQLite inline, no worker thread), as every idle lane and poll runs it."""
+        row = await self.db.fetch_one(_PENDING_WORK, now=self.now())
+        return (False, False) if row is None else (bool(row.events), bool(row.due))
 
     async def fan_out(self, limit: int = FANOUT_BATCH) -> int:
         """Deliveries for the events not yet dispatched; returns how many events were dispatched."""

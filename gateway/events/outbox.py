@@ -124,19 +124,23 @@ async def emit(
         raise RuntimeError("emit runs inside Database.transaction(): the event commits with its change")
     event_id = new_id()
     await conn.execute(
-        outbox_events.insert().values(
-            id=event_id,
-            type=type,
-            application_id=case.id,
-            item_code=case.item_code,
-            department=case.department,
-            filing_unit=case.filing_unit,
-            handling_unit=case.handling_unit,
-            data=event_data(case, data),
-            created_at=at or utcnow(),
-        )
+        _INSERT,
+        {
+            "id": event_id,
+            "type": type,
+            "application_id": case.id,
+            "item_code": case.item_code,
+            "department": case.department,
+            "filing_unit": case.filing_unit,
+            "handling_unit": case.handling_unit,
+            "data": event_data(case, data),
+            "created_at": at or utcnow(),
+        },
     )
     return event_id
+
+
+_INSERT = outbox_events.insert()
 
 
 async def emit_status_change(

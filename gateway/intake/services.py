@@ -25,10 +25,11 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,7 +41,7 @@ from gateway import audit
 from gateway.cases import clock, numbers
 from gateway.cases.access import audit_case, check_if_match, load_application, load_material
 from gateway.cases.clock import clock_columns
-from gateway.cases.history import record_status
+from gateway.cases.history import record_status, record_statuses, status_row
 from gateway.cases.machine import allowed_targets
 from gateway.cases.tables import application_history, application_materials, applications
 from gateway.cases.views import (
@@ -86,6 +87,13 @@ UPLOAD_STATUSES = ("draft", "correction_required")
 #: An unreferenced upload younger than this is spared by the orphan sweep (an upload writes its file before it
 #: commits the reference).
 FILE_GRACE_SECONDS = 300.0
+
+_INSERT_APPLICATION = applications.insert()
+_INSERT_MATERIALS = application_materials.insert()
+#: The acceptance's update of a draft, conditional on the version read (its SET columns come with the parameters).
+_ACCEPT = update(applications).where(
+    applications.c.id == bindparam("row_id"), applications.c.version == bindparam("row_version")
+)
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}\d{7,8}$")
@@ -328,22 +336,8 @@ class IntakeService:
         async with self.db.transaction() as conn:
             if pending is not None and self.certificates is not None:
                 await self.certificates.record(conn, pending)
-            await conn.execute(applications.insert().values(**values))
-            if views:
-                await conn.execute(
-                    application_materials.insert(),
-                    [self._material_values(application_id, i, v, now) for i, v in enumerate(views)],
-                )
-            # Created in this transaction: its history starts here (the acceptance below is the second entry).
-            await record_status(
-                conn,
-                application_id=application_id,
-                status="draft",
-                from_status=None,
-                principal=principal,
-                at=now,
-                position=1,
-            )
+            # The audit records (written at the commit, in this order): the pulls above, the reuse, the filing, then
+            # the acceptance.
             await reuse.record(conn, reused, holder=holder, application_id=application_id, principal=principal)
             await audit_case(
                 conn,
@@ -360,8 +354,23 @@ class IntakeService:
             )
             acceptance = None
             if body.accept:
-                row = await load_application(conn, application_id, principal, for_update=True)
-                acceptance = await self._accept_in(conn, row, item, principal, now, views, history_position=2)
+                # Created and accepted at once: the row is inserted accepted, right after the day's tracking number
+                # (whose turn, on PostgreSQL, also orders the writes to the department's case counts).
+                row: Any = SimpleNamespace(**values)
+                acceptance = await self._accept_in(conn, row, item, principal, now, views, inserting=values)
+            else:
+                await conn.execute(_INSERT_APPLICATION, values)
+            if views:
+                await conn.execute(
+                    _INSERT_MATERIALS, [self._material_values(application_id, i, v, now) for i, v in enumerate(views)]
+                )
+            # Created in this transaction: its history starts here, with the acceptance as the second entry (one
+            # statement for both).
+            step: dict[str, Any] = {"application_id": application_id, "principal": principal, "at": now}
+            history = [status_row(status="draft", from_status=None, position=1, **step)]
+            if body.accept:
+                history.append(status_row(status="accepted", from_status="draft", position=2, **step))
+            await record_statuses(conn, history)
             created = self._created(application_id, item, views, window, handling_unit, applicant, acceptance, now)
             await self._record(conn, created, {"Location": application_location(application_id)})
         return created
@@ -604,40 +613,35 @@ class IntakeService:
         now: dt.datetime,
         materials: list[MaterialView] | None = None,
         *,
-        history_position: int | None = None,
+        inserting: dict[str, Any] | None = None,
     ) -> Acceptance:
-        """Accept ``row`` inside ``conn``'s transaction; ``history_position``: the acceptance's place in the
-        history when the caller knows it (read otherwise)."""
+        """Accept ``row`` inside ``conn``'s transaction. ``inserting``: the draft's column values when the caller
+        creates the case in this transaction — it is then inserted already accepted (one statement, not an insert
+        and an update), and the caller writes both history entries."""
         accepted_on = local_date(now)
         sequence = await numbers.next_sequence(conn, accepted_on)
         tracking = numbers.tracking_number(accepted_on, sequence)
         code = numbers.new_query_code()
         state = clock.start(self.calendar, accepted_on, item.promised_days)
-        result = await conn.execute(
-            update(applications)
-            .where(applications.c.id == row.id, applications.c.version == row.version)
-            .values(
-                status="accepted",
-                version=row.version + 1,
-                updated_at=now,
-                accepted_at=now,
-                accepted_on=accepted_on,
-                tracking_number=tracking,
-                query_code_hash=numbers.query_code_hash(self.cipher, tracking, code),
-                **clock_columns(state),
+        accepted = {
+            "status": "accepted",
+            "version": row.version + 1,
+            "updated_at": now,
+            "accepted_at": now,
+            "accepted_on": accepted_on,
+            "tracking_number": tracking,
+            "query_code_hash": numbers.query_code_hash(self.cipher, tracking, code),
+            **clock_columns(state),
+        }
+        if inserting is not None:
+            await conn.execute(_INSERT_APPLICATION, {**inserting, **accepted})
+        else:
+            result = await conn.execute(_ACCEPT, {"row_id": row.id, "row_version": row.version, **accepted})
+            if result.rowcount != 1:
+                raise Conflict("The application changed while it was being accepted; reload it and try again.")
+            await record_status(
+                conn, application_id=row.id, status="accepted", from_status="draft", principal=principal, at=now
             )
-        )
-        if result.rowcount != 1:
-            raise Conflict("The application changed while it was being accepted; reload it and try again.")
-        await record_status(
-            conn,
-            application_id=row.id,
-            status="accepted",
-            from_status="draft",
-            principal=principal,
-            at=now,
-            position=history_position,
-        )
         await outbox.emit(
             conn,
             types.APPLICATION_ACCEPTED,

@@ -15,13 +15,14 @@ Public API::
     UPSERT = BulkWrite(insert(t).on_conflict_do_update(...))                    # built once
     async with db.transaction() as conn:
         await db.execute_many(conn, UPSERT, rows)  # many rows, the driver's executemany, in the transaction
+    stage = before_commit(conn)                    # steps run after the block, before COMMIT (the audit batch)
 
 Rules: keep write transactions short and free of network calls (on SQLite every writer waits for the current
-one); never open a transaction inside another in the same task; append the audit record last. Domains use these
-calls only: no database driver (``sqlite3``, aiosqlite, asyncpg) and no SQLAlchemy dialect internals outside this
-package. A change that depends on what the transaction read is locked (`locked`) or conditional (``UPDATE …
-WHERE status = …``, its row count checked): PostgreSQL runs writers side by side, and a check on an unlocked read
-lets every one through.
+one); never open a transaction inside another in the same task (the audit records are written at its end, just
+before the commit: `before_commit`). Domains use these calls only: no database driver (``sqlite3``, aiosqlite,
+asyncpg) and no SQLAlchemy dialect internals outside this package. A change that depends on what the transaction
+read is locked (`locked`) or conditional (``UPDATE … WHERE status = …``, its row count checked): PostgreSQL runs
+writers side by side, and a check on an unlocked read lets every one through.
 
 Adding a domain's tables
 ------------------------
@@ -43,6 +44,7 @@ Adding a domain's tables
 from __future__ import annotations
 
 from gateway.storage.bulk import BulkRows, BulkWrite
+from gateway.storage.commit import CommitStage, before_commit
 from gateway.storage.database import Database, DatabaseBusy, locked
 from gateway.storage.metadata import ID_LENGTH, NAMING_CONVENTION, IdType, UTCDateTime, metadata, new_id, utcnow
 from gateway.storage.prepared import KeyedRead, PreparedRead, ReadRow
@@ -52,6 +54,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "BulkRows",
     "BulkWrite",
+    "CommitStage",
     "Database",
     "DatabaseBusy",
     "IdType",
@@ -59,6 +62,7 @@ __all__ = [
     "PreparedRead",
     "ReadRow",
     "UTCDateTime",
+    "before_commit",
     "locked",
     "metadata",
     "new_id",

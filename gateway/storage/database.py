@@ -69,6 +69,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from gateway.problems import ServiceUnavailable
 from gateway.settings import Settings
 from gateway.storage.bulk import BulkRows, BulkWrite
+from gateway.storage.commit import close_stage, open_stage
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.pgread import PostgresReader
@@ -204,14 +205,20 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: commits when the block ends, rolls back when it raises.
 
-        Keep the block short and free of network calls: on SQLite every other writer waits for it.
+        Keep the block short and free of network calls: on SQLite every other writer waits for it. The steps
+        registered with `gateway.storage.commit.before_commit` run after the block, before ``COMMIT``.
         Raises `DatabaseBusy` (503) when the turn does not come within the wait limit.
         """
         async with self._writer_turn(), self.engine.connect() as conn:
             if self._write_lock is not None:
                 await conn.execution_options(**{_WRITE_OPTION: True})
             async with conn.begin():
-                yield conn
+                stage = open_stage(conn)
+                try:
+                    yield conn
+                    await stage.run(conn)  # e.g. the transaction's audit records, in one batch (before_commit)
+                finally:
+                    close_stage(conn)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -304,3 +304,64 @@ async def test_forged_checkpoint_signature_is_found(database: Database, signer: 
         await conn.execute(update(audit_checkpoints).values(signature="00" * 64))
     result = await audit.verify(database, signer.public_key)
     assert not result.ok and result.broken_seq == 3 and "invalid signature" in (result.reason or "")
+
+
+async def test_a_transactions_records_are_written_together_at_commit_in_order(
+    database: Database, signer: AuditSigner
+) -> None:
+    await _append(database, 1)
+    async with database.transaction() as conn:
+        for i in range(3):
+            await audit.append(conn, actor="system", action="batch.step", object_type="t", object_id=str(i))
+        # Not in the table while the transaction runs: they are chained and inserted just before the commit.
+        assert (await audit.head(conn))[0] == 1
+    async with database.read() as conn:
+        rows = await audit.records(conn)
+    assert [(r.seq, r.object_id) for r in rows[1:]] == [(2, "0"), (3, "1"), (4, "2")]
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
+    assert (await audit.verify(database, signer.public_key)).ok
+
+
+async def test_a_transaction_that_fails_after_its_appends_writes_none_of_them(
+    database: Database, signer: AuditSigner
+) -> None:
+    await _append(database, 1)
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as conn:
+            await audit.append(conn, actor="system", action="a.b", object_type="t", object_id="1")
+            await audit.append(conn, actor="system", action="a.b", object_type="t", object_id="2")
+            raise RuntimeError("the change failed after its records were appended")
+    # A record refused at the batch's write (a constraint) rolls back the change it belongs to as well.
+    async with database.transaction() as conn:
+        await conn.execute(text("CREATE TABLE audit_probe (id INTEGER)"))
+    with pytest.raises(DBAPIError):
+        async with database.transaction() as conn:
+            await conn.execute(text("INSERT INTO audit_probe (id) VALUES (1)"))
+            await audit.append(conn, actor="system", action="a.b", object_type="t", object_id="3", detail={"x": 1})
+            await conn.execute(text("DROP TABLE audit_records"))  # the batch cannot be written now
+    async with database.read() as conn:
+        assert [r.seq for r in await audit.records(conn)] == [1]
+        assert (await conn.execute(text("SELECT count(*) FROM audit_probe"))).scalar_one() == 0
+    assert (await audit.verify(database, signer.public_key)).ok
+
+
+async def test_concurrent_transactions_of_several_records_chain_each_transaction_together(
+    database: Database, signer: AuditSigner
+) -> None:
+    async def one(i: int) -> None:
+        async with database.transaction() as conn:
+            for step in range(3):
+                await asyncio.sleep(0)  # let the other transactions interleave between the appends
+                await audit.append(conn, actor="system", action="p.x", object_type=f"tx{i}", object_id=str(step))
+
+    await asyncio.gather(*(one(i) for i in range(20)))
+    result = await audit.verify(database, signer.public_key)
+    assert result.ok, result.summary()
+    assert result.records == 60
+    async with database.read() as conn:
+        rows = await audit.records(conn, limit=100)
+    # Each transaction's three records sit together in the chain, in the order they were appended.
+    for first in range(0, 60, 3):
+        batch = rows[first : first + 3]
+        assert len({r.object_type for r in batch}) == 1
+        assert [r.object_id for r in batch] == ["0", "1", "2"]

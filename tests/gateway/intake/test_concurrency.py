@@ -11,11 +11,13 @@ from collections import Counter
 
 from sqlalchemy import select
 
+from gateway import audit
+from gateway.audit.tables import audit_records
 from gateway.cases.tables import applications, tracking_sequences
 from gateway.context import context_of
 from gateway.intake.services import IntakeService
 from gateway.storage import Database
-from tests.gateway.intake.fixtures import PDF, Gateway, stored_files
+from tests.gateway.intake.fixtures import ONE_CERT_ITEM, PDF, Gateway, stored_files
 
 CONCURRENT = 20
 
@@ -172,3 +174,29 @@ async def test_a_draft_accepted_while_being_purged_is_either_accepted_or_purged(
     # What is left on disk is what the accepted cases reference (they share one scan).
     expected = {hashlib.sha256(PDF).hexdigest()} if left else set()
     assert stored_files(gateway.settings.data_dir / "uploads") == expected
+
+
+async def test_concurrent_filings_accepted_at_once_keep_the_audit_chain_whole(gateway: Gateway) -> None:
+    """Create + accept in one call, many at once: each case gets its own number (gap-free), its audit records are
+    written together at its commit (filed, then accepted, next to each other), and the chain verifies."""
+    citizen = gateway.citizen("resident_id_card")
+    responses = await asyncio.gather(
+        *(gateway.create(gateway.body(citizen, item=ONE_CERT_ITEM, accept=True)) for _ in range(CONCURRENT))
+    )
+    assert [r.status_code for r in responses] == [201] * CONCURRENT, [r.text for r in responses]
+    numbers = sorted(int(r.json()["tracking_number"][14:20]) for r in responses)
+    assert numbers == list(range(1, CONCURRENT + 1))
+    async with gateway.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(audit_records.c.seq, audit_records.c.action, audit_records.c.object_id).where(
+                    audit_records.c.action.in_(("application.created", "application.accepted"))
+                )
+            )
+        ).all()
+    seqs = {(r.object_id, r.action): r.seq for r in rows}
+    for response in responses:
+        case = response.json()["id"]
+        assert seqs[(case, "application.accepted")] == seqs[(case, "application.created")] + 1
+    result = await audit.verify(gateway.db, [context_of(gateway.app).audit_signer.public_key])
+    assert result.ok, result.summary()

@@ -47,6 +47,34 @@ async def test_sequences_are_unique_across_processes(db_settings: Settings, data
         assert await next_sequence(conn, day + dt.timedelta(days=1)) == 1
 
 
+async def test_acceptances_waiting_for_the_counter_get_numbers_in_the_order_they_asked(database: Database) -> None:
+    """First come, first served: while one acceptance holds the day's counter, the ones that wait behind it are
+    numbered in the order they arrived (PostgreSQL: the day's advisory lock queues them; SQLite: the writer queue)."""
+    day = dt.date(2026, 3, 4)
+    release, holding = asyncio.Event(), asyncio.Event()
+    got: list[tuple[str, int]] = []
+
+    async def first() -> None:
+        async with database.transaction() as conn:
+            got.append(("first", await next_sequence(conn, day)))
+            holding.set()
+            await release.wait()
+
+    async def later(name: str) -> None:
+        async with database.transaction() as conn:
+            got.append((name, await next_sequence(conn, day)))
+
+    holder = asyncio.create_task(first())
+    await holding.wait()
+    waiting = []
+    for name in ("a", "b", "c"):
+        waiting.append(asyncio.create_task(later(name)))
+        await asyncio.sleep(0.3)  # each one is waiting before the next arrives
+    release.set()
+    await asyncio.gather(holder, *waiting)
+    assert got == [("first", 1), ("a", 2), ("b", 3), ("c", 4)]
+
+
 async def test_rolled_back_acceptance_gives_its_number_back(database: Database) -> None:
     day = dt.date(2026, 3, 3)
     try:

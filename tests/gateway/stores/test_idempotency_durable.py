@@ -22,7 +22,7 @@ from gateway import audit
 from gateway.audit.tables import audit_records
 from gateway.privacy import FieldCipher, KeyRing
 from gateway.problems import EXCEPTION_HANDLERS, Unprocessable
-from gateway.storage import Database
+from gateway.storage import Database, new_id
 from gateway.stores import (
     IdempotencyMiddleware,
     IdempotencyRecords,
@@ -72,11 +72,12 @@ def durable_app(
         things.entered.set()
         if gate is not None:
             await gate.wait()
+        n = new_id()  # a new number per filing
         async with database.transaction() as conn:
-            entry = await audit.append(conn, actor="test", action="thing.created", object_type="thing", object_id="x")
-            answer = {"n": entry.seq, "got": data}
+            await audit.append(conn, actor="test", action="thing.created", object_type="thing", object_id=str(n))
+            answer = {"n": n, "got": data}
             if idempotency is not None:
-                await idempotency.record(conn, answer, headers={"Location": f"/things/{entry.seq}"})
+                await idempotency.record(conn, answer, headers={"Location": f"/things/{n}"})
         return answer
 
     @post("/things", status_code=201)
