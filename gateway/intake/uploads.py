@@ -137,18 +137,7 @@ def reseal_all(data_dir: Path, cipher: FieldCipher) -> tuple[int, int]:
         if content is None:
             failed += 1
             continue
-        fd, tmp = _temporary_file(path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(cipher.seal(content, context=_context(digest)))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _write_sealed(path, content, digest, cipher)
         resealed += 1
     return resealed, failed
 
@@ -192,6 +181,13 @@ def _store(data_dir: Path, content: bytes, cipher: FieldCipher) -> tuple[str, bo
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)
             return digest, False
+    _write_sealed(path, content, digest, cipher)
+    return digest, True
+
+
+def _write_sealed(path: Path, content: bytes, digest: str, cipher: FieldCipher) -> None:
+    """Write ``content`` sealed (bound to its hash) to ``path`` atomically: a synced temporary file, mode 0600,
+    renamed over it; the temporary file removed when anything fails."""
     fd, tmp = _temporary_file(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -204,7 +200,6 @@ def _store(data_dir: Path, content: bytes, cipher: FieldCipher) -> tuple[str, bo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return digest, True
 
 
 def _temporary_file(folder: Path) -> tuple[int, str]:
