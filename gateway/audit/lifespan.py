@@ -19,8 +19,8 @@ from gateway.audit.keys import AuditSigner, load_or_create_signer
 from gateway.audit.log import pending
 from gateway.audit.witness import Witness, publish_missing, seal, witnesses_from_settings
 from gateway.context import context_of
-from gateway.storage.database import Database, DatabaseBusy
-from gateway.storage.faults import database_unavailable
+from gateway.storage.database import Database
+from gateway.storage.faults import log_failed_round
 from gateway.storage.metadata import utcnow
 
 log = logging.getLogger("onewindow.audit")
@@ -53,10 +53,7 @@ async def _checkpoint_loop(
             if witnesses and rounds % 10 == 0:  # now and then: what a witness missed while it was unreachable
                 await publish_missing(db, witnesses)
         except Exception as exc:  # keep signing later; the log says why it failed now
-            if isinstance(exc, DatabaseBusy) or database_unavailable(exc):  # busy or down: the next round signs
-                log.warning("audit checkpoint deferred: the database is busy or unavailable (%s)", type(exc).__name__)
-            else:
-                log.exception("audit checkpoint failed")
+            log_failed_round(log, "audit checkpoint", exc)
         rounds += 1
 
 
@@ -81,5 +78,5 @@ async def audit_lifespan(app: Litestar) -> AsyncIterator[None]:
             await task
         try:
             await seal(db, signer, witnesses)  # the shutdown checkpoint covers everything written so far
-        except Exception:
-            log.exception("final audit checkpoint failed")
+        except Exception as exc:  # the next start's first checkpoint covers these records
+            log_failed_round(log, "final audit checkpoint", exc)

@@ -63,7 +63,7 @@ from gateway.events.tables import outbox_events, webhook_deliveries, webhook_sub
 from gateway.privacy import FieldCipher
 from gateway.settings import Settings
 from gateway.storage.database import Database
-from gateway.storage.faults import database_unavailable
+from gateway.storage.faults import log_failed_round
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.prepared import PreparedRead
 
@@ -692,10 +692,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a database hiccup: log, wait, go on — the outbox keeps everything
-                if database_unavailable(exc):  # an outage (gateway/storage/faults.py): one line, not a trace
-                    log.warning("event dispatcher round skipped: the database is unavailable (%s)", type(exc).__name__)
-                else:
-                    log.exception("event dispatcher round failed")  # (the round rolled back: its attempts wait)
+                log_failed_round(log, "event dispatcher round", exc)  # (it rolled back: its attempts wait)
                 worked = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
@@ -705,8 +702,8 @@ class Dispatcher:
                 await self._idle(stop, lane)
         try:
             await self.record(unrecorded)
-        except Exception:  # their claims run out and they go again: at least once
-            log.exception("event dispatcher: recording %d attempts on stopping failed", len(unrecorded))
+        except Exception as exc:  # their claims run out and they go again: at least once
+            log_failed_round(log, f"recording {len(unrecorded)} delivery attempts on stopping", exc)
 
     async def _idle(self, stop: asyncio.Event, lane: int) -> None:
         """Wait before the next round: lane 0 polls the database; the others sleep until lane 0 finds work (or

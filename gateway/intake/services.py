@@ -74,7 +74,7 @@ from gateway.problems import Conflict, FieldError, Forbidden, PayloadTooLarge, U
 from gateway.problems import UnsupportedMediaType as UnsupportedMedia
 from gateway.settings import Settings
 from gateway.storage.database import Database, locked
-from gateway.storage.faults import database_unavailable
+from gateway.storage.faults import database_unavailable, log_failed_round
 from gateway.storage.metadata import new_id, utcnow
 from gateway.stores import IdempotentRequest
 
@@ -838,8 +838,8 @@ class IntakeService:
         removed = await self._discard(sorted(hashes)) if hashes else 0
         try:
             orphans = await files.sweep(self.db, self.settings.data_dir, grace_seconds=file_grace_seconds)
-        except Exception:  # housekeeping: the purge itself committed; the next round sweeps again
-            log.exception("sweeping orphaned uploads failed")
+        except Exception as exc:  # housekeeping: the purge itself committed; the next round sweeps again
+            log_failed_round(log, "sweeping orphaned uploads", exc)
             orphans = 0
         if ids or removed or orphans:
             log.info("purged %d drafts and %d of their uploads; swept %d orphaned uploads", len(ids), removed, orphans)

@@ -43,7 +43,8 @@ from gateway.province.reconcile import Reconciliation, reconcile
 from gateway.province.records import build_record, record_kind, to_platform
 from gateway.province.tables import province_reports
 from gateway.province.target import PlatformError, ProvinceTarget, TargetError, load_target
-from gateway.storage.database import Database, DatabaseBusy
+from gateway.storage.database import Database
+from gateway.storage.faults import log_failed_round
 from gateway.storage.metadata import utcnow
 
 log = logging.getLogger("onewindow.province")
@@ -294,10 +295,8 @@ async def run_province_reporter(context: AppContext, *, stop: asyncio.Event | No
                 await daily(reporter)
             except asyncio.CancelledError:
                 raise
-            except DatabaseBusy:  # SQLite's writers queue is full: the intake has priority, the next round retries
-                log.warning("provincial reporting round skipped: the database is busy")
-            except Exception:  # a failed round is logged and retried next time; the task must keep running
-                log.exception("provincial reporting round failed")
+            except Exception as exc:  # a failed round is logged and retried next time; the task must keep running
+                log_failed_round(log, "provincial reporting round", exc)  # busy (intake first) or down: one line
 
 
 class DailyReconciliation:

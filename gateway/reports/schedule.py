@@ -34,6 +34,7 @@ from gateway.reports.periods import PERIODS, Period, last_complete
 from gateway.reports.services import ReportService
 from gateway.reports.tables import report_runs
 from gateway.storage.database import Database
+from gateway.storage.faults import log_failed_round
 from gateway.storage.metadata import utcnow
 
 log = logging.getLogger("onewindow.reports.schedule")
@@ -123,12 +124,12 @@ async def run_jobs_once(context: AppContext) -> None:
     """One round of the background jobs: grid tasks caught up, due reports generated (each failure logged)."""
     try:
         await catch_up(context.database, context.calendar)
-    except Exception:
-        log.exception("grid task catch-up failed")
+    except Exception as exc:
+        log_failed_round(log, "grid task catch-up", exc)
     try:
         await run_due_reports(report_service(context))
-    except Exception:
-        log.exception("scheduled reports failed")
+    except Exception as exc:
+        log_failed_round(log, "scheduled reports", exc)
 
 
 async def run_jobs_forever(context: AppContext, interval: float = DEFAULT_INTERVAL) -> None:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from gateway.observability.metrics import JOB_RUNS
 from gateway.scheduling.claims import claim, this_process
 from gateway.storage import Database
+from gateway.storage.faults import log_failed_round
 
 log = logging.getLogger("onewindow.scheduling")
 
@@ -53,9 +54,9 @@ async def run_periodically(
             await work()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a failed round is logged and retried next slot; the task must keep running
+        except Exception as exc:  # a failed round is logged and retried next slot; the task must keep running
             failed.inc()
-            log.exception("scheduled job %s failed", job, extra={"job": job, "slot": slot})
+            log_failed_round(log, f"scheduled job {job} (slot {slot})", exc)
             continue
         ran.inc()
 

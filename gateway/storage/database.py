@@ -66,10 +66,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gateway.problems import ServiceUnavailable
 from gateway.settings import Settings
 from gateway.storage.bulk import BulkRows, BulkWrite
 from gateway.storage.commit import close_stage, open_stage
+from gateway.storage.faults import DatabaseBusy
 from gateway.storage.inline import DEFAULT_STEP_BUDGET, InlineReader
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.pgread import PostgresReader
@@ -94,10 +94,6 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Dialect = Literal["sqlite", "postgresql"]
 
 _Select = TypeVar("_Select", bound=Select[Any])
-
-
-class DatabaseBusy(ServiceUnavailable):
-    """A write transaction waited too long for its turn (SQLite's single writer is busy)."""
 
 
 class Database:

@@ -2,15 +2,29 @@
 
 The database server stopped, restarting or refusing connections (too many clients, shutting down), a connection
 dropped under a query, the pool's wait for a free connection running out (``database_pool_timeout_seconds``),
-SQLite's file locked past its busy timeout or unreadable: each is a state of the deployment, not a defect of the
-request, and the same request succeeds once it passes. Constraint violations, syntax errors and the like are not
-in this family: they stay 500s and are logged with their stack.
+SQLite's file locked past its busy timeout or unreadable, a write transaction that waited past its turn for SQLite's
+one writer (`DatabaseBusy`): each is a state of the deployment, not a defect of the request, and the same request
+succeeds once it passes. Constraint violations, syntax errors and the like are not in this family: they stay 500s
+and are logged with their stack.
+
+`log_failed_round` is how a background loop (scheduled jobs, the event dispatcher, audit checkpoints…) reports a
+round that failed: one warning line for this family, since the next round retries and every round of a busy or
+absent database would log the same stack; anything else with its stack, as the defect it is.
 """
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
+
+from gateway.problems import ServiceUnavailable
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """A write transaction waited too long for its turn (SQLite's single writer is busy)."""
+
 
 #: asyncpg errors that mean the server or the connection is not there (classes 08, 53300, 57P0x, and the client's).
 _ASYNCPG_DOWN: tuple[type[BaseException], ...] = (
@@ -26,6 +40,8 @@ _ASYNCPG_DOWN: tuple[type[BaseException], ...] = (
 def database_unavailable(exc: BaseException) -> bool:
     """True when ``exc``, or an error it wraps, says the database cannot serve now."""
     for error in _chain(exc):
+        if isinstance(error, DatabaseBusy):
+            return True
         if isinstance(error, sa_exc.TimeoutError):  # the pool's wait for a connection ran out
             return True
         if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
@@ -57,4 +73,14 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-__all__ = ["database_unavailable"]
+def log_failed_round(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log that a background round (``what``: "grid task catch-up", say) failed with ``exc``; the caller goes on."""
+    if database_unavailable(exc):
+        log.warning(
+            "%s skipped: the database is busy or unavailable (%s); the next round retries", what, type(exc).__name__
+        )
+    else:
+        log.error("%s failed", what, exc_info=exc)
+
+
+__all__ = ["DatabaseBusy", "database_unavailable", "log_failed_round"]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from gateway.context import context_of
+from gateway.storage.faults import log_failed_round
 from gateway.web.staff import sessions
 
 log = logging.getLogger("onewindow.web.sessions")
@@ -27,8 +28,8 @@ async def _run(app: Litestar, interval: float) -> None:
             await sessions(context_of(app)).purge_idle()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a failed round is logged and retried next time; the task must keep running
-            log.exception("session purge failed")
+        except Exception as exc:  # a failed round is logged and retried next time; the task must keep running
+            log_failed_round(log, "session purge", exc)
 
 
 @contextlib.asynccontextmanager

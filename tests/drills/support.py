@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -38,8 +39,9 @@ def free_port() -> int:
 
 
 def environment(**values: str) -> dict[str, str]:
-    """Embedded defaults whatever the caller's environment says (no PostgreSQL or Redis of the developer's)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_")}
+    """Embedded defaults whatever the caller's environment says (no PostgreSQL, Redis or metrics directory of the
+    developer's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(values)
     return env
 
@@ -51,24 +53,50 @@ def onewindow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 
 class Server:
-    """One ``onewindow serve`` child process, its output in files (a full pipe would block it)."""
+    """One ``onewindow serve`` (``workers`` processes under uvicorn's supervisor when more than one) in a session of
+    its own, so `stop` and `kill` reach every process; its output in a file (a full pipe would block it), named
+    ``serve-<run>.log``."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, env: dict[str, str], run: int) -> None:
+    def __init__(self, data_dir: Path, log_dir: Path, env: dict[str, str], run: int | str, *, workers: int = 1) -> None:
+        self.name = f"serve-{run}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"serve-{run}.log"
+        self.log = log_dir / f"{self.name}.log"
+        command = [str(ONEWINDOW), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--data-dir", str(data_dir)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(ONEWINDOW), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir)],
+                command,
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def traces(self) -> list[str]:
+        """Every stack trace the server wrote, each shortened to its logger, message and last frames (the part a
+        truncated CI excerpt must still show); plain-text traces on stderr are given from their last lines."""
+        found: list[str] = []
+        lines = self.output().splitlines()
+        for n, line in enumerate(lines):
+            if "Traceback" not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                end = next((k for k in range(n + 1, len(lines)) if lines[k][:1] not in (" ", "\t")), len(lines) - 1)
+                found.append(" | ".join(lines[max(n, end - 3) : end + 1]))
+                continue
+            tail = " | ".join(str(record.get("exception", "")).splitlines()[-4:])
+            found.append(f"{record.get('logger')}: {record.get('message')} | {tail}")
+        return found
 
     async def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -85,12 +113,13 @@ class Server:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

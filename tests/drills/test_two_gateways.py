@@ -20,15 +20,8 @@ one Redis database; the department simulators answer on loopback in this process
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,84 +39,16 @@ from gateway.privacy.keys import encode_key, generate_key
 from gateway.scheduling.tables import scheduled_runs
 from gateway.storage import Database
 from tests.dbutil import isolated_settings, open_database
+from tests.drills.support import Server, environment, onewindow, servers
 from tests.gateway.intake.fixtures import ONE_CERT_ITEM, STREET, simulators_in_thread, today_local
 from tests.services import POSTGRES_URL, REDIS_URL, need
 
+__all__ = ["servers"]  # the fixture
+
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-REPO = Path(__file__).resolve().parents[2]
-ONEWINDOW = Path(sys.executable).parent / "onewindow"
-START_TIMEOUT = 90.0
 URL = "/api/v1/applications"
 KEYS = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-class Server:
-    def __init__(self, name: str, data_dir: Path, log_dir: Path, env: dict[str, str], workers: int) -> None:
-        self.name = name
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    str(ONEWINDOW),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(data_dir),
-                    "--workers",
-                    str(workers),
-                ],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=self.base, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/health/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        pytest.fail(f"{self.name} not ready after {START_TIMEOUT:.0f} s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture
@@ -149,19 +74,6 @@ def shared_redis() -> Iterator[str]:
     finally:
         clear()
         client.close()
-
-
-def _environment(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEWINDOW_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(values)
-    return env
-
-
-def _onewindow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """A CLI command (the crash drill does the same: quick, bounded by its timeout)."""
-    return subprocess.run(
-        [str(ONEWINDOW), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -209,7 +121,7 @@ async def test_two_gateways_share_numbers_keys_limits_breakers_and_jobs(
     with simulators_in_thread(tmp_path / "simulators") as sims:
         for data_dir in (host_a, host_b):  # the health department's mutual TLS client certificate
             shutil.copytree(sims.pki_dir, data_dir / PKI_SUBDIR)
-        env = _environment(
+        env = environment(
             ONEWINDOW_DATABASE_URL=database_url,
             ONEWINDOW_DATABASE_SCHEMA=schema,
             ONEWINDOW_REDIS_URL=shared_redis,
@@ -220,12 +132,12 @@ async def test_two_gateways_share_numbers_keys_limits_breakers_and_jobs(
             ONEWINDOW_DATA_KEYS=f"k1:{encode_key(generate_key())}",
             ONEWINDOW_INDEX_KEY=encode_key(generate_key()),
         )
-        made = _onewindow(env, "tokens", "create", "--role", "clerk", "--unit", STREET, "--data-dir", str(admin))
+        made = onewindow(env, "tokens", "create", "--role", "clerk", "--unit", STREET, "--data-dir", str(admin))
         assert made.returncode == 0, made.stderr
         clerk = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
 
-        a = Server("gateway-a", host_a, tmp_path, env, workers=2)
-        b = Server("gateway-b", host_b, tmp_path, env, workers=1)
+        a = Server(host_a, tmp_path, env, "gateway-a", workers=2)
+        b = Server(host_b, tmp_path, env, "gateway-b")
         servers.extend([a, b])
         await asyncio.gather(a.wait_ready(), b.wait_ready())
 
@@ -349,10 +261,10 @@ async def test_two_gateways_share_numbers_keys_limits_breakers_and_jobs(
 
         for server in servers:
             server.stop()
-            assert "Traceback" not in server.output(), server.output()[-3000:]
+            assert server.traces() == []
 
-    verified = _onewindow(
-        _environment(ONEWINDOW_DATABASE_URL=database_url, ONEWINDOW_DATABASE_SCHEMA=schema),
+    verified = onewindow(
+        environment(ONEWINDOW_DATABASE_URL=database_url, ONEWINDOW_DATABASE_SCHEMA=schema),
         "audit",
         "verify",
         "--data-dir",
