@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -154,3 +155,36 @@ async def test_cancellation_propagates_and_is_never_retried() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_the_deadline_stop_counts_from_the_first_attempt() -> None:
+    """The first attempt runs before any tenacity controller exists; the controller built after it fails must still
+    stop retrying when the next attempt would start past the deadline of the whole call (answering the last error),
+    not run on until the overall timeout cuts it off (which would answer `Timeout`)."""
+    policy = RetryPolicy(attempts=20, initial_backoff=0.3, max_backoff=0.3, jitter=0, deadline=1.0)
+    calls = 0
+
+    async def slow_then_quick_failures() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.6)
+        raise ServerError("s", status=503)
+
+    with pytest.raises(ServerError):
+        await call_with_retry(policy, slow_then_quick_failures)
+    # 0.6 s + a 0.3 s wait leaves room for one more attempt; the wait after it would end past 1.0 s.
+    assert calls in (1, 2)
+
+
+async def test_a_call_that_succeeds_at_once_leaves_no_garbage_cycles() -> None:
+    attempt = Recorder([])
+    await call_with_retry(FAST, attempt)  # warm-up: first-use caches
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(200):
+            assert await call_with_retry(FAST, attempt) == "ok"
+        assert gc.collect() == 0  # nothing in a reference cycle: freed by reference counting alone
+    finally:
+        gc.enable()
