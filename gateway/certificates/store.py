@@ -373,10 +373,7 @@ class CertificateStore:
         """Every stored certificate of one holder among ``type_keys`` (personal data still encrypted)."""
         if not type_keys:
             return []
-        c = certificates.c
-        rows = await conn.execute(
-            select(*_HELD_COLUMNS).where(c.holder_index == holder.index, c.type_key.in_(list(type_keys)))
-        )
+        rows = await conn.execute(_HELD, {"holder_index": holder.index, "type_keys": list(type_keys)})
         return [StoredCertificate(**dict(row._mapping)) for row in rows]
 
     def holder_name(self, row_id: str, token: str) -> str:
@@ -433,6 +430,12 @@ _HELD_COLUMNS = (
     certificates.c.verification_reason,
     certificates.c.holder_name_enc,
     certificates.c.fetched_at,
+)
+#: One holder's certificates among some types (built once: a statement built per call, with its expanding
+#: parameter, left reference cycles for the garbage collector at every intake).
+_HELD = select(*_HELD_COLUMNS).where(
+    certificates.c.holder_index == bindparam("holder_index"),
+    certificates.c.type_key.in_(bindparam("type_keys", expanding=True)),
 )
 
 

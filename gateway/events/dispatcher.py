@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -52,7 +53,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, case, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import audit
@@ -169,6 +170,65 @@ def stream_event(event: Any) -> dict[str, Any]:
     }
 
 
+#: The events just fanned out, marked (built once, like `_claim_query`).
+_MARK_DISPATCHED = (
+    update(outbox_events)
+    .where(outbox_events.c.seq.in_(bindparam("seqs", expanding=True)), outbox_events.c.dispatched_at.is_(None))
+    .values(dispatched_at=bindparam("now", type_=outbox_events.c.dispatched_at.type))
+)
+
+
+@functools.cache
+def _claim_query(postgres: bool) -> Select[Any]:
+    """Due deliveries with what sending them needs, at most one open delivery per subscription and case (an earlier
+    open one blocks the later). Built once per dialect (parameters ``now`` and ``limit``): built per round, its
+    alias and column collections cost the construction and left reference cycles for the garbage collector."""
+    d, s, o = webhook_deliveries.c, webhook_subscriptions.c, outbox_events.c
+    now = bindparam("now", type_=webhook_deliveries.c.next_attempt_at.type)
+    earlier = webhook_deliveries.alias("earlier")
+    blocked = exists().where(
+        earlier.c.subscription_id == d.subscription_id,
+        earlier.c.application_id == d.application_id,
+        earlier.c.event_seq < d.event_seq,
+        earlier.c.state.in_(OPEN_STATES),
+    )
+    query = (
+        select(
+            d.id,
+            d.subscription_id,
+            d.attempts,
+            d.created_at,
+            o.id.label("event_id"),
+            o.type,
+            o.data,
+            o.created_at.label("event_at"),
+            s.url,
+            s.secret,
+            s.previous_secret,
+            s.previous_secret_until,
+            s.consecutive_failures,
+        )
+        .select_from(
+            webhook_deliveries.join(webhook_subscriptions, s.id == d.subscription_id).join(
+                outbox_events, o.seq == d.event_seq
+            )
+        )
+        .where(
+            d.state.in_(OPEN_STATES),
+            d.next_attempt_at <= now,
+            or_(d.lease_until.is_(None), d.lease_until < now),
+            s.status == "active",
+            or_(s.breaker_open_until.is_(None), s.breaker_open_until <= now),
+            ~blocked,
+        )
+        .order_by(d.event_seq)
+        .limit(bindparam("limit"))
+    )
+    if postgres:
+        query = query.with_for_update(of=webhook_deliveries, skip_locked=True)
+    return query
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -278,11 +338,7 @@ class Dispatcher:
             await conn.execute(webhook_deliveries.insert(), rows)
         # Exactly the events read, not a range of numbers: on PostgreSQL a transaction that drew a number in
         # the range may commit between the read and this update, and its event has no deliveries yet.
-        await conn.execute(
-            update(outbox_events)
-            .where(o.seq.in_([e.seq for e in events]), o.dispatched_at.is_(None))
-            .values(dispatched_at=now)
-        )
+        await conn.execute(_MARK_DISPATCHED, {"seqs": [e.seq for e in events], "now": now})
         return events
 
     async def _publish(self, events: list[Any]) -> None:
@@ -302,49 +358,9 @@ class Dispatcher:
     async def _claim_in(self, conn: AsyncConnection, limit: int | None = None) -> list[Claimed]:
         """`claim` inside the caller's write transaction (the claims hold once it commits)."""
         now = self.now()
-        d, s, o = webhook_deliveries.c, webhook_subscriptions.c, outbox_events.c
-        earlier = webhook_deliveries.alias("earlier")
-        blocked = exists().where(
-            earlier.c.subscription_id == d.subscription_id,
-            earlier.c.application_id == d.application_id,
-            earlier.c.event_seq < d.event_seq,
-            earlier.c.state.in_(OPEN_STATES),
-        )
-        query = (
-            select(
-                d.id,
-                d.subscription_id,
-                d.attempts,
-                d.created_at,
-                o.id.label("event_id"),
-                o.type,
-                o.data,
-                o.created_at.label("event_at"),
-                s.url,
-                s.secret,
-                s.previous_secret,
-                s.previous_secret_until,
-                s.consecutive_failures,
-            )
-            .select_from(
-                webhook_deliveries.join(webhook_subscriptions, s.id == d.subscription_id).join(
-                    outbox_events, o.seq == d.event_seq
-                )
-            )
-            .where(
-                d.state.in_(OPEN_STATES),
-                d.next_attempt_at <= now,
-                or_(d.lease_until.is_(None), d.lease_until < now),
-                s.status == "active",
-                or_(s.breaker_open_until.is_(None), s.breaker_open_until <= now),
-                ~blocked,
-            )
-            .order_by(d.event_seq)
-            .limit(limit or self.claim_batch)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=webhook_deliveries, skip_locked=True)
-        rows = list(await conn.execute(query))
+        d = webhook_deliveries.c
+        query = _claim_query(conn.dialect.name == "postgresql")
+        rows = list(await conn.execute(query, {"now": now, "limit": limit or self.claim_batch}))
         # An endpoint coming out of its breaker gets one probe, not the whole backlog at once.
         probing: set[str] = set()
         chosen = []

@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -126,16 +126,10 @@ class ResultIssuer:
         return certificate.identifier
 
 
-async def issued_certificates(
-    conn: AsyncConnection, holder: Holder, types: Sequence[str], today: dt.date, *, holder_name: str
-) -> dict[str, CertificateView]:
-    """The district's own usable certificates of ``holder`` among ``types``, newest per type, shown with the
-    applicant's already masked ``holder_name`` (nothing is decrypted). For materials the lookup did not find: a
-    live pull of the type's department does not know what the district issued."""
-    if not types:
-        return {}
+def _issued_query() -> Select[Any]:
+    """The district's own certificates of one holder among some types, oldest first (built once, see `_ISSUED`)."""
     c = certificates.c
-    rows = await conn.execute(
+    return (
         select(
             c.identifier,
             c.type_key,
@@ -149,9 +143,28 @@ async def issued_certificates(
             c.verification_status,
             c.fetched_at,
         )
-        .where(c.holder_index == holder.index, c.type_key.in_(list(types)), c.department == DISTRICT_ISSUER)
+        .where(
+            c.holder_index == bindparam("holder_index"),
+            c.type_key.in_(bindparam("types", expanding=True)),
+            c.department == DISTRICT_ISSUER,
+        )
         .order_by(c.issue_date, c.fetched_at)
     )
+
+
+#: Built once: a statement built per intake, with its expanding parameter, left reference cycles behind.
+_ISSUED = _issued_query()
+
+
+async def issued_certificates(
+    conn: AsyncConnection, holder: Holder, types: Sequence[str], today: dt.date, *, holder_name: str
+) -> dict[str, CertificateView]:
+    """The district's own usable certificates of ``holder`` among ``types``, newest per type, shown with the
+    applicant's already masked ``holder_name`` (nothing is decrypted). For materials the lookup did not find: a
+    live pull of the type's department does not know what the district issued."""
+    if not types:
+        return {}
+    rows = await conn.execute(_ISSUED, {"holder_index": holder.index, "types": list(types)})
     found: dict[str, CertificateView] = {}
     for r in rows:
         usable = (

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import audit
@@ -44,6 +44,20 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str
     size: int
     source: EvidenceSource
+
+
+#: The usable verified copies of one holder among some material keys, newest first (built once: a statement built
+#: per intake, with its expanding parameter, left reference cycles for the garbage collector).
+_OFFERS = (
+    select(evidence_materials)
+    .where(
+        evidence_materials.c.holder_index == bindparam("holder_index"),
+        evidence_materials.c.material_key.in_(bindparam("keys", expanding=True)),
+        evidence_materials.c.withdrawn_at.is_(None),
+        evidence_materials.c.valid_until >= bindparam("today", type_=evidence_materials.c.valid_until.type),
+    )
+    .order_by(evidence_materials.c.verified_at.desc())
+)
 
 
 class EvidenceStore:
@@ -128,16 +142,8 @@ class EvidenceStore:
         """The newest usable verified copy per material key among ``keys`` (see the module docstring)."""
         if not keys:
             return {}
-        c = evidence_materials.c
         rows = await conn.execute(
-            select(evidence_materials)
-            .where(
-                c.holder_index == holder_index,
-                c.material_key.in_(list(dict.fromkeys(keys))),
-                c.withdrawn_at.is_(None),
-                c.valid_until >= today,
-            )
-            .order_by(c.verified_at.desc())
+            _OFFERS, {"holder_index": holder_index, "keys": list(dict.fromkeys(keys)), "today": today}
         )
         found: dict[str, Offer] = {}
         for row in rows:

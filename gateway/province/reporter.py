@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from litestar import Litestar
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import Select, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from yarl import URL
 
@@ -53,6 +53,33 @@ _ENCODER = msgspec.json.Encoder()
 #: A claimed row is the claimer's for this long (seconds); a reporter that died mid-send loses it afterwards.
 LEASE_SECONDS = 60.0
 DISCOVER_LIMIT = 1000
+
+
+def _due_query() -> Select[Any]:
+    """The rows due for sending, oldest first, each the earliest pending row of its case (parameters ``now`` and
+    ``limit``; built once: per round, its alias and column collections left reference cycles behind)."""
+    r = province_reports
+    now = bindparam("now", type_=r.c.next_attempt_at.type)
+    earlier = r.alias("earlier")
+    waiting_for_earlier = exists().where(
+        earlier.c.application_id == r.c.application_id,
+        earlier.c.state == "pending",
+        earlier.c.position < r.c.position,
+    )
+    return (
+        select(r.c.history_id)
+        .where(
+            r.c.state == "pending",
+            r.c.next_attempt_at <= now,
+            or_(r.c.lease_until.is_(None), r.c.lease_until < now),
+            ~waiting_for_earlier,
+        )
+        .order_by(r.c.next_attempt_at, r.c.created_at)
+        .limit(bindparam("limit"))
+    )
+
+
+_DUE = _due_query()
 
 
 class RoundResult(msgspec.Struct, kw_only=True):
@@ -131,27 +158,8 @@ class ProvinceReporter:
 
     # -- reporting -------------------------------------------------------------------------------------------
     async def _due(self, limit: int) -> list[str]:
-        r = province_reports
-        earlier = r.alias("earlier")
-        now = self.now()
-        waiting_for_earlier = exists().where(
-            earlier.c.application_id == r.c.application_id,
-            earlier.c.state == "pending",
-            earlier.c.position < r.c.position,
-        )
-        query = (
-            select(r.c.history_id)
-            .where(
-                r.c.state == "pending",
-                r.c.next_attempt_at <= now,
-                or_(r.c.lease_until.is_(None), r.c.lease_until < now),
-                ~waiting_for_earlier,
-            )
-            .order_by(r.c.next_attempt_at, r.c.created_at)
-            .limit(limit)
-        )
         async with self.db.read() as conn:
-            return [row.history_id for row in await conn.execute(query)]
+            return [row.history_id for row in await conn.execute(_DUE, {"now": self.now(), "limit": limit})]
 
     async def _claim(self, history_id: str) -> bool:
         r = province_reports
