@@ -56,7 +56,7 @@ async def run_periodically(
             raise
         except Exception as exc:  # a failed round is logged and retried next slot; the task must keep running
             failed.inc()
-            log_failed_round(log, f"scheduled job {job} (slot {slot})", exc)
+            log_failed_round(log, f"scheduled job {job}", exc, extra={"job": job, "slot": slot})
             continue
         ran.inc()
 

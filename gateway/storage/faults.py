@@ -15,6 +15,7 @@ absent database would log the same stack; anything else with its stack, as the d
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
@@ -73,14 +74,20 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def log_failed_round(log: logging.Logger, what: str, exc: BaseException) -> None:
-    """Log that a background round (``what``: "grid task catch-up", say) failed with ``exc``; the caller goes on."""
+def log_failed_round(
+    log: logging.Logger, what: str, exc: BaseException, *, extra: Mapping[str, object] | None = None
+) -> None:
+    """Log that a background round (``what``: "grid task catch-up", say) failed with ``exc``; the caller goes on.
+    ``extra``: structured fields of the log line (a job's name and slot, say)."""
     if database_unavailable(exc):
         log.warning(
-            "%s skipped: the database is busy or unavailable (%s); the next round retries", what, type(exc).__name__
+            "%s skipped: the database is busy or unavailable (%s); the next round retries",
+            what,
+            type(exc).__name__,
+            extra=extra,
         )
     else:
-        log.error("%s failed", what, exc_info=exc)
+        log.error("%s failed", what, exc_info=exc, extra=extra)
 
 
 __all__ = ["DatabaseBusy", "database_unavailable", "log_failed_round"]
