@@ -8,27 +8,12 @@ import logging
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from gateway.settings import Settings
-from gateway.storage import Database, DatabaseBusy
+from gateway.storage import DatabaseBusy
 from gateway.storage.faults import database_unavailable, log_failed_round
 
 
-async def _busy(settings: Settings) -> DatabaseBusy:
-    """A real `DatabaseBusy`: a second write transaction waiting past its turn behind an open one (SQLite)."""
-    db = Database.from_url(settings.sqlalchemy_url, write_wait_seconds=0.1)
-    try:
-        await db.migrate()
-        async with db.transaction():
-            with pytest.raises(DatabaseBusy) as info:
-                async with db.transaction():
-                    pass
-        return info.value
-    finally:
-        await db.dispose()
-
-
-async def test_a_busy_writer_is_the_database_not_serving_now(settings: Settings) -> None:
-    busy = await _busy(settings)
+async def test_a_busy_writer_is_the_database_not_serving_now(busy_error: DatabaseBusy) -> None:
+    busy = busy_error
     assert database_unavailable(busy)
     wrapped = RuntimeError("round failed")
     wrapped.__cause__ = busy
@@ -38,10 +23,10 @@ async def test_a_busy_writer_is_the_database_not_serving_now(settings: Settings)
 
 
 async def test_a_round_that_met_a_busy_database_logs_one_line_without_a_stack(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    busy_error: DatabaseBusy, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = logging.getLogger("onewindow.test.rounds")
-    busy = await _busy(settings)
+    busy = busy_error
     with caplog.at_level(logging.INFO, logger="onewindow.test.rounds"):
         log_failed_round(log, "grid task catch-up", busy)
     [record] = caplog.records
