@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -343,7 +344,7 @@ class CertificateStore:
         execute_many = self.db.execute_many
         bound = prepared.bound
         if prepared.upserts:
-            count = await execute_many(conn, self._upsert, bound.get("upserts") or prepared.upserts)
+            count = await self._write_upserts(conn, bound.get("upserts") or prepared.upserts)
             # The conflict clause skips rows whose stored copy is newer; the row count tells how many were written
             # (PostgreSQL does not count an executemany: all of them are reported stored).
             stored = min(count, len(prepared.upserts)) if count >= 0 else len(prepared.upserts)
@@ -354,6 +355,25 @@ class CertificateStore:
         if prepared.rejections:
             await execute_many(conn, self._insert_rejection, bound.get("rejections") or prepared.rejections)
         return AcceptCounts(stored=stored, rejected=len(prepared.rejections), unchanged=unchanged, withdrawn=withdrawn)
+
+    async def _write_upserts(self, conn: AsyncConnection, rows: Any) -> int:
+        """The upsert of a batch's valid certificates; its row count.
+
+        On PostgreSQL two transactions storing the same new certificate at once can both pass the conflict check on
+        ``identifier`` before either row exists; the later one then meets the earlier in the primary key (derived
+        from the identifier, `certificate_row_id`) — a unique violation, not the conflict clause. So there the
+        upsert runs in a savepoint and, on that violation, once more: by then the other row is committed and the
+        conflict clause applies (`UPSERT_TRIES` in all). SQLite's one writer never races."""
+        if conn.dialect.name != "postgresql":
+            return await self.db.execute_many(conn, self._upsert, rows)
+        for attempt in range(1, UPSERT_TRIES + 1):
+            try:
+                async with conn.begin_nested():
+                    return await self.db.execute_many(conn, self._upsert, rows)
+            except IntegrityError as exc:
+                if attempt == UPSERT_TRIES or not _unique_violation(exc):
+                    raise
+        raise AssertionError("unreachable")  # the last try returned or raised
 
     def _bind(self, prepared: PreparedBatch) -> None:
         """Convert the batch's rows to driver parameters now, before `write` takes the single writer's turn."""
@@ -437,6 +457,22 @@ _HELD = select(*_HELD_COLUMNS).where(
     certificates.c.holder_index == bindparam("holder_index"),
     certificates.c.type_key.in_(bindparam("type_keys", expanding=True)),
 )
+
+
+#: Tries of a batch's upsert on PostgreSQL when a concurrent first insert of the same certificate wins the race.
+UPSERT_TRIES = 3
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    """True when ``exc`` is a unique violation (SQLSTATE 23505), the race `_write_upserts` tries again after."""
+    error: BaseException | None = exc
+    for _ in range(5):  # SQLAlchemy's error, the driver adapter's, asyncpg's
+        if error is None:
+            break
+        if getattr(error, "sqlstate", None) == "23505":
+            return True
+        error = error.__cause__ or getattr(error, "orig", None)
+    return False
 
 
 def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:

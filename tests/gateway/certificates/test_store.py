@@ -244,3 +244,23 @@ async def test_one_page_of_upserts_withdrawals_and_rejections(store: Certificate
     changed = [rows[f.certificate.identifier].source_updated_at for f in batch]
     assert changed[:3] + changed[5:7] == [later] * 5
     assert changed[3:5] == [f.source_updated_at for f in batch[3:5]] and changed[7] == batch[7].source_updated_at
+
+
+async def test_first_copies_of_new_certificates_written_at_once_never_collide(
+    db_settings: Settings, store: CertificateStore, population: Population
+) -> None:
+    """Several transactions storing the same certificate for the first time at once (two clerks filing for one
+    citizen, a sync beside a lookup): on PostgreSQL an insert whose conflict check ran before the other's row
+    existed meets it in the other unique index (the row id is derived from the identifier) — a unique violation
+    instead of the upsert. Every writer must succeed and one row per certificate remain."""
+    batch = batch_of(population, "public_security")[:40]
+    others = [Database.from_settings(db_settings) for _ in range(7)]
+    stores = [store, *(CertificateStore(db, store.cipher) for db in others)]
+    try:
+        for certificate in batch:
+            results = await asyncio.gather(*(s.accept([certificate]) for s in stores), return_exceptions=True)
+            assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        for db in others:
+            await db.dispose()
+    assert await count(store.db, certificates) == len(batch)
