@@ -49,6 +49,7 @@ from gateway.certificates.tables import (
 )
 from gateway.privacy import FieldCipher, mask_id_number
 from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
+from gateway.storage.faults import unique_violation
 
 #: Verification statuses that come from a verified issuer signature and say the certificate no longer holds.
 WITHDRAWN_STATUSES = frozenset({"revoked", "expired"})
@@ -371,7 +372,7 @@ class CertificateStore:
                 async with conn.begin_nested():
                     return await self.db.execute_many(conn, self._upsert, rows)
             except IntegrityError as exc:
-                if attempt == UPSERT_TRIES or not _unique_violation(exc):
+                if attempt == UPSERT_TRIES or not unique_violation(exc):
                     raise
         raise AssertionError("unreachable")  # the last try returned or raised
 
@@ -461,18 +462,6 @@ _HELD = select(*_HELD_COLUMNS).where(
 
 #: Tries of a batch's upsert on PostgreSQL when a concurrent first insert of the same certificate wins the race.
 UPSERT_TRIES = 3
-
-
-def _unique_violation(exc: IntegrityError) -> bool:
-    """True when ``exc`` is a unique violation (SQLSTATE 23505), the race `_write_upserts` tries again after."""
-    error: BaseException | None = exc
-    for _ in range(5):  # SQLAlchemy's error, the driver adapter's, asyncpg's
-        if error is None:
-            break
-        if getattr(error, "sqlstate", None) == "23505":
-            return True
-        error = error.__cause__ or getattr(error, "orig", None)
-    return False
 
 
 def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:
