@@ -34,6 +34,7 @@ from gateway.audit.keys import AuditKeyring, AuditSigner
 from gateway.audit.tables import audit_checkpoints, audit_records
 from gateway.storage.commit import before_commit
 from gateway.storage.database import Database
+from gateway.storage.locks import lock_key
 from gateway.storage.metadata import new_id, utcnow
 
 #: PostgreSQL advisory lock key serialising appends to the chain (and checkpoints reading its head).
@@ -150,7 +151,7 @@ async def append(
 _BATCH = object()
 _HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc()).limit(1)
 _INSERT = insert(audit_records)
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCK = text(f"SELECT pg_advisory_xact_lock({lock_key('key')})")
 
 
 async def _write(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
@@ -220,7 +221,7 @@ async def checkpoint(db: Database, signer: AuditSigner) -> Checkpoint | None:
     checkpointed, or None when the log is empty."""
     async with db.transaction() as conn:
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            await conn.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
         seq, digest = await head(conn)
         if seq == 0:
             return None

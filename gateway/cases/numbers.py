@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.codes import mod37_36_check_char
 from gateway.cases.tables import tracking_sequences
 from gateway.privacy import FieldCipher
+from gateway.storage.locks import lock_space
 
 DIVISION_CODE: Final = "430302"
 SEQUENCE_DIGITS: Final = 6
@@ -135,7 +136,8 @@ _NEXT_SQLITE = (
 #: PostgreSQL: the day's advisory lock, then the upsert, in one statement (the row to insert comes from the lock's
 #: row, so the lock is held before the conflict is checked; ON CONFLICT DO UPDATE always updates the newest version).
 _NEXT_IN_TURN = text(
-    "WITH turn AS (SELECT pg_advisory_xact_lock(:space, :turn)) "
+    # The f-string inserts a constant SQL fragment (the schema's lock space), no input.
+    f"WITH turn AS (SELECT pg_advisory_xact_lock({lock_space('space')}, :turn)) "  # noqa: S608
     "INSERT INTO tracking_sequences (day, n) SELECT :day, 1 FROM turn "
     "ON CONFLICT (day) DO UPDATE SET n = tracking_sequences.n + 1 RETURNING n"
 ).bindparams(bindparam("day", type_=String()), bindparam("space", type_=Integer()), bindparam("turn", type_=Integer()))

@@ -65,6 +65,7 @@ from gateway.privacy import FieldCipher
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.faults import log_failed_round
+from gateway.storage.locks import lock_key
 from gateway.storage.metadata import new_id, utcnow
 from gateway.storage.prepared import PreparedRead
 
@@ -72,6 +73,7 @@ log = logging.getLogger("onewindow.events")
 
 #: PostgreSQL advisory lock key held while fanning out (one process at a time keeps the order per case).
 FANOUT_LOCK_KEY = 0x6F77_6576  # "owev"
+_TRY_FANOUT_LOCK = text(f"SELECT pg_try_advisory_xact_lock({lock_key('key')})")
 #: Delivery states that still have to be sent.
 OPEN_STATES = ("pending", "failed")
 
@@ -304,7 +306,7 @@ class Dispatcher:
         now = self.now()
         o = outbox_events.c
         if conn.dialect.name == "postgresql":
-            got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FANOUT_LOCK_KEY})
+            got = await conn.execute(_TRY_FANOUT_LOCK, {"key": FANOUT_LOCK_KEY})
             if not got.scalar_one():
                 return []  # another process is fanning out right now
         events = list(

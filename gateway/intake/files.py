@@ -33,6 +33,7 @@ from gateway.cases.tables import application_materials
 from gateway.intake import uploads
 from gateway.privacy import FieldCipher
 from gateway.storage.database import Database
+from gateway.storage.locks import lock_space
 
 log = logging.getLogger("onewindow.intake.files")
 
@@ -41,6 +42,7 @@ log = logging.getLogger("onewindow.intake.files")
 FILE_LOCK_SPACE = 0x6F77_7570  # "owup"
 #: Hashes decided per transaction (each holds one advisory lock on PostgreSQL until it ends).
 DISCARD_BATCH = 100
+_LOCK = text(f"SELECT pg_advisory_xact_lock({lock_space('space')}, :key)")
 
 
 def _lock_key(digest: str) -> int:
@@ -54,7 +56,7 @@ async def lock(conn: AsyncConnection, digests: Iterable[str]) -> None:
     if conn.dialect.name != "postgresql":
         return  # SQLite: the write transaction is the lock
     for key in sorted({_lock_key(d) for d in digests}):
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": FILE_LOCK_SPACE, "key": key})
+        await conn.execute(_LOCK, {"space": FILE_LOCK_SPACE, "key": key})
 
 
 async def hold(conn: AsyncConnection, data_dir: Path, digest: str, content: bytes, cipher: FieldCipher) -> bool:

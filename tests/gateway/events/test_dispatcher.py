@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -18,8 +19,10 @@ from gateway.events.jobs import running
 from gateway.events.tables import outbox_events, webhook_deliveries
 from gateway.settings import Settings
 from gateway.storage import Database, utcnow
+from tests.dbutil import isolated_settings, open_database
 from tests.gateway.events.receiver import receiver
 from tests.gateway.events.support import dispatcher, emit_many, loopback_settings, subscribe
+from tests.services import POSTGRES_URL, need
 
 
 async def test_three_dispatchers_deliver_each_event_once_in_order_per_case(
@@ -68,6 +71,26 @@ async def test_a_claim_left_by_a_dead_dispatcher_runs_out_and_is_delivered(
             await hook.wait_for(2)
         await crashed.close()
     assert [r.json["data"]["step"] for r in hook.received] == [0, 1]
+
+
+async def test_a_fan_out_in_another_schema_of_the_database_does_not_hold_this_one_up(tmp_path: Path) -> None:
+    """Advisory locks are database-wide: keyed without the schema, a deployment in another schema fanning out
+    (here: holding its lock) made this one's fan-out skip its round (a test beside it once failed so)."""
+    url = need(POSTGRES_URL, "PostgreSQL")
+    async with (
+        isolated_settings(url, tmp_path / "a") as a,
+        isolated_settings(url, tmp_path / "b") as b,
+        open_database(a) as elsewhere,
+        open_database(b) as here,
+    ):
+        settings = loopback_settings(b)
+        await subscribe(here, settings, "http://127.0.0.1:9/hook")
+        await emit_many(here, cases=2, per_case=1)
+        async with elsewhere.transaction() as conn:  # the other deployment is fanning out
+            await dispatcher(elsewhere, loopback_settings(a))._fan_out_in(conn)
+            worker = dispatcher(here, settings)
+            assert await worker.fan_out() == 2
+            await worker.close()
 
 
 async def test_a_breaker_stops_a_dead_endpoint_from_holding_up_a_live_one(
