@@ -31,7 +31,6 @@ from typing import Any
 import msgspec
 from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -49,7 +48,6 @@ from gateway.certificates.tables import (
 )
 from gateway.privacy import FieldCipher, mask_id_number
 from gateway.storage import BulkRows, BulkWrite, Database, new_id, utcnow
-from gateway.storage.faults import unique_violation
 
 #: Verification statuses that come from a verified issuer signature and say the certificate no longer holds.
 WITHDRAWN_STATUSES = frozenset({"revoked", "expired"})
@@ -345,7 +343,7 @@ class CertificateStore:
         execute_many = self.db.execute_many
         bound = prepared.bound
         if prepared.upserts:
-            count = await self._write_upserts(conn, bound.get("upserts") or prepared.upserts)
+            count = await execute_many(conn, self._upsert, bound.get("upserts") or prepared.upserts)
             # The conflict clause skips rows whose stored copy is newer; the row count tells how many were written
             # (PostgreSQL does not count an executemany: all of them are reported stored).
             stored = min(count, len(prepared.upserts)) if count >= 0 else len(prepared.upserts)
@@ -356,25 +354,6 @@ class CertificateStore:
         if prepared.rejections:
             await execute_many(conn, self._insert_rejection, bound.get("rejections") or prepared.rejections)
         return AcceptCounts(stored=stored, rejected=len(prepared.rejections), unchanged=unchanged, withdrawn=withdrawn)
-
-    async def _write_upserts(self, conn: AsyncConnection, rows: Any) -> int:
-        """The upsert of a batch's valid certificates; its row count.
-
-        On PostgreSQL two transactions storing the same new certificate at once can both pass the conflict check on
-        ``identifier`` before either row exists; the later one then meets the earlier in the primary key (derived
-        from the identifier, `certificate_row_id`) — a unique violation, not the conflict clause. So there the
-        upsert runs in a savepoint and, on that violation, once more: by then the other row is committed and the
-        conflict clause applies (`UPSERT_TRIES` in all). SQLite's one writer never races."""
-        if conn.dialect.name != "postgresql":
-            return await self.db.execute_many(conn, self._upsert, rows)
-        for attempt in range(1, UPSERT_TRIES + 1):
-            try:
-                async with conn.begin_nested():
-                    return await self.db.execute_many(conn, self._upsert, rows)
-            except IntegrityError as exc:
-                if attempt == UPSERT_TRIES or not unique_violation(exc):
-                    raise
-        raise AssertionError("unreachable")  # the last try returned or raised
 
     def _bind(self, prepared: PreparedBatch) -> None:
         """Convert the batch's rows to driver parameters now, before `write` takes the single writer's turn."""
@@ -460,10 +439,6 @@ _HELD = select(*_HELD_COLUMNS).where(
 )
 
 
-#: Tries of a batch's upsert on PostgreSQL when a concurrent first insert of the same certificate wins the race.
-UPSERT_TRIES = 3
-
-
 def _quarantine_row(record: QuarantinedRecord, at: dt.datetime) -> dict[str, Any]:
     return {
         "id": new_id(),
@@ -493,7 +468,12 @@ def _insert_for(dialect: str) -> Any:
 
 
 def _upsert_statement(dialect: str, table: Table) -> Insert:
-    """``INSERT … ON CONFLICT (identifier) DO UPDATE`` — except when the stored copy is newer at the source."""
+    """``INSERT … ON CONFLICT (id) DO UPDATE`` — except when the stored copy is newer at the source.
+
+    The conflict target is the primary key, derived from the identifier (`certificate_row_id`), not the identifier's
+    own unique constraint: on PostgreSQL two transactions storing the same new certificate at once then meet in the
+    conflict target — the later waits for the earlier and updates its row. With ``identifier`` as the target both
+    passed its check before either row existed, and the later failed on the primary key (a unique violation)."""
     insert = _insert_for(dialect)(table)
     excluded = insert.excluded
     keep = {"id", "identifier"}
@@ -501,7 +481,7 @@ def _upsert_statement(dialect: str, table: Table) -> Insert:
     incoming = excluded.source_updated_at
     newer_or_same = or_(current.is_(None), incoming.is_(None), incoming >= current)
     statement: Insert = insert.on_conflict_do_update(
-        index_elements=[table.c.identifier],
+        index_elements=[table.c.id],
         set_={column.name: excluded[column.name] for column in table.columns if column.name not in keep},
         where=newer_or_same,
     )

@@ -23,8 +23,9 @@ certificates = Table(
     "certificates",
     metadata,
     Column("id", IdType(), primary_key=True),
-    #: 电子证照标识 (GB/T 36904), unique across departments.
-    Column("identifier", String(128), nullable=False, unique=True),
+    #: 电子证照标识 (GB/T 36904), unique across departments: the primary key is derived from it, so the key keeps it
+    #: unique (one unique index only: the upsert's conflict target, see certificates_0003).
+    Column("identifier", String(128), nullable=False, index=True),
     Column("type_key", String(64), nullable=False),
     Column("type_code", String(32), nullable=False),
     #: The department system it was pulled from.

@@ -74,12 +74,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def unique_violation(exc: BaseException) -> bool:
-    """True when ``exc``, or an error it wraps, is PostgreSQL's unique-constraint violation (SQLSTATE 23505): under
-    concurrency, often a writer that got there first rather than a defect of the statement."""
-    return any(getattr(error, "sqlstate", None) == "23505" for error in _chain(exc))
-
-
 def log_failed_round(
     log: logging.Logger, what: str, exc: BaseException, *, extra: Mapping[str, object] | None = None
 ) -> None:
@@ -96,4 +90,4 @@ def log_failed_round(
         log.error("%s failed", what, exc_info=exc, extra=extra)
 
 
-__all__ = ["DatabaseBusy", "database_unavailable", "log_failed_round", "unique_violation"]
+__all__ = ["DatabaseBusy", "database_unavailable", "log_failed_round"]

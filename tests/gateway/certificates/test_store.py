@@ -250,9 +250,10 @@ async def test_first_copies_of_new_certificates_written_at_once_never_collide(
     db_settings: Settings, store: CertificateStore, population: Population
 ) -> None:
     """Several transactions storing the same certificate for the first time at once (two clerks filing for one
-    citizen, a sync beside a lookup): on PostgreSQL an insert whose conflict check ran before the other's row
-    existed meets it in the other unique index (the row id is derived from the identifier) — a unique violation
-    instead of the upsert. Every writer must succeed and one row per certificate remain."""
+    citizen, a sync beside a lookup). On PostgreSQL, with a unique index beside the upsert's conflict target, an
+    insert whose conflict check ran before the other's row existed met it in that other index — a unique violation
+    instead of the update (certificates_0003 leaves the primary key the only one). Every writer must succeed and
+    one row per certificate remain."""
     batch = batch_of(population, "public_security")[:40]
     others = [Database.from_settings(db_settings) for _ in range(7)]
     stores = [store, *(CertificateStore(db, store.cipher) for db in others)]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from gateway.storage import DatabaseBusy
-from gateway.storage.faults import database_unavailable, log_failed_round, unique_violation
+from gateway.storage.faults import database_unavailable, log_failed_round
 
 
 async def test_a_busy_writer_is_the_database_not_serving_now(busy_error: DatabaseBusy) -> None:
@@ -46,20 +46,3 @@ def test_a_round_that_met_a_defect_logs_its_stack(caplog: pytest.LogCaptureFixtu
     [record] = caplog.records
     assert record.levelno == logging.ERROR and record.getMessage() == "scheduled reports failed"
     assert record.exc_info is not None and record.exc_info[0] is KeyError
-
-
-class _DriverError(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(f"sqlstate {sqlstate}")
-        self.sqlstate = sqlstate
-
-
-def test_a_unique_violation_is_recognised_through_the_wrappers() -> None:
-    def wrapped(sqlstate: str) -> IntegrityError:
-        error = IntegrityError("INSERT …", {}, _DriverError(sqlstate))
-        error.__cause__ = error.orig
-        return error
-
-    assert unique_violation(wrapped("23505"))
-    assert not unique_violation(wrapped("23503"))  # a foreign key: a defect, not a race
-    assert not unique_violation(ValueError("a defect"))
