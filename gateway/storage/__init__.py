@@ -11,7 +11,7 @@ Public API::
     LOOKUP = PreparedRead(select(...).where(t.c.number == bindparam("number")))   # built once, module level
     rows = await db.fetch(LOOKUP, number=n)        # one short read; on SQLite inline, no worker thread
     BY_NUMBER = KeyedRead(LOOKUP, LOOKUP_MANY, column="number")   # the same read for a list of keys too
-    rows = await db.fetch_keyed(BY_NUMBER, n)      # on PostgreSQL, concurrent lookups share one query
+    rows = await db.fetch_keyed(BY_NUMBER, n)      # concurrent lookups share one query
     UPSERT = BulkWrite(insert(t).on_conflict_do_update(...))                    # built once
     async with db.transaction() as conn:
         await db.execute_many(conn, UPSERT, rows)  # many rows, the driver's executemany, in the transaction

@@ -18,24 +18,43 @@ aiosqlite's worker thread. What keeps it safe:
 * a file that is not in WAL mode (or an in-memory database, which is private to its connection) is never read
   inline.
 
+Keyed lookups (`fetch_keyed`, behind `Database.fetch_keyed`): the lookups of one `KeyedRead` asked in the same
+turn of the event loop are read together, in one statement — the one-key form with its ``column = :key`` turned
+into ``column IN (…)`` for all their keys (at most ``batch_limit``; the list padded to a power of two, so a handful
+of compiled forms serve every batch). Under load that is what a lookup costs most: measured with 64 concurrent
+tracking lookups, each one's own statement cost ~30 µs of the worker's CPU, about as much as all the rest of the
+lookup (bench/RESULTS.md). What holds:
+
+* a lookup puts its key in the loop's pending set and waits for its future; the first one of a turn schedules the
+  batch with ``call_soon``, so it runs after every lookup already scheduled in that turn — a lookup is always
+  answered by a read that started after it was asked, nothing is kept; alone, a lookup reads its one key;
+* the rows are split back by the key column, in the one-key form's order; each lookup gets a list of its own, and
+  a lookup cancelled before its batch runs is left out;
+* a one-key form that uses its key other than in one ``column = :key`` (or whose batch the reader cannot run:
+  busy, over its step budget, an error) answers ``None`` to each lookup, which then reads alone through `fetch`'s
+  path — so every error reaches each caller as a single read raises it.
+
 Connections are closed by `close` (`Database.dispose`); a forked child never touches its parent's connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Dialect
+from sqlalchemy import Dialect, Select, bindparam
 from sqlalchemy.engine import URL
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
-from gateway.storage.prepared import CompiledRead, PreparedRead, ReadRow
+from gateway.storage.prepared import CompiledRead, KeyedRead, PreparedRead, ReadRow
 
 log = logging.getLogger("onewindow.storage")
 
@@ -44,6 +63,48 @@ _STEP_GRAIN = 1000
 #: Default budget of VM instructions (x `_STEP_GRAIN`) for one inline statement: ~1–3 ms of work; an indexed
 #: lookup of a case and its history needs well under one grain.
 DEFAULT_STEP_BUDGET = 100
+#: The expanding parameter of a keyed read's batch form (`_listed_statement`).
+_KEYS = "onewindow_keys"
+#: A lookup's pending futures, per key, of one keyed read.
+_Pending = dict[Any, list["asyncio.Future[list[ReadRow] | None]"]]
+
+
+class _ListedRead:
+    """A keyed read's batch form for one number of keys: SQL, arguments from the keys, the one-key form's rows."""
+
+    __slots__ = ("arguments", "convert", "sql")
+
+    def __init__(self, sql: str, arguments: Callable[[Sequence[Any]], list[Any]], convert: Any) -> None:
+        self.sql = sql
+        self.arguments = arguments
+        self.convert = convert
+
+
+def _listed_statement(read: KeyedRead) -> tuple[Select[Any], Any] | None:
+    """``read.one`` with its ``column = :key`` as ``column IN (:onewindow_keys)`` (expanding), and the key's bind
+    processor type; ``None`` when the key appears anywhere else (no batch form: each lookup reads alone)."""
+    found: list[Any] = []
+
+    def replace(element: Any, **_: Any) -> Any:
+        if (
+            isinstance(element, BinaryExpression)
+            and element.operator is operators.eq
+            and isinstance(element.right, BindParameter)
+            and element.right.key == read.key
+        ):
+            found.append(element.right.type)
+            return element.left.in_(bindparam(_KEYS, expanding=True))
+        return None
+
+    options: dict[str, Any] = {}
+    statement = cast("Select[Any]", visitors.replacement_traverse(read.one.statement, options, replace))
+    if len(found) != 1 or any(not bind.unique and bind.key == read.key for bind in _binds(statement)):
+        return None
+    return statement, found[0]
+
+
+def _binds(statement: Select[Any]) -> list[BindParameter[Any]]:
+    return list(statement.compile().binds.values())
 
 
 class _Slot:
@@ -73,10 +134,17 @@ class InlineReader:
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
         self._forms: dict[PreparedRead, CompiledRead | None] = {}
+        self._listed: dict[tuple[KeyedRead, int], _ListedRead | None] = {}
+        #: Keyed lookups waiting for their batch, per event loop and read.
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[KeyedRead, _Pending]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._warned: set[PreparedRead] = set()
-        #: Statements answered inline / handed to the aiosqlite path (observability and tests).
+        #: Statements answered inline / handed to the aiosqlite path (observability and tests); keyed lookups
+        #: answered from a batch of more than one key.
         self.served = 0
         self.deferred = 0
+        self.batched = 0
         _readers.add(self)
 
     @classmethod
@@ -92,13 +160,22 @@ class InlineReader:
 
     def fetch(self, query: PreparedRead, params: Mapping[str, Any]) -> list[ReadRow] | None:
         """The rows of ``query``, read on this thread; ``None`` when it must go the aiosqlite way instead."""
-        try:
-            form = self._forms[query]
-        except KeyError:
-            form = self._forms[query] = query.compiled_form(self.dialect)
+        form = self._form(query)
         if form is None:
             self.deferred += 1
             return None
+        raw = self._execute(query, form.sql, form.arguments(params))
+        return None if raw is None else form.convert(raw)
+
+    def _form(self, query: PreparedRead) -> CompiledRead | None:
+        try:
+            return self._forms[query]
+        except KeyError:
+            form = self._forms[query] = query.compiled_form(self.dialect)
+            return form
+
+    def _execute(self, query: PreparedRead, sql: str, arguments: Sequence[Any]) -> list[Any] | None:
+        """The raw rows of one statement on this thread's connection; ``None`` (counted deferred) when it cannot."""
         slot = self._slots.get(threading.get_ident()) or self._open()
         if slot is None:
             self.deferred += 1
@@ -106,9 +183,8 @@ class InlineReader:
         # The progress handler stops the statement after ``self.step_budget`` grains; a query with a budget of its
         # own starts its count that much lower (or higher).
         slot.steps = 0 if query.step_budget is None else self.step_budget - query.step_budget
-        arguments = form.arguments(params)
         try:
-            cursor = slot.conn.execute(form.sql, arguments)
+            cursor = slot.conn.execute(sql, arguments)
             try:
                 raw = cursor.fetchall()
             finally:
@@ -122,7 +198,109 @@ class InlineReader:
                 log.warning("%s exceeded the inline read budget; it runs on the database thread", query.name)
             return None
         self.served += 1
-        return form.convert(raw)
+        return raw
+
+    # -- keyed lookups, batched per turn of the loop ------------------------------------------------------------
+
+    async def fetch_keyed(self, read: KeyedRead, key: Any) -> list[ReadRow] | None:
+        """``read.one``'s rows for ``key``, read with the other lookups of ``read`` asked in this turn of the loop
+        (see the module docstring); ``None`` when this lookup must read alone through `fetch`'s path."""
+        loop = asyncio.get_running_loop()
+        reads = self._pending.get(loop)
+        if reads is None:
+            reads = self._pending[loop] = {}
+        pending = reads.get(read)
+        if pending is None:
+            pending = reads[read] = {}
+            loop.call_soon(self._run_batch, reads, read)
+        future: asyncio.Future[list[ReadRow] | None] = loop.create_future()
+        pending.setdefault(key, []).append(future)
+        return await future
+
+    def _run_batch(self, reads: dict[KeyedRead, _Pending], read: KeyedRead) -> None:
+        pending = reads.pop(read, {})
+        waiting = {key: live for key, futures in pending.items() if (live := [f for f in futures if not f.done()])}
+        keys = list(waiting)
+        for start in range(0, len(keys), read.batch_limit):
+            chunk = keys[start : start + read.batch_limit]
+            try:
+                answers = self.fetch_many(read, chunk)
+            except Exception:  # answered below: each lookup reads alone and meets the error itself
+                log.debug("%s: batched read failed; the lookups read alone", read.name, exc_info=True)
+                answers = None
+            for key in chunk:
+                rows = None if answers is None else answers.get(key, [])
+                for future in waiting[key]:
+                    if not future.done():
+                        future.set_result(None if rows is None else list(rows))
+
+    def fetch_many(self, read: KeyedRead, keys: Sequence[Any]) -> dict[Any, list[ReadRow]] | None:
+        """``read.one``'s rows for each of ``keys`` (distinct, at most ``read.batch_limit``), in one statement;
+        ``None`` when the reader cannot answer them so."""
+        if len(keys) == 1:
+            rows = self.fetch(read.one, {read.key: keys[0]})
+            return None if rows is None else {keys[0]: rows}
+        size = 1 << (len(keys) - 1).bit_length()  # padded to a power of two: few compiled forms
+        listed = self._listed_form(read, min(size, read.batch_limit))
+        if listed is None:
+            return None
+        raw = self._execute(read.one, listed.sql, listed.arguments(keys))
+        if raw is None:
+            return None
+        answers: dict[Any, list[ReadRow]] = {key: [] for key in keys}
+        index = read.index
+        for row in listed.convert(raw):
+            rows = answers.get(row[index])
+            if rows is not None:
+                rows.append(row)
+        self.batched += len(keys)
+        return answers
+
+    def _listed_form(self, read: KeyedRead, size: int) -> _ListedRead | None:
+        try:
+            return self._listed[(read, size)]
+        except KeyError:
+            form = self._listed[(read, size)] = self._compile_listed(read, size)
+            return form
+
+    def _compile_listed(self, read: KeyedRead, size: int) -> _ListedRead | None:
+        one = self._form(read.one)
+        listed = _listed_statement(read)
+        if one is None or listed is None:
+            return None
+        statement, key_type = listed
+        dialect = self.dialect
+        compiled = statement.params({_KEYS: [None] * size}).compile(
+            dialect=dialect, compile_kwargs={"render_postcompile": True}
+        )
+        if compiled.positiontup is None:
+            return None
+        key_processor = key_type.dialect_impl(dialect).bind_processor(dialect)
+        #: Per position: the key's index, or a constant already processed.
+        slots: list[tuple[int, Any]] = []
+        prefix = f"{_KEYS}_"
+        for name in compiled.positiontup:
+            if name.startswith(prefix):
+                slots.append((int(name[len(prefix) :]) - 1, None))
+                continue
+            bind = compiled.binds.get(name)
+            if bind is None or not bind.unique or bind.callable is not None:
+                return None
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            slots.append((-1, processor(bind.value) if processor is not None else bind.value))
+
+        def arguments(keys: Sequence[Any]) -> list[Any]:
+            last = keys[-1]
+            out = []
+            for index, constant in slots:
+                if index < 0:
+                    out.append(constant)
+                    continue
+                key = keys[index] if index < len(keys) else last  # the padding repeats the last key
+                out.append(key_processor(key) if key_processor is not None else key)
+            return out
+
+        return _ListedRead(compiled.string, arguments, one.convert)
 
     def _open(self) -> _Slot | None:
         try:

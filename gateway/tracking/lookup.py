@@ -19,7 +19,8 @@ unchanged, with what it already read (`EarlyRead`, in the scope under `EARLY_REA
 it always did — the uniform 404 counted once, 429 with ``Retry-After``, 400, the outage problems — without
 reading again. It never answers what the route would not, never counts, never caches anything across requests.
 
-The one read is `TIMELINE` through `Database.fetch_keyed`: on SQLite inline on the loop's thread, on PostgreSQL
+The one read is `TIMELINE` through `Database.fetch_keyed`: on SQLite inline on the loop's thread, the lookups of
+one turn of the loop in one ``tracking_number IN (…)`` statement (`gateway.storage.inline`); on PostgreSQL
 batched — the lookups (front door's and route's alike) that arrive while the reader's connections are busy go
 out together as one ``tracking_number = ANY(…)`` query, each answered from a query that started after it arrived
 (`gateway.storage.pgread`). A lookup whose batch failed reads alone through the engine, so the route still sees

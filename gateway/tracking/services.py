@@ -7,8 +7,9 @@ that only makes correct lookups is never counted, and its lookups never wait for
 
 A lookup never decrypts: the masked name was stored at intake. The query code is compared by its keyed hash.
 The lookup is the gateway's hottest path, so it does the least it can: one prepared read (`TIMELINE`, which
-`Database.fetch_keyed` answers on the event loop's thread on SQLite and, on PostgreSQL, together with the other
-lookups queued up behind queries in flight) and the keyed-hash comparison.
+`Database.fetch_keyed` answers together with the other lookups of the same moment: on SQLite on the event loop's
+thread, those of one turn of the loop; on PostgreSQL those queued up behind queries in flight) and the keyed-hash
+comparison.
 
 A bad review opens a rectification in the same transaction (`gateway.tracking.rectifications`).
 """
@@ -104,10 +105,10 @@ def _timeline_query(number: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-#: The public lookup's one read, built once: `Database.fetch_keyed` runs the one-number form inline on SQLite, and
-#: on PostgreSQL the many-numbers form (``= ANY``) for the lookups that queued up behind queries in flight (their
-#: rows split back by ``tracking_number``). Nothing is kept between lookups: citizens do not repeat one lookup the
-#: way a benchmark does.
+#: The public lookup's one read, built once: `Database.fetch_keyed` runs the one-number form inline on SQLite (with
+#: ``IN (…)`` for the lookups of one turn of the event loop), and on PostgreSQL the many-numbers form (``= ANY``)
+#: for the lookups that queued up behind queries in flight (their rows split back by ``tracking_number``). Nothing
+#: is kept between lookups: citizens do not repeat one lookup the way a benchmark does.
 TIMELINE = KeyedRead(
     PreparedRead(_timeline_query(applications.c.tracking_number == bindparam("number")), name="tracking.timeline"),
     PreparedRead(

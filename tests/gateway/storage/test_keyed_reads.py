@@ -1,6 +1,7 @@
 """`KeyedRead` and `Database.fetch_keyed`: one key's rows, exactly as `fetch` of the one-key form gives them — on
-PostgreSQL the lookups that queue up together go out as one ``= ANY`` query whose rows are split back per key.
-Real SQLite and PostgreSQL (the scratch tables of test_prepared_reads)."""
+PostgreSQL the lookups that queue up together go out as one ``= ANY`` query, on SQLite the lookups of one turn of the
+event loop as one inline ``IN (…)`` statement, whose rows are split back per key. Real SQLite and PostgreSQL (the
+scratch tables of test_prepared_reads)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 
 from gateway.storage import Database, KeyedRead, PreparedRead
+from gateway.storage.inline import InlineReader
 from gateway.storage.pgread import PostgresReader
 from tests.gateway.storage.test_prepared_reads import _scratch_tables, tags, things
 
@@ -93,6 +95,12 @@ async def _one_by_one(db: Database, keys: list[str]) -> dict[str, list[tuple[obj
     return {key: [tuple(r) for r in await db.fetch(BY_KIND.one, kind=key)] for key in set(keys)}
 
 
+def _inline(db: Database) -> InlineReader:
+    if db.inline is None:
+        pytest.skip("inline batched reads: SQLite")
+    return db.inline
+
+
 def _reader(db: Database) -> PostgresReader:
     if db.pg_reader is None:
         pytest.skip("batched reads: PostgreSQL")
@@ -126,6 +134,7 @@ async def test_concurrent_lookups_get_what_fetch_gives_each_key(database: Databa
     expected = await _one_by_one(database, keys)
     assert expected["kind-0"] == expected["nothing"] == [] and len(expected["kind-2"]) == 2
     queries = database.pg_reader.served if database.pg_reader is not None else 0
+    statements = database.inline.served if database.inline is not None else 0
     answers = await asyncio.gather(*(database.fetch_keyed(BY_KIND, key) for key in keys))
     assert [[tuple(r) for r in rows] for rows in answers] == [expected[key] for key in keys]
     assert answers[-2] is not answers[-3], "each lookup gets a list of its own"
@@ -134,6 +143,10 @@ async def test_concurrent_lookups_get_what_fetch_gives_each_key(database: Databa
         # 153 distinct keys arrived in one turn of the loop: three queries of at most 64 keys.
         assert database.pg_reader.served - queries == 3 and database.pg_reader.deferred == 0
         assert not database.pg_reader._for_loop().batches[BY_KIND].pending
+    else:
+        inline = _inline(database)
+        assert inline.served - statements == 3 and inline.deferred == 0, "64 + 64 + 25 keys, three statements"
+        assert inline.batched == 153
     # One at a time, each its own query, answered as soon as it is asked.
     for key in ("k", "nothing", "kind-5"):
         assert [tuple(r) for r in await database.fetch_keyed(BY_KIND, key)] == expected[key]
@@ -268,3 +281,58 @@ async def test_lookups_asked_as_the_reader_closes_are_answered(database: Databas
     await asyncio.sleep(0)  # asked, not yet taken
     await reader.close()
     assert [[r.id for r in rows] for rows in await asyncio.gather(*lookups)] == [["a", "a", "b"], ["c"]]
+
+
+async def test_sqlite_reads_a_lone_lookup_by_itself_and_a_turns_lookups_together(database: Database) -> None:
+    await _scratch_tables(database)
+    await _more_things(database, 5)
+    inline = _inline(database)
+    served, batched = inline.served, inline.batched
+    assert [r.id for r in await database.fetch_keyed(BY_KIND, "k")] == ["a", "a", "b"]
+    assert (inline.served - served, inline.batched - batched) == (1, 0), "alone: the one-key form"
+    # Asked in one turn (tasks started together): one statement, padded from 3 keys to 4.
+    lookups = [asyncio.create_task(database.fetch_keyed(BY_KIND, key)) for key in ("k", "kind-4", "none", "k")]
+    answers = await asyncio.gather(*lookups)
+    assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["t4-0"], [], ["a", "a", "b"]]
+    assert (inline.served - served, inline.batched - batched) == (2, 3)
+    assert answers[0] is not answers[3]
+
+
+async def test_sqlite_leaves_out_a_lookup_cancelled_before_its_batch(database: Database) -> None:
+    await _scratch_tables(database)
+    inline = _inline(database)
+    batched = inline.batched
+    gone = asyncio.create_task(database.fetch_keyed(BY_KIND, "other"))
+    staying = [asyncio.create_task(database.fetch_keyed(BY_KIND, key)) for key in ("k", "nothing")]
+    await asyncio.sleep(0)  # all three asked, the batch not yet run
+    gone.cancel()
+    assert [[r.id for r in rows] for rows in await asyncio.gather(*staying)] == [["a", "a", "b"], []]
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert inline.batched - batched == 2
+
+
+async def test_sqlite_reads_alone_what_it_cannot_batch(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-key form that uses its key more than once has no batch form, and a batch the reader cannot run (here:
+    busy) is answered by each lookup's own read — the same rows either way."""
+    await _scratch_tables(database)
+    inline = _inline(database)
+    columns = select(things.c.kind, things.c.id).order_by(things.c.id)
+    twice = KeyedRead(
+        PreparedRead(columns.where(things.c.kind == bindparam("kind"), bindparam("kind") != "x")),
+        PreparedRead(columns.where(things.c.kind == any_(KINDS))),
+        column="kind",
+    )
+    served, batched = inline.served, inline.batched
+    answers = await asyncio.gather(*(database.fetch_keyed(twice, key) for key in ("k", "other", "x")))
+    assert [[r.id for r in rows] for rows in answers] == [["a", "b", "hidden"], ["c"], []]
+    assert (inline.served - served, inline.batched - batched) == (3, 0)
+    execute = inline._execute
+
+    def busy_for_batches(query: PreparedRead, sql: str, arguments: list[object]) -> list[object] | None:
+        return None if " IN (" in sql else execute(query, sql, arguments)
+
+    monkeypatch.setattr(inline, "_execute", busy_for_batches)
+    answers = await asyncio.gather(*(database.fetch_keyed(BY_KIND, key) for key in ("k", "other", "none")))
+    assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["c"], []]
+    assert inline.batched == batched
