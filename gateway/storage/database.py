@@ -249,8 +249,8 @@ class Database:
     async def fetch_keyed(self, read: KeyedRead, key: Any, /) -> list[ReadRow]:
         """The rows of ``read`` for ``key``, as `fetch` of ``read.one`` gives them — but on PostgreSQL the lookups
         of ``read`` that queue up behind queries in flight go out together, one query of ``read.many`` for all of
-        their keys (`PostgresReader.fetch_keyed`); on SQLite the lookups asked in one turn of the event loop are
-        read inline in one statement, the one-key form with ``IN (…)`` (`InlineReader.fetch_keyed`). Each lookup
+        their keys (`PostgresReader.fetch_keyed`); on SQLite, when lookups come together, those asked in one turn of
+        the event loop are read inline in one statement, the one-key form with ``IN (…)`` (`InlineReader`). Each lookup
         is answered by a query that started after it was asked: nothing is kept. Any lookup a batch could not
         answer takes `fetch`'s path, with its errors."""
         if self.pg_reader is not None:
@@ -258,7 +258,7 @@ class Database:
             if rows is not None:
                 return rows
             return await self._engine_fetch(read.one, {read.key: key})
-        if self.inline is not None:
+        if self.inline is not None and self.inline.batches(read):
             rows = await self.inline.fetch_keyed(read, key)
             if rows is not None:
                 return rows

@@ -25,9 +25,12 @@ of compiled forms serve every batch). Under load that is what a lookup costs mos
 tracking lookups, each one's own statement cost ~30 µs of the worker's CPU, about as much as all the rest of the
 lookup (bench/RESULTS.md). What holds:
 
-* a lookup puts its key in the loop's pending set and waits for its future; the first one of a turn schedules the
-  batch with ``call_soon``, so it runs after every lookup already scheduled in that turn — a lookup is always
-  answered by a read that started after it was asked, nothing is kept; alone, a lookup reads its one key;
+* only when lookups come together: while the recent turns of the loop (or this one so far) have had fewer than
+  `BATCH_FROM` lookups of the read, each reads alone at once, as any `fetch` — waiting for a batch costs a turn of
+  the loop, which a batch of one or two does not earn back (`batches`);
+* a batched lookup puts its key in the loop's pending set and waits for its future; the first one of a turn
+  schedules the batch with ``call_soon``, so it runs after every lookup already scheduled in that turn — a lookup
+  is always answered by a read that started after it was asked, nothing is kept;
 * the rows are split back by the key column, in the one-key form's order; each lookup gets a list of its own, and
   a lookup cancelled before its batch runs is left out;
 * a one-key form that uses its key other than in one ``column = :key`` (or whose batch the reader cannot run:
@@ -65,8 +68,26 @@ _STEP_GRAIN = 1000
 DEFAULT_STEP_BUDGET = 100
 #: The expanding parameter of a keyed read's batch form (`_listed_statement`).
 _KEYS = "onewindow_keys"
+#: Lookups of one keyed read per turn of the loop (recent average, or so far in this turn) from which a turn's
+#: lookups are read together: a batched lookup waits one more turn of the loop (~10 µs of CPU), which a batch of
+#: one or two does not earn back — measured at 4 connections, batching every lookup cost 11 % more CPU per lookup.
+BATCH_FROM = 3
 #: A lookup's pending futures, per key, of one keyed read.
 _Pending = dict[Any, list["asyncio.Future[list[ReadRow] | None]"]]
+
+
+class _Turns:
+    """One keyed read's lookups on one event loop: the batch forming in this turn (if any), the lookups asked so far
+    in this turn, and the recent lookups per turn (a moving mean: at the end of each turn with lookups, the mean of
+    the previous value and that turn's count)."""
+
+    __slots__ = ("counting", "load", "pending", "seen")
+
+    def __init__(self) -> None:
+        self.pending: _Pending | None = None
+        self.seen = 0
+        self.counting = False
+        self.load = 0.0
 
 
 class _ListedRead:
@@ -135,8 +156,8 @@ class InlineReader:
         self._lock = threading.Lock()
         self._forms: dict[PreparedRead, CompiledRead | None] = {}
         self._listed: dict[tuple[KeyedRead, int], _ListedRead | None] = {}
-        #: Keyed lookups waiting for their batch, per event loop and read.
-        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[KeyedRead, _Pending]] = (
+        #: Keyed lookups per event loop and read: the batch forming, the recent load.
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[KeyedRead, _Turns]] = (
             weakref.WeakKeyDictionary()
         )
         self._warned: set[PreparedRead] = set()
@@ -202,23 +223,48 @@ class InlineReader:
 
     # -- keyed lookups, batched per turn of the loop ------------------------------------------------------------
 
+    def batches(self, read: KeyedRead) -> bool:
+        """Whether a lookup of ``read`` asked now joins this turn's batch (`fetch_keyed`) rather than reading alone
+        (`fetch` of ``read.one``): a batch is forming already, or the recent turns have had `BATCH_FROM` lookups
+        or more, or this one has had more. Every lookup asked counts for its turn."""
+        loop = asyncio.get_running_loop()
+        turns = self._turns_of(loop, read)
+        turns.seen += 1
+        if not turns.counting:
+            turns.counting = True
+            loop.call_soon(self._end_turn, turns)
+        return turns.pending is not None or turns.load >= BATCH_FROM or turns.seen > BATCH_FROM
+
+    def _turns_of(self, loop: asyncio.AbstractEventLoop, read: KeyedRead) -> _Turns:
+        reads = self._turns.get(loop)
+        if reads is None:
+            reads = self._turns[loop] = {}
+        turns = reads.get(read)
+        if turns is None:
+            turns = reads[read] = _Turns()
+        return turns
+
+    @staticmethod
+    def _end_turn(turns: _Turns) -> None:
+        turns.load = (turns.load + turns.seen) / 2
+        turns.seen = 0
+        turns.counting = False
+
     async def fetch_keyed(self, read: KeyedRead, key: Any) -> list[ReadRow] | None:
         """``read.one``'s rows for ``key``, read with the other lookups of ``read`` asked in this turn of the loop
         (see the module docstring); ``None`` when this lookup must read alone through `fetch`'s path."""
         loop = asyncio.get_running_loop()
-        reads = self._pending.get(loop)
-        if reads is None:
-            reads = self._pending[loop] = {}
-        pending = reads.get(read)
+        turns = self._turns_of(loop, read)
+        pending = turns.pending
         if pending is None:
-            pending = reads[read] = {}
-            loop.call_soon(self._run_batch, reads, read)
+            pending = turns.pending = {}
+            loop.call_soon(self._run_batch, turns, read)
         future: asyncio.Future[list[ReadRow] | None] = loop.create_future()
         pending.setdefault(key, []).append(future)
         return await future
 
-    def _run_batch(self, reads: dict[KeyedRead, _Pending], read: KeyedRead) -> None:
-        pending = reads.pop(read, {})
+    def _run_batch(self, turns: _Turns, read: KeyedRead) -> None:
+        pending, turns.pending = turns.pending or {}, None
         waiting = {key: live for key, futures in pending.items() if (live := [f for f in futures if not f.done()])}
         keys = list(waiting)
         for start in range(0, len(keys), read.batch_limit):
@@ -363,4 +409,4 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-__all__ = ["DEFAULT_STEP_BUDGET", "InlineReader"]
+__all__ = ["BATCH_FROM", "DEFAULT_STEP_BUDGET", "InlineReader"]

@@ -32,8 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 
 from gateway.storage import Database, KeyedRead, PreparedRead
-from gateway.storage.inline import InlineReader
+from gateway.storage.inline import BATCH_FROM, InlineReader
 from gateway.storage.pgread import PostgresReader
+from gateway.storage.prepared import ReadRow
 from tests.gateway.storage.test_prepared_reads import _scratch_tables, tags, things
 
 KINDS = bindparam("kinds", type_=ARRAY(String))
@@ -144,9 +145,14 @@ async def test_concurrent_lookups_get_what_fetch_gives_each_key(database: Databa
         assert database.pg_reader.served - queries == 3 and database.pg_reader.deferred == 0
         assert not database.pg_reader._for_loop().batches[BY_KIND].pending
     else:
+        # The first BATCH_FROM lookups of the turn read alone; the others together, in statements of at most 64.
         inline = _inline(database)
-        assert inline.served - statements == 3 and inline.deferred == 0, "64 + 64 + 25 keys, three statements"
-        assert inline.batched == 153
+        assert inline.served - statements == BATCH_FROM + 3 and inline.deferred == 0
+        # The next such turn goes together from its first lookup: 64 + 64 + 25 keys, three statements.
+        statements, batched = inline.served, inline.batched
+        again = await asyncio.gather(*(database.fetch_keyed(BY_KIND, key) for key in keys))
+        assert [[tuple(r) for r in rows] for rows in again] == [expected[key] for key in keys]
+        assert (inline.served - statements, inline.batched - batched) == (3, 153)
     # One at a time, each its own query, answered as soon as it is asked.
     for key in ("k", "nothing", "kind-5"):
         assert [tuple(r) for r in await database.fetch_keyed(BY_KIND, key)] == expected[key]
@@ -283,24 +289,44 @@ async def test_lookups_asked_as_the_reader_closes_are_answered(database: Databas
     assert [[r.id for r in rows] for rows in await asyncio.gather(*lookups)] == [["a", "a", "b"], ["c"]]
 
 
-async def test_sqlite_reads_a_lone_lookup_by_itself_and_a_turns_lookups_together(database: Database) -> None:
+async def _burst(db: Database, read: KeyedRead, keys: list[str]) -> list[list[ReadRow]]:
+    """Lookups asked in one turn of the loop (tasks started together)."""
+    return await asyncio.gather(*(db.fetch_keyed(read, key) for key in keys))
+
+
+async def test_sqlite_reads_lone_lookups_alone_and_a_busy_turns_lookups_together(database: Database) -> None:
     await _scratch_tables(database)
     await _more_things(database, 5)
     inline = _inline(database)
     served, batched = inline.served, inline.batched
-    assert [r.id for r in await database.fetch_keyed(BY_KIND, "k")] == ["a", "a", "b"]
-    assert (inline.served - served, inline.batched - batched) == (1, 0), "alone: the one-key form"
-    # Asked in one turn (tasks started together): one statement, padded from 3 keys to 4.
-    lookups = [asyncio.create_task(database.fetch_keyed(BY_KIND, key)) for key in ("k", "kind-4", "none", "k")]
-    answers = await asyncio.gather(*lookups)
-    assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["t4-0"], [], ["a", "a", "b"]]
-    assert (inline.served - served, inline.batched - batched) == (2, 3)
-    assert answers[0] is not answers[3]
+    for _ in range(5):  # one at a time (a turn of the loop each): each its own statement at once, never a batch
+        assert [r.id for r in await database.fetch_keyed(BY_KIND, "k")] == ["a", "a", "b"]
+        await asyncio.sleep(0)
+    assert (inline.served - served, inline.batched - batched) == (5, 0)
+    assert inline._turns_of(asyncio.get_running_loop(), BY_KIND).pending is None
+    # A burst: the first BATCH_FROM lookups of the turn read alone, the others together (4 distinct keys, 1 statement).
+    keys = ["k", "kind-4", "none", "k", "kind-4", "kind-1", "other", "none"]
+    answers = await _burst(database, BY_KIND, keys)
+    expected = await _one_by_one(database, keys)
+    assert [[tuple(r) for r in rows] for rows in answers] == [expected[key] for key in keys]
+    assert expected["kind-4"] and expected["other"] and expected["none"] == []
+    served, batched = inline.served, inline.batched
+    # The turns are busy now: the next burst goes together from its first lookup (3 + 2 keys padded to 8).
+    answers = await _burst(database, BY_KIND, keys)
+    assert [[tuple(r) for r in rows] for rows in answers] == [expected[key] for key in keys]
+    assert (inline.served - served, inline.batched - batched) == (1, 5)
+    assert answers[0] is not answers[3], "each lookup gets a list of its own"
+    # Quiet again: after a few lone turns lookups read alone once more, without waiting for a turn.
+    for _ in range(5):
+        await database.fetch_keyed(BY_KIND, "k")
+        await asyncio.sleep(0)
+    assert inline.batches(BY_KIND) is False
 
 
 async def test_sqlite_leaves_out_a_lookup_cancelled_before_its_batch(database: Database) -> None:
     await _scratch_tables(database)
     inline = _inline(database)
+    await _burst(database, BY_KIND, ["k"] * (2 * BATCH_FROM))  # busy turns: the next lookups are batched
     batched = inline.batched
     gone = asyncio.create_task(database.fetch_keyed(BY_KIND, "other"))
     staying = [asyncio.create_task(database.fetch_keyed(BY_KIND, key)) for key in ("k", "nothing")]
@@ -323,16 +349,19 @@ async def test_sqlite_reads_alone_what_it_cannot_batch(database: Database, monke
         PreparedRead(columns.where(things.c.kind == any_(KINDS))),
         column="kind",
     )
+    keys = ["k", "other", "x", "k", "other", "x"]
     served, batched = inline.served, inline.batched
-    answers = await asyncio.gather(*(database.fetch_keyed(twice, key) for key in ("k", "other", "x")))
-    assert [[r.id for r in rows] for rows in answers] == [["a", "b", "hidden"], ["c"], []]
-    assert (inline.served - served, inline.batched - batched) == (3, 0)
+    for _ in range(2):
+        answers = await _burst(database, twice, keys)
+        assert [[r.id for r in rows] for rows in answers] == [["a", "b", "hidden"], ["c"], []] * 2
+    assert (inline.served - served, inline.batched - batched) == (12, 0)
     execute = inline._execute
 
     def busy_for_batches(query: PreparedRead, sql: str, arguments: list[object]) -> list[object] | None:
         return None if " IN (" in sql else execute(query, sql, arguments)
 
     monkeypatch.setattr(inline, "_execute", busy_for_batches)
-    answers = await asyncio.gather(*(database.fetch_keyed(BY_KIND, key) for key in ("k", "other", "none")))
-    assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["c"], []]
+    for _ in range(2):
+        answers = await _burst(database, BY_KIND, ["k", "other", "none", "k", "other", "none"])
+        assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["c"], []] * 2
     assert inline.batched == batched
