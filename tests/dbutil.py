@@ -79,6 +79,24 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         await db.dispose()
 
 
+#: A deployment's settings and its open database (`two_schemas`).
+Deployment = tuple[Settings, Database]
+
+
+@contextlib.asynccontextmanager
+async def two_schemas(database_url: str, data_dir: Path) -> AsyncIterator[tuple[Deployment, Deployment]]:
+    """Two deployments in two schemas of one PostgreSQL database (settings and an open `Database` each), both
+    migrated with empty tables — what shares the database server and must not share anything else."""
+    async with (
+        isolated_settings(database_url, data_dir / "a") as a,
+        isolated_settings(database_url, data_dir / "b") as b,
+        open_database(a) as one,
+        open_database(b) as other,
+    ):
+        assert a.database_schema != b.database_schema
+        yield (a, one), (b, other)
+
+
 @contextlib.asynccontextmanager
 async def migrated_database(settings: Settings) -> AsyncIterator[Database]:
     """A `Database` for ``settings``, migrated to the newest schema (a no-op when it is), disposed on exit."""

@@ -19,7 +19,7 @@ from gateway.events.jobs import running
 from gateway.events.tables import outbox_events, webhook_deliveries
 from gateway.settings import Settings
 from gateway.storage import Database, utcnow
-from tests.dbutil import isolated_settings, open_database
+from tests.dbutil import two_schemas
 from tests.gateway.events.receiver import receiver
 from tests.gateway.events.support import dispatcher, emit_many, loopback_settings, subscribe
 from tests.services import POSTGRES_URL, need
@@ -76,13 +76,7 @@ async def test_a_claim_left_by_a_dead_dispatcher_runs_out_and_is_delivered(
 async def test_a_fan_out_in_another_schema_of_the_database_does_not_hold_this_one_up(tmp_path: Path) -> None:
     """Advisory locks are database-wide: keyed without the schema, a deployment in another schema fanning out
     (here: holding its lock) made this one's fan-out skip its round (a test beside it once failed so)."""
-    url = need(POSTGRES_URL, "PostgreSQL")
-    async with (
-        isolated_settings(url, tmp_path / "a") as a,
-        isolated_settings(url, tmp_path / "b") as b,
-        open_database(a) as elsewhere,
-        open_database(b) as here,
-    ):
+    async with two_schemas(need(POSTGRES_URL, "PostgreSQL"), tmp_path) as ((a, elsewhere), (b, here)):
         settings = loopback_settings(b)
         await subscribe(here, settings, "http://127.0.0.1:9/hook")
         await emit_many(here, cases=2, per_case=1)

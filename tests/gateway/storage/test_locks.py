@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from gateway.storage.locks import lock_key, lock_space
-from tests.dbutil import isolated_settings, open_database
+from tests.dbutil import two_schemas
 from tests.services import POSTGRES_URL, need
 
 TRY_KEY = text(f"SELECT pg_try_advisory_xact_lock({lock_key('key')})")
@@ -18,14 +18,7 @@ SPACE = 0x6F77_7471
 
 
 async def test_a_lock_taken_in_one_schema_leaves_another_schema_free_and_its_own_held(tmp_path: Path) -> None:
-    url = need(POSTGRES_URL, "PostgreSQL")
-    async with (
-        isolated_settings(url, tmp_path / "a") as a,
-        isolated_settings(url, tmp_path / "b") as b,
-        open_database(a) as one,
-        open_database(b) as other,
-    ):
-        assert a.database_schema != b.database_schema
+    async with two_schemas(need(POSTGRES_URL, "PostgreSQL"), tmp_path) as ((_, one), (_, other)):
         for statement, params in ((TRY_KEY, {"key": KEY}), (TRY_SPACE, {"space": SPACE, "key": 20261206})):
             async with one.transaction() as holder:
                 assert (await holder.execute(statement, params)).scalar_one() is True
