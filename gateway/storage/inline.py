@@ -48,7 +48,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -66,8 +66,8 @@ _STEP_GRAIN = 1000
 #: Default budget of VM instructions (x `_STEP_GRAIN`) for one inline statement: ~1–3 ms of work; an indexed
 #: lookup of a case and its history needs well under one grain.
 DEFAULT_STEP_BUDGET = 100
-#: The expanding parameter of a keyed read's batch form (`_listed_statement`).
-_KEYS = "onewindow_keys"
+#: The parameters of a keyed read's batch form (`_listed_read`): onewindow_key_0, onewindow_key_1, …
+_KEYS = "onewindow_key"
 #: Lookups of one keyed read per turn of the loop (recent average, or so far in this turn) from which a turn's
 #: lookups are read together: a batched lookup waits one more turn of the loop (~10 µs of CPU), which a batch of
 #: one or two does not earn back — measured at 4 connections, batching every lookup cost 11 % more CPU per lookup.
@@ -90,20 +90,10 @@ class _Turns:
         self.load = 0.0
 
 
-class _ListedRead:
-    """A keyed read's batch form for one number of keys: SQL, arguments from the keys, the one-key form's rows."""
-
-    __slots__ = ("arguments", "convert", "sql")
-
-    def __init__(self, sql: str, arguments: Callable[[Sequence[Any]], list[Any]], convert: Any) -> None:
-        self.sql = sql
-        self.arguments = arguments
-        self.convert = convert
-
-
-def _listed_statement(read: KeyedRead) -> tuple[Select[Any], Any] | None:
-    """``read.one`` with its ``column = :key`` as ``column IN (:onewindow_keys)`` (expanding), and the key's bind
-    processor type; ``None`` when the key appears anywhere else (no batch form: each lookup reads alone)."""
+def _listed_read(read: KeyedRead, size: int) -> PreparedRead | None:
+    """``read.one`` with its ``column = :key`` as ``column IN (:onewindow_key_0, …)`` for ``size`` keys — a
+    `PreparedRead` like any other, compiled and run by `InlineReader.fetch`; ``None`` when the key appears anywhere
+    else in the statement (no batch form: each lookup reads alone)."""
     found: list[Any] = []
 
     def replace(element: Any, **_: Any) -> Any:
@@ -113,19 +103,20 @@ def _listed_statement(read: KeyedRead) -> tuple[Select[Any], Any] | None:
             and isinstance(element.right, BindParameter)
             and element.right.key == read.key
         ):
-            found.append(element.right.type)
-            return element.left.in_(bindparam(_KEYS, expanding=True))
+            found.append(element)
+            return element.left.in_([bindparam(_key_name(i), type_=element.right.type) for i in range(size)])
         return None
 
     options: dict[str, Any] = {}
     statement = cast("Select[Any]", visitors.replacement_traverse(read.one.statement, options, replace))
-    if len(found) != 1 or any(not bind.unique and bind.key == read.key for bind in _binds(statement)):
+    if len(found) != 1:
         return None
-    return statement, found[0]
+    listed = PreparedRead(statement, name=f"{read.name}[{size}]", step_budget=read.one.step_budget)
+    return None if read.key in listed.required | listed.optional else listed
 
 
-def _binds(statement: Select[Any]) -> list[BindParameter[Any]]:
-    return list(statement.compile().binds.values())
+def _key_name(index: int) -> str:
+    return f"{_KEYS}_{index}"
 
 
 class _Slot:
@@ -155,7 +146,7 @@ class InlineReader:
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
         self._forms: dict[PreparedRead, CompiledRead | None] = {}
-        self._listed: dict[tuple[KeyedRead, int], _ListedRead | None] = {}
+        self._listed: dict[tuple[KeyedRead, int], PreparedRead | None] = {}
         #: Keyed lookups per event loop and read: the batch forming, the recent load.
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[KeyedRead, _Turns]] = (
             weakref.WeakKeyDictionary()
@@ -181,22 +172,13 @@ class InlineReader:
 
     def fetch(self, query: PreparedRead, params: Mapping[str, Any]) -> list[ReadRow] | None:
         """The rows of ``query``, read on this thread; ``None`` when it must go the aiosqlite way instead."""
-        form = self._form(query)
+        try:
+            form = self._forms[query]
+        except KeyError:
+            form = self._forms[query] = query.compiled_form(self.dialect)
         if form is None:
             self.deferred += 1
             return None
-        raw = self._execute(query, form.sql, form.arguments(params))
-        return None if raw is None else form.convert(raw)
-
-    def _form(self, query: PreparedRead) -> CompiledRead | None:
-        try:
-            return self._forms[query]
-        except KeyError:
-            form = self._forms[query] = query.compiled_form(self.dialect)
-            return form
-
-    def _execute(self, query: PreparedRead, sql: str, arguments: Sequence[Any]) -> list[Any] | None:
-        """The raw rows of one statement on this thread's connection; ``None`` (counted deferred) when it cannot."""
         slot = self._slots.get(threading.get_ident()) or self._open()
         if slot is None:
             self.deferred += 1
@@ -204,8 +186,9 @@ class InlineReader:
         # The progress handler stops the statement after ``self.step_budget`` grains; a query with a budget of its
         # own starts its count that much lower (or higher).
         slot.steps = 0 if query.step_budget is None else self.step_budget - query.step_budget
+        arguments = form.arguments(params)
         try:
-            cursor = slot.conn.execute(sql, arguments)
+            cursor = slot.conn.execute(form.sql, arguments)
             try:
                 raw = cursor.fetchall()
             finally:
@@ -219,7 +202,7 @@ class InlineReader:
                 log.warning("%s exceeded the inline read budget; it runs on the database thread", query.name)
             return None
         self.served += 1
-        return raw
+        return form.convert(raw)
 
     # -- keyed lookups, batched per turn of the loop ------------------------------------------------------------
 
@@ -286,67 +269,25 @@ class InlineReader:
         if len(keys) == 1:
             rows = self.fetch(read.one, {read.key: keys[0]})
             return None if rows is None else {keys[0]: rows}
-        size = 1 << (len(keys) - 1).bit_length()  # padded to a power of two: few compiled forms
-        listed = self._listed_form(read, min(size, read.batch_limit))
+        size = min(1 << (len(keys) - 1).bit_length(), read.batch_limit)  # a power of two: few compiled forms
+        try:
+            listed = self._listed[(read, size)]
+        except KeyError:
+            listed = self._listed[(read, size)] = _listed_read(read, size)
         if listed is None:
             return None
-        raw = self._execute(read.one, listed.sql, listed.arguments(keys))
-        if raw is None:
+        last = len(keys) - 1
+        rows = self.fetch(listed, {_key_name(i): keys[min(i, last)] for i in range(size)})  # padded: the last key
+        if rows is None:
             return None
         answers: dict[Any, list[ReadRow]] = {key: [] for key in keys}
         index = read.index
-        for row in listed.convert(raw):
-            rows = answers.get(row[index])
-            if rows is not None:
-                rows.append(row)
+        for row in rows:
+            found = answers.get(row[index])
+            if found is not None:
+                found.append(row)
         self.batched += len(keys)
         return answers
-
-    def _listed_form(self, read: KeyedRead, size: int) -> _ListedRead | None:
-        try:
-            return self._listed[(read, size)]
-        except KeyError:
-            form = self._listed[(read, size)] = self._compile_listed(read, size)
-            return form
-
-    def _compile_listed(self, read: KeyedRead, size: int) -> _ListedRead | None:
-        one = self._form(read.one)
-        listed = _listed_statement(read)
-        if one is None or listed is None:
-            return None
-        statement, key_type = listed
-        dialect = self.dialect
-        compiled = statement.params({_KEYS: [None] * size}).compile(
-            dialect=dialect, compile_kwargs={"render_postcompile": True}
-        )
-        if compiled.positiontup is None:
-            return None
-        key_processor = key_type.dialect_impl(dialect).bind_processor(dialect)
-        #: Per position: the key's index, or a constant already processed.
-        slots: list[tuple[int, Any]] = []
-        prefix = f"{_KEYS}_"
-        for name in compiled.positiontup:
-            if name.startswith(prefix):
-                slots.append((int(name[len(prefix) :]) - 1, None))
-                continue
-            bind = compiled.binds.get(name)
-            if bind is None or not bind.unique or bind.callable is not None:
-                return None
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            slots.append((-1, processor(bind.value) if processor is not None else bind.value))
-
-        def arguments(keys: Sequence[Any]) -> list[Any]:
-            last = keys[-1]
-            out = []
-            for index, constant in slots:
-                if index < 0:
-                    out.append(constant)
-                    continue
-                key = keys[index] if index < len(keys) else last  # the padding repeats the last key
-                out.append(key_processor(key) if key_processor is not None else key)
-            return out
-
-        return _ListedRead(compiled.string, arguments, one.convert)
 
     def _open(self) -> _Slot | None:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 from sqlalchemy import (
@@ -355,12 +355,12 @@ async def test_sqlite_reads_alone_what_it_cannot_batch(database: Database, monke
         answers = await _burst(database, twice, keys)
         assert [[r.id for r in rows] for rows in answers] == [["a", "b", "hidden"], ["c"], []] * 2
     assert (inline.served - served, inline.batched - batched) == (12, 0)
-    execute = inline._execute
+    fetch = inline.fetch
 
-    def busy_for_batches(query: PreparedRead, sql: str, arguments: list[object]) -> list[object] | None:
-        return None if " IN (" in sql else execute(query, sql, arguments)
+    def busy_for_batches(query: PreparedRead, params: Mapping[str, object]) -> list[ReadRow] | None:
+        return fetch(query, params) if query is BY_KIND.one else None  # the batch form (… IN …): busy
 
-    monkeypatch.setattr(inline, "_execute", busy_for_batches)
+    monkeypatch.setattr(inline, "fetch", busy_for_batches)
     for _ in range(2):
         answers = await _burst(database, BY_KIND, ["k", "other", "none", "k", "other", "none"])
         assert [[r.id for r in rows] for rows in answers] == [["a", "a", "b"], ["c"], []] * 2
